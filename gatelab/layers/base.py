@@ -1,0 +1,72 @@
+"""The token-mixer protocol (DESIGN §3), the probe through which analysis reads internals, and config helpers."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, from_dict
+
+
+class Probe(nn.Identity):
+    """An identity module that layers call on internal quantities (gate scores, attention probabilities).
+
+    Analysis code registers forward hooks on probes to read those quantities without editing layers. A layer
+    computes a probed quantity that it does not otherwise need (attention probabilities) only while ``active``.
+    """
+
+    @property
+    def active(self) -> bool:
+        return bool(self._forward_hooks)
+
+
+def build_config(cls: type, owner: str, **options: Any) -> Any:
+    """Build ``cls`` (a mixer's Config dataclass) from keyword options with a clear error for unknown keys."""
+    try:
+        return from_dict(cls, options, where=owner)
+    except ConfigError:
+        raise
+    except TypeError as e:  # a required field is missing
+        names = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise ConfigError(f"{owner}: {e}; valid options: {names}") from None
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition``: for construction-time checks of layer options."""
+    if not condition:
+        raise ConfigError(message)
+
+
+class TokenMixer(nn.Module):
+    """A layer that mixes information across time.
+
+    Subclasses implement ``forward(x, state=None) -> (y, state)`` with x, y ``[B, T, d_model]``,
+    ``init_state(batch_size)`` (the state before any token) and ``state_size(seq_len)`` (floats held per
+    sequence after seq_len tokens). Calling forward on a prefix and then on the rest with the returned state
+    equals one call on the whole sequence, and equals T calls of ``step`` on single tokens.
+    """
+
+    description: str = ""
+    paper: str = ""
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+        """Process a few new tokens ``[B, T, d_model]`` given the state: the decoding path."""
+        return self.forward(x, state)
+
+    def init_state(self, batch_size: int) -> Any:
+        raise NotImplementedError
+
+    def state_size(self, seq_len: int) -> int:
+        raise NotImplementedError
+
+    def expected_num_params(self) -> int:
+        """The parameter count from the formula in the class docstring (tests check it against the modules)."""
+        raise NotImplementedError
+
+    def _param_like(self) -> torch.Tensor:
+        return next(self.parameters())

@@ -1,0 +1,180 @@
+"""Softmax attention (``attn``) and gated softmax attention (``gated_attn``) token mixers."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...config import from_dict
+from ...ops.softmax_attn import sdpa_attention, softmax_attention
+from ...registry import MIXERS
+from ..base import Probe, TokenMixer, build_config, require
+from ..rope import RotaryEmbedding
+from .gates import AttentionGate, GateOptions
+
+
+@dataclass
+class KVCache:
+    """The state of a softmax-attention layer: keys ``[B, T, Hkv, D]`` and values ``[B, T, Hkv, D]`` so far."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return self.k.shape[1]
+
+
+@dataclass(kw_only=True)
+class AttentionConfig:
+    """Options of ``attn``. ``n_kv_heads`` < ``n_heads`` is grouped-query attention; ``head_dim`` defaults to
+    ``d_model // n_heads``. ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches to the clipped softmax of
+    Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives ``gamma = -alpha / T``)."""
+
+    d_model: int
+    n_heads: int = 4
+    n_kv_heads: int | None = None
+    head_dim: int | None = None
+    qk_norm: bool = False
+    rope: bool = True
+    rope_base: float = 10000.0
+    clip_gamma: float = 0.0
+    clip_zeta: float = 1.0
+
+
+@MIXERS.register("attn")
+class SoftmaxAttention(TokenMixer):
+    """Causal multi-head softmax attention with RoPE, GQA, optional QK-norm and a KV-cache state.
+
+    Vaswani et al. 2017 (arXiv 1706.03762); GQA: Ainslie et al. 2023; QK-norm as in Qwen3.
+    Input and output ``[B, T, d_model]``. Parameters:
+    ``d_model * H * D`` (q_proj) + ``2 * d_model * Hkv * D`` (k_proj, v_proj) + ``H * D * d_model`` (o_proj)
+    + ``2 * D`` with QK-norm. The attention probabilities ``[B, H, Tq, Tk]`` pass through ``attn_probe``
+    (formed only while a hook is registered there, or with the clipped softmax).
+    """
+
+    description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
+    paper = "Vaswani et al. 2017, arXiv 1706.03762"
+    Config = AttentionConfig
+
+    def __init__(self, d_model: int, **options):
+        super().__init__()
+        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
+        require(cfg.n_heads >= 1 and cfg.n_kv_heads >= 1, f"n_heads and n_kv_heads must be >= 1; got {cfg.n_heads}, {cfg.n_kv_heads}")
+        if cfg.head_dim is None:
+            require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
+                    "choose n_heads dividing d_model or set head_dim")
+            cfg.head_dim = d_model // cfg.n_heads
+        require(cfg.n_heads % cfg.n_kv_heads == 0,
+                f"n_heads={cfg.n_heads} must be a multiple of n_kv_heads={cfg.n_kv_heads}")
+        require(not cfg.rope or cfg.head_dim % 2 == 0, f"RoPE needs an even head_dim; got {cfg.head_dim}")
+        require(cfg.clip_gamma <= 0 and cfg.clip_zeta >= 1,
+                f"clipped softmax needs clip_gamma <= 0 and clip_zeta >= 1; got {cfg.clip_gamma}, {cfg.clip_zeta}")
+        self.config = cfg
+        H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(d_model, H * D, bias=False)
+        self.k_proj = nn.Linear(d_model, Hkv * D, bias=False)
+        self.v_proj = nn.Linear(d_model, Hkv * D, bias=False)
+        self.o_proj = nn.Linear(H * D, d_model, bias=False)
+        self.q_norm = nn.RMSNorm(D) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(D) if cfg.qk_norm else None
+        self.rope = RotaryEmbedding(D, cfg.rope_base) if cfg.rope else None
+        self.attn_probe = Probe()
+
+    @property
+    def clipped(self) -> bool:
+        return self.config.clip_gamma != 0.0 or self.config.clip_zeta != 1.0
+
+    def _gate(self, position: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Hook for gated subclasses: ungated attention leaves every tensor as it is."""
+        return y
+
+    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        cfg = self.config
+        B, T, _ = x.shape
+        q = self._gate("g4", self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim), x)     # (B, T, H, D)
+        k = self._gate("g3", self.k_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
+        v = self._gate("g2", self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        offset = 0 if state is None else state.length
+        if self.rope is not None:
+            q, k = self.rope(q, offset), self.rope(k, offset)
+        if state is not None:
+            k = torch.cat([state.k, k], dim=1)                                             # (B, Tk, Hkv, D)
+            v = torch.cat([state.v, v], dim=1)
+        if self.clipped or self.attn_probe.active:
+            o, probs = softmax_attention(q, k, v, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta)
+            self.attn_probe(probs)
+        else:
+            o, _ = sdpa_attention(q, k, v)                                                 # (B, T, H, D)
+        o = self._gate("g1", o, x)
+        y = self.o_proj(o.reshape(B, T, cfg.n_heads * cfg.head_dim))                      # (B, T, d_model)
+        y = self._gate("g5", y.unsqueeze(2), x).squeeze(2)
+        return y, KVCache(k, v)
+
+    def init_state(self, batch_size: int) -> KVCache:
+        p = self._param_like()
+        empty = p.new_zeros(batch_size, 0, self.config.n_kv_heads, self.config.head_dim)
+        return KVCache(empty, empty.clone())
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * seq_len * self.config.n_kv_heads * self.config.head_dim
+
+    def expected_num_params(self) -> int:
+        c = self.config
+        return (c.d_model * c.n_heads * c.head_dim + 2 * c.d_model * c.n_kv_heads * c.head_dim
+                + c.n_heads * c.head_dim * c.d_model + (2 * c.head_dim if c.qk_norm else 0))
+
+
+@dataclass(kw_only=True)
+class GatedAttentionConfig(AttentionConfig):
+    """Options of ``gated_attn``: those of ``attn`` plus the gate (``GateOptions``, each field prefixed
+    ``gate_``)."""
+
+    gate_position: str = "g1"
+    gate_granularity: str = "elementwise"
+    gate_sharing: str = "head_specific"
+    gate_mode: str = "multiplicative"
+    gate_activation: str = "sigmoid"
+    gate_source: str = "linear"
+    gate_init_prob: float | None = None
+
+    def gate_options(self) -> GateOptions:
+        fields = {f.name: getattr(self, "gate_" + f.name) for f in dataclasses.fields(GateOptions)}
+        return from_dict(GateOptions, fields, where="gated_attn.gate")
+
+
+@MIXERS.register("gated_attn")
+class GatedAttention(SoftmaxAttention):
+    """Softmax attention with a gate (Qiu et al. 2025, "Gated Attention for LLMs", arXiv 2505.06708).
+
+    Default: G1, elementwise, head-specific, sigmoid, multiplicative, as in Qwen3-Next:
+    ``o_proj(SDPA(q, k, v) * sigmoid(x W_g))``. Every variant of ``GateOptions`` is available, including the
+    conditional per-head gate of Quantizable Transformers (``gate_source='per_head'``,
+    ``gate_granularity='headwise'``, ``gate_init_prob=pi_init``). Parameters: those of ``attn`` plus the
+    gate's (``AttentionGate``), whose target at G1/G4 is ``H x D``, at G2/G3 ``Hkv x D``, at G5 ``1 x d_model``;
+    e.g. elementwise G1 adds ``d_model * H * D`` and headwise G1 adds ``d_model * H``. The gate scores pass
+    through ``gate.probe``.
+    """
+
+    description = "softmax attention with an output gate (G1..G5, elementwise/headwise, ...)"
+    paper = "Qiu et al. 2025, arXiv 2505.06708; Bondarenko et al. 2023, arXiv 2306.12929"
+    Config = GatedAttentionConfig
+
+    def __init__(self, d_model: int, **options):
+        super().__init__(d_model, **options)
+        opts = self.config.gate_options()
+        c = self.config
+        n, d = {"g1": (c.n_heads, c.head_dim), "g4": (c.n_heads, c.head_dim), "g2": (c.n_kv_heads, c.head_dim),
+                "g3": (c.n_kv_heads, c.head_dim), "g5": (1, d_model)}[opts.position]
+        self.gate = AttentionGate(d_model, n, d, opts)
+
+    def _gate(self, position: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(y, x) if position == self.gate.opts.position else y
+
+    def expected_num_params(self) -> int:
+        return super().expected_num_params() + self.gate.expected_num_params(self.config.d_model)

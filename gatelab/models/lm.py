@@ -1,0 +1,147 @@
+"""DecoderLM: embedding -> blocks (per-layer mixer schedule) -> final norm -> LM head; with stateful generation."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import layers  # noqa: F401  (registers the mixers)
+from ..config import ConfigError
+from ..layers.norm import build_norm
+from ..registry import CHANNEL_MIXERS, MIXERS
+from .block import Block
+
+
+@dataclass(kw_only=True)
+class ModelConfig:
+    """A decoder-only language model.
+
+    mixer: one registry key, or a comma-separated schedule tiled over the layers (``"gla,gla,gla,gated_attn"``).
+    mixer_options: per mixer key, extra options for that mixer (``{"gated_attn": {"gate_granularity": "headwise"}}``);
+        every mixer also receives ``d_model`` and ``n_heads``.
+    channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
+    """
+
+    vocab_size: int = 512
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    mixer: str = "attn"
+    mixer_options: dict[str, dict] = field(default_factory=dict)
+    channel: str = "swiglu"
+    d_ff: int = 0
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    max_seq_len: int = 4096
+
+    def schedule(self) -> list[str]:
+        """The mixer key of each layer."""
+        keys = [k.strip() for k in self.mixer.split(",") if k.strip()]
+        if not keys:
+            raise ConfigError("model.mixer is empty; give a mixer key or a comma-separated schedule")
+        if len(keys) > self.n_layers or self.n_layers % len(keys):
+            raise ConfigError(f"model.mixer schedule {keys} (length {len(keys)}) must divide n_layers={self.n_layers}")
+        for key in keys:
+            MIXERS.get(key)
+        return [keys[i % len(keys)] for i in range(self.n_layers)]
+
+
+@dataclass
+class LMOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None
+    states: list[Any] | None = None
+
+
+class DecoderLM(nn.Module):
+    """A pre-norm decoder LM over any schedule of registered token mixers.
+
+    ``forward(input_ids [B, T], labels=None, states=None, step=False)`` returns logits ``[B, T, vocab]``, the
+    mean cross-entropy over labels != -100 (labels aligned with the inputs: position t predicts labels[t]), the
+    summed auxiliary loss of the channel mixers, and the per-layer mixer states.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        schedule = config.schedule()
+        unused = sorted(set(config.mixer_options) - set(schedule))
+        if unused:
+            raise ConfigError(f"model.mixer_options names {unused}, which are not in the schedule {sorted(set(schedule))}")
+        if config.channel != "none":
+            CHANNEL_MIXERS.get(config.channel)
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.blocks = nn.ModuleList(
+            Block(
+                MIXERS.get(key)(config.d_model, n_heads=config.n_heads, **config.mixer_options.get(key, {})),
+                None if config.channel == "none" else CHANNEL_MIXERS.get(config.channel)(config.d_model, config.d_ff or None),
+                lambda: build_norm(config.norm, config.d_model, config.norm_eps),
+            )
+            for key in schedule
+        )
+        self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
+        self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
+        if config.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def init_states(self, batch_size: int) -> list[Any]:
+        return [block.mixer.init_state(batch_size) for block in self.blocks]
+
+    def state_size(self, seq_len: int) -> int:
+        """Floats held per sequence by all token mixers after seq_len tokens."""
+        return sum(block.mixer.state_size(seq_len) for block in self.blocks)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, states: list[Any] | None = None,
+                step: bool = False) -> LMOutput:
+        if input_ids.shape[1] > self.config.max_seq_len:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds model.max_seq_len={self.config.max_seq_len}")
+        x = self.embed(input_ids)
+        states = states if states is not None else [None] * len(self.blocks)
+        new_states = []
+        for block, state in zip(self.blocks, states):
+            x, state = block(x, state, step=step)
+            new_states.append(state)
+        logits = self.head(self.norm(x))
+        aux = [a for a in (b.aux_loss() for b in self.blocks) if a is not None]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        return LMOutput(logits, loss, torch.stack(aux).sum() if aux else None, new_states)
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue ``input_ids [B, T]`` by max_new_tokens: prefill once, then one decoding step per token with
+        each mixer's state (KV cache or recurrent state). ``temperature == 0`` is greedy; otherwise sampling,
+        optionally from the top_k logits. Returns ``[B, T + max_new_tokens]``."""
+        total = input_ids.shape[1] + max_new_tokens
+        if total > self.config.max_seq_len:
+            raise ValueError(f"prompt + new tokens = {total} exceeds model.max_seq_len={self.config.max_seq_len}")
+        out = self(input_ids)
+        tokens, states, logits = [input_ids], out.states, out.logits[:, -1]
+        for _ in range(max_new_tokens):
+            nxt = _pick(logits, temperature, top_k, generator)
+            tokens.append(nxt)
+            out = self(nxt, states=states, step=True)
+            states, logits = out.states, out.logits[:, -1]
+        return torch.cat(tokens, dim=1)
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
+    if temperature <= 0:
+        return logits.argmax(-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, -math.inf)
+    return torch.multinomial(logits.softmax(-1), 1, generator=generator)

@@ -1,0 +1,35 @@
+"""Helpers shared by the ops: input checks, compute dtype, padding to whole chunks."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def compute_dtype(x: torch.Tensor) -> torch.dtype:
+    """Recurrences and cumulative log gates run in float32, or float64 when the inputs are float64."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int]:
+    """Validate ``[B, T, H, K]`` q/k and ``[B, T, H, V]`` v; return ``(B, T, H, K, V)``."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"{name}: q, k, v must be [B, T, H, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if q.shape != k.shape:
+        raise ValueError(f"{name}: q and k must have the same shape; got {tuple(q.shape)} and {tuple(k.shape)}")
+    if v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"{name}: v must be [B, T, H, V] with q's B, T, H; got q {tuple(q.shape)}, v {tuple(v.shape)}")
+    B, T, H, K = q.shape
+    return B, T, H, K, v.shape[-1]
+
+
+def check_state(name: str, state: torch.Tensor | None, B: int, H: int, K: int, V: int) -> None:
+    if state is not None and tuple(state.shape) != (B, H, K, V):
+        raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {tuple(state.shape)}")
+
+
+def pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad dim 1 (time) of a ``[B, T, ...]`` tensor up to a multiple of ``multiple``."""
+    pad = (-x.shape[1]) % multiple
+    if pad == 0:
+        return x
+    return F.pad(x, (0, 0) * (x.dim() - 2) + (0, pad))

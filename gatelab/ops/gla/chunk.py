@@ -1,0 +1,125 @@
+"""Gated linear attention, chunkwise-parallel form built from matmuls, stable under strong decay.
+
+Legend: B batch, H heads, N chunks, C chunk size, P block pairs, b half-block size, K key dim, V value dim.
+Every ``exp`` below has a non-positive argument, so nothing overflows in float32 however strong the decay
+(the derivation is in README.md beside this file).
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from .._common import check_qkv, check_state, compute_dtype, pad_time
+
+SMALL = 8  # below this many rows per block, products are formed elementwise rather than by matmul
+
+
+def _levels(chunk_size: int) -> tuple[int, list[int]]:
+    """Halve the chunk while it is even: the (odd) base block size and each level's half-block size."""
+    halves, b = [], chunk_size
+    while b % 2 == 0:
+        b //= 2
+        halves.append(b)
+    return b, halves
+
+
+def _pair_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``(q k^T) v`` over the last two dims; elementwise for tiny blocks, where batched matmuls are slow on CPU."""
+    if q.shape[-2] >= SMALL:
+        return (q @ k.transpose(-1, -2)) @ v
+    scores = (q.unsqueeze(-2) * k.unsqueeze(-3)).sum(-1)                       # (..., b, b)
+    return (scores.unsqueeze(-1) * v.unsqueeze(-3)).sum(-2)                    # (..., b, V)
+
+
+def _base_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Tensor, base: int) -> torch.Tensor:
+    """The output from pairs inside each base block: the diagonal when base is 1, else elementwise log space."""
+    *lead, C, K = q.shape
+    if base == 1:
+        return (q * k).sum(-1, keepdim=True) * v                               # (B, H, N, C, V)
+    nb = C // base
+    qb, kb, Gb = (x.view(*lead, nb, base, K) for x in (q, k, G))               # (B, H, N, nb, base, K)
+    causal = torch.ones(base, base, dtype=torch.bool, device=q.device).tril()  # (base, base) j <= i
+    diff = (Gb.unsqueeze(-2) - Gb.unsqueeze(-3)).masked_fill(~causal.unsqueeze(-1), float("-inf"))
+    A = (qb.unsqueeze(-2) * kb.unsqueeze(-3) * diff.exp()).sum(-1)             # (B, H, N, nb, base, base)
+    return (A @ v.view(*lead, nb, base, -1)).view(*lead, C, -1)                # (B, H, N, C, V)
+
+
+def intra_chunk_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """The intra-chunk output ``o_i = sum_{j<=i} (sum_d q_id k_jd exp(G_id - G_jd)) v_j`` of every chunk.
+
+    q, k, G: ``[B, H, N, C, K]`` (G the inclusive cumulative log gate within the chunk); v: ``[B, H, N, C, V]``.
+    The chunk is halved recursively. At each level, the queries of every right half meet the keys of its left
+    half in one product after both are re-referenced to the right half's first gate G_r: ``q exp(G - G_r)`` and
+    ``k exp(G_r - G)``, both exponents <= 0 because G only decreases. Pairs inside the odd-sized base blocks
+    (single tokens for power-of-two chunks) are computed directly. Every (query, key) pair is counted once.
+    """
+    *lead, C, K = q.shape
+    V = v.shape[-1]
+    base, halves = _levels(C)
+    o = _base_output(q, k, v, G, base)                                         # (B, H, N, C, V)
+    for b in halves:
+        P = C // (2 * b)
+        q_left, q_right = q.view(*lead, P, 2, b, K).unbind(-3)                  # (B, H, N, P, b, K) each
+        k_left, _ = k.view(*lead, P, 2, b, K).unbind(-3)
+        G_left, G_right = G.view(*lead, P, 2, b, K).unbind(-3)
+        v_left, _ = v.view(*lead, P, 2, b, V).unbind(-3)                        # (B, H, N, P, b, V)
+        g_ref = G_right[..., :1, :]                                            # (B, H, N, P, 1, K)
+        right = _pair_output(q_right * (G_right - g_ref).exp(), k_left * (g_ref - G_left).exp(), v_left)
+        o_left, o_right = o.view(*lead, P, 2, b, V).unbind(-3)
+        o = torch.stack([o_left, o_right + right], dim=-3).view(*lead, C, V)   # (B, H, N, C, V)
+    return o
+
+
+def chunk_gla(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    g: torch.Tensor,
+    scale: float | None = None,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+    chunk_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Gated linear attention (Yang et al. 2023, arXiv 2312.06635), chunkwise parallel; equals ``recurrent_gla``.
+
+    Args:
+        q, k: ``[B, T, H, K]``.
+        v: ``[B, T, H, V]``.
+        g: ``[B, T, H, K]`` per-channel log forget gates (``<= 0``).
+        scale: multiplies q; default ``K ** -0.5``.
+        initial_state: ``[B, H, K, V]`` or None (zeros).
+        output_final_state: also return the state after the last token.
+        chunk_size: tokens per chunk (any positive integer; T need not be a multiple).
+
+    Returns:
+        ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
+    """
+    B, T, H, K, V = check_qkv("chunk_gla", q, k, v)
+    check_state("chunk_gla", initial_state, B, H, K, V)
+    if g.shape != q.shape:
+        raise ValueError(f"chunk_gla: g must be [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_gla: chunk_size must be a positive integer; got {chunk_size}")
+    dtype, ct = q.dtype, compute_dtype(q)
+    scale = K**-0.5 if scale is None else scale
+    C = chunk_size
+    # Padding appends tokens with k = v = 0 and g = 0: they add nothing and leave the state as it was.
+    q, k, v, g = (rearrange(pad_time(x.to(ct), C), "b (n c) h d -> b h n c d", c=C) for x in (q * scale, k, v, g))
+    G = g.cumsum(dim=-2)                                               # (B, H, N, C, K) inclusive, within chunk
+    G_last = G[..., -1:, :]                                            # (B, H, N, 1, K) decay over the whole chunk
+
+    o = intra_chunk_output(q, k, v, G)                                 # (B, H, N, C, V) intra-chunk part
+    k_to_end = k * (G_last - G).exp()                                  # (B, H, N, C, K) decay from token to chunk end
+    chunk_kv = k_to_end.transpose(-1, -2) @ v                          # (B, H, N, K, V) each chunk's own update
+    chunk_decay = G_last.squeeze(-2).exp().unsqueeze(-1)               # (B, H, N, K, 1)
+
+    h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
+    starts = []
+    for decay, kv in zip(chunk_decay.unbind(2), chunk_kv.unbind(2)):  # sequential over chunks, not tokens
+        starts.append(h)
+        h = decay * h + kv                                             # (B, H, K, V)
+    h_start = torch.stack(starts, dim=2)                               # (B, H, N, K, V) state entering each chunk
+    o = o + (q * G.exp()) @ h_start                                    # (B, H, N, C, V) inter-chunk part
+    o = rearrange(o, "b h n c v -> b (n c) h v")[:, :T]                # (B, T, H, V)
+    return o.to(dtype), (h if output_final_state else None)

@@ -1,0 +1,82 @@
+"""Softmax attention, reference form: materialised scores, masked softmax (standard or clipped), GQA.
+
+Legend: B batch, Tq query length, Tk key length, H query heads, Hkv key/value heads, D head dim, Dv value dim.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def clipped_softmax(scores: torch.Tensor, dim: int = -1, gamma: float = 0.0, zeta: float = 1.0) -> torch.Tensor:
+    """Clipped softmax (Bondarenko et al. 2023, "Quantizable Transformers", Eq. 4).
+
+    ``clip((zeta - gamma) * softmax(scores) + gamma, 0, 1)`` with stretch ``zeta >= 1`` and ``gamma <= 0``.
+    Probabilities below ``-gamma / (zeta - gamma)`` become exactly 0 (and get no gradient), so a head can
+    attend to nothing without pushing its logits to infinity. ``gamma = 0, zeta = 1`` is the plain softmax.
+    Rows are not renormalised after clipping.
+    """
+    if gamma > 0 or zeta < 1:
+        raise ValueError(f"clipped_softmax: needs gamma <= 0 and zeta >= 1; got gamma={gamma}, zeta={zeta}")
+    probs = scores.softmax(dim)
+    if gamma == 0.0 and zeta == 1.0:
+        return probs
+    return ((zeta - gamma) * probs + gamma).clamp(0.0, 1.0)
+
+
+def clip_gamma_for_length(alpha: float, seq_len: int) -> float:
+    """The length-generalising choice ``gamma = -alpha / T`` of Quantizable Transformers (alpha in [2, 4] works)."""
+    if alpha < 0 or seq_len < 1:
+        raise ValueError(f"clip_gamma_for_length: needs alpha >= 0 and seq_len >= 1; got {alpha}, {seq_len}")
+    return -alpha / seq_len
+
+
+def causal_mask(Tq: int, Tk: int, device: torch.device | None = None) -> torch.Tensor:
+    """``[Tq, Tk]`` boolean mask, True where query i (at absolute position Tk - Tq + i) may see key j."""
+    rows = torch.arange(Tq, device=device).unsqueeze(1) + (Tk - Tq)   # (Tq, 1) absolute query positions
+    return torch.arange(Tk, device=device).unsqueeze(0) <= rows        # (Tq, Tk)
+
+
+def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f"attention: q, k, v must be [B, T, H, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if k.shape[:3] != v.shape[:3] or q.shape[0] != k.shape[0] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f"attention: incompatible q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if q.shape[2] % k.shape[2] != 0:
+        raise ValueError(f"attention: query heads ({q.shape[2]}) must be a multiple of key/value heads ({k.shape[2]})")
+    if q.shape[1] > k.shape[1]:
+        raise ValueError(f"attention: more queries ({q.shape[1]}) than keys ({k.shape[1]})")
+
+
+def softmax_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    causal: bool = True,
+    gamma: float = 0.0,
+    zeta: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax attention with materialised probabilities (the reference, and the path for clipped softmax).
+
+    Args:
+        q: ``[B, Tq, H, D]``; k: ``[B, Tk, Hkv, D]``; v: ``[B, Tk, Hkv, Dv]`` with ``H % Hkv == 0`` (GQA) and
+            ``Tq <= Tk``: the queries are the last Tq positions (a KV cache holds the first ``Tk - Tq``).
+        scale: multiplies the scores; default ``D ** -0.5``.
+        causal: mask keys after each query's position.
+        gamma, zeta: clipped-softmax parameters (``clipped_softmax``); the defaults give the plain softmax.
+
+    Returns:
+        ``o`` ``[B, Tq, H, Dv]`` and the probabilities ``[B, H, Tq, Tk]``.
+    """
+    check_attention_inputs(q, k, v)
+    group = q.shape[2] // k.shape[2]
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    k = k.repeat_interleave(group, dim=2)                              # (B, Tk, H, D)
+    v = v.repeat_interleave(group, dim=2)                              # (B, Tk, H, Dv)
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale             # (B, H, Tq, Tk)
+    if causal:
+        scores = scores.masked_fill(~causal_mask(q.shape[1], k.shape[1], q.device), float("-inf"))
+    probs = clipped_softmax(scores, dim=-1, gamma=gamma, zeta=zeta)    # (B, H, Tq, Tk)
+    o = torch.einsum("bhqk,bkhd->bqhd", probs, v)                      # (B, Tq, H, Dv)
+    return o, probs

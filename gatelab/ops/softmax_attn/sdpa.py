@@ -1,0 +1,34 @@
+"""Softmax attention, fast form: ``torch.nn.functional.scaled_dot_product_attention`` in the [B, T, H, D] layout."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .ref import causal_mask, check_attention_inputs
+
+
+def sdpa_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    causal: bool = True,
+) -> tuple[torch.Tensor, None]:
+    """Softmax attention through PyTorch's fused SDPA (FlashAttention / memory-efficient / math backends).
+
+    Same arguments and semantics as ``softmax_attention`` with the plain softmax (GQA, ``Tq <= Tk`` with the
+    queries at the last positions). Returns ``o`` ``[B, Tq, H, Dv]`` and None (probabilities are not formed).
+    """
+    check_attention_inputs(q, k, v)
+    Tq, Tk = q.shape[1], k.shape[1]
+    mask, is_causal = None, False
+    if causal and Tq == Tk:
+        is_causal = True
+    elif causal and Tq > 1:
+        mask = causal_mask(Tq, Tk, q.device)                           # (Tq, Tk) bottom-right aligned
+    o = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),       # (B, H, T, D)
+        attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[2] != k.shape[2],
+    )
+    return o.transpose(1, 2), None                                     # (B, Tq, H, Dv)

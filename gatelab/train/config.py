@@ -1,0 +1,52 @@
+"""The configuration of one training run."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..models.lm import ModelConfig
+from ..tasks.mqar import MQARConfig
+from .optim import OptimConfig
+
+
+@dataclass(kw_only=True)
+class MQARTaskConfig:
+    """MQAR training data: one slice per ``(seq_len, num_kv_pairs)`` of the lists (zipped; a single
+    num_kv_pairs of 0 means ``seq_len // 16`` for each length, as in Zoology's (64,4), (128,8), (256,16))."""
+
+    vocab_size: int = 512
+    seq_lens: list[int] = field(default_factory=lambda: [64])
+    num_kv_pairs: list[int] = field(default_factory=lambda: [0])
+    train_examples: int = 20000
+    test_examples: int = 1000
+    power_a: float = 0.01
+    random_non_queries: bool = True
+
+    def slices(self, split: str) -> list[MQARConfig]:
+        pairs = self.num_kv_pairs if len(self.num_kv_pairs) > 1 else self.num_kv_pairs * len(self.seq_lens)
+        if len(pairs) != len(self.seq_lens):
+            raise ValueError(f"task.num_kv_pairs {self.num_kv_pairs} must have one entry or one per seq_len {self.seq_lens}")
+        n = self.train_examples if split == "train" else self.test_examples
+        return [
+            MQARConfig(vocab_size=self.vocab_size, seq_len=T, num_kv_pairs=P or max(1, T // 16),
+                       num_examples=max(1, n // len(self.seq_lens)), power_a=self.power_a,
+                       random_non_queries=self.random_non_queries)
+            for T, P in zip(self.seq_lens, pairs)
+        ]
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
+    ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``."""
+
+    task: Literal["mqar"] = "mqar"
+    mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(channel="none"))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 64
+    max_steps: int = 1000
+    eval_every: int = 200
+    target_accuracy: float = 0.99
+    seed: int = 0
+    device: str = "cpu"

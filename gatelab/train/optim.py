@@ -1,0 +1,47 @@
+"""AdamW with parameter groups, and the warmup + cosine learning-rate schedule."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    """AdamW and its schedule: linear warmup over ``warmup_frac`` of the steps, then cosine to
+    ``min_lr_ratio * lr``. ``grad_clip`` 0 disables clipping."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    warmup_frac: float = 0.1
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+
+
+def no_decay(name: str, param: nn.Parameter) -> bool:
+    """Norm weights, biases (gate biases included) and input-independent gate logits get no weight decay."""
+    return param.dim() < 2 or name.endswith(".bias") or name.endswith("gate.logits")
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (plain if no_decay(name, p) else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+
+
+def lr_at(step: int, total_steps: int, cfg: OptimConfig) -> float:
+    """Learning rate at ``step`` (0-based) of ``total_steps``."""
+    warmup = int(cfg.warmup_frac * total_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    floor = cfg.min_lr_ratio * cfg.lr
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

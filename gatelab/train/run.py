@@ -1,0 +1,83 @@
+"""Run folders: resolved config, provenance (git commit, versions, device), metrics.jsonl, atomic writes."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def git_commit() -> str:
+    """The commit of the source tree gatelab runs from (``+dirty`` if it has uncommitted changes), or 'unknown'."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device: str | torch.device) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Provenance recorded with every run and every benchmark row."""
+    import gatelab
+
+    return {
+        "git_commit": git_commit(),
+        "gatelab": gatelab.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": device_name(device),
+    }
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``model.safetensors``, ``result.json``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def start(self, config: dict[str, Any], device: str) -> None:
+        write_json_atomic(self.path / "config.json", config)
+        write_json_atomic(self.path / "meta.json", environment(device))
+        (self.path / "metrics.jsonl").write_text("")
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def finish(self, result: dict[str, Any]) -> None:
+        write_json_atomic(self.path / "result.json", result)
+
+    def result(self) -> dict[str, Any] | None:
+        """The finished run's result, or None if it never finished."""
+        path = self.path / "result.json"
+        return json.loads(path.read_text()) if path.exists() else None
