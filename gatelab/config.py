@@ -72,10 +72,8 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     types_ = _field_types(cls)
     unknown = sorted(set(data) - set(types_))
     if unknown:
-        prefix = f"{where}." if where else ""
-        raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r} for {cls.__name__}; valid keys: {', '.join(sorted(types_))}"
-        )
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise ConfigError(f"unknown config key {key!r} for {cls.__name__}; valid keys: {', '.join(sorted(types_))}")
     kwargs = {k: _check_value(f"{where}.{k}" if where else k, types_[k], v) for k, v in data.items()}
     return cls(**kwargs)
 

@@ -1,0 +1,130 @@
+"""The ``gatelab`` command: parse arguments, build configs, call train / report. Nothing else lives here."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import layers  # noqa: F401  (registers mixers)
+from .config import ConfigError, apply_overrides, from_dict, to_dict
+from .presets import preset
+from .registry import MIXERS
+from .report.compare import grid_fingerprint, print_summary, write_compare_report
+from .train.config import TrainConfig
+from .train.loop import train
+from .train.sweep import run_sweep
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
+
+
+def _names(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    for n in names:
+        MIXERS.get(n)
+    return names
+
+
+def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
+    table = Table(title="registered token mixers")
+    for col in ("key", "class", "description", "paper"):
+        table.add_column(col)
+    for key in MIXERS.names():
+        cls = MIXERS.get(key)
+        table.add_row(key, cls.__name__, cls.description, cls.paper)
+    console.print(table)
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    cfg = TrainConfig()
+    if args.config:
+        import json
+
+        cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
+    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={args.mixer}"] if args.mixer else [])
+                          + (args.set or []))
+    out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
+    result = train(cfg, out, progress=not args.no_progress)
+    final = result["final"]
+    console.print(f"[bold]{cfg.model.mixer}[/]: test accuracy {final['accuracy']:.4f} after {result['steps']} steps "
+                  f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
+    console.print(f"run folder: {out}")
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> None:
+    grid = preset("quick" if args.quick else args.preset)
+    if args.task != "mqar":
+        raise ConfigError(f"unknown task {args.task!r}; available: mqar")
+    grid.mixers = _names(args.mixers) if args.mixers else grid.mixers
+    grid.seq_lens = _ints(args.seq_lens) if args.seq_lens else grid.seq_lens
+    grid.d_models = _ints(args.d_models) if args.d_models else grid.d_models
+    grid.seeds = args.seeds or grid.seeds
+    grid.lrs = _floats(args.lrs) if args.lrs else grid.lrs
+    if args.steps:
+        grid.base.max_steps = args.steps
+    grid.base = apply_overrides(grid.base, args.set or [])
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
+    runs = grid.runs()
+    console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
+                  f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
+    records = run_sweep(runs, out, progress=not args.no_progress)
+    command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
+    paths = write_compare_report(records, grid, out, command)
+    print_summary(records, console)
+    console.print("report: " + ", ".join(str(p) for p in paths.values()))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatelab", description="Gated sequence mixers, compared side by side.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("mixers", help="list the registered token mixers")
+
+    p = sub.add_parser("train", help="train one model and leave a run folder")
+    p.add_argument("--task", default="mqar", help="task name (mqar)")
+    p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
+    p.add_argument("--config", help="a JSON TrainConfig to start from")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. model.d_model=64")
+    p.add_argument("--out", help="run folder (default runs/train-<mixer>-s<seed>)")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
+    p.add_argument("--preset", default="default", help="grid preset: default (minutes) or quick (seconds)")
+    p.add_argument("--quick", action="store_true", help="same as --preset quick")
+    p.add_argument("--task", default="mqar")
+    p.add_argument("--mixers", help="comma-separated mixer keys")
+    p.add_argument("--seq-lens", help="comma-separated sequence lengths")
+    p.add_argument("--d-models", help="comma-separated model widths")
+    p.add_argument("--seeds", type=int, help="number of seeds")
+    p.add_argument("--lrs", help="comma-separated learning rates (the best one per cell is reported)")
+    p.add_argument("--steps", type=int, help="training steps per run")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
+    p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
+    p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    console = Console()
+    try:
+        {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare}[args.command](args, console)
+    except (ConfigError, KeyError, ValueError) as e:
+        console.print(f"[red]error:[/] {e.args[0] if e.args else e}")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

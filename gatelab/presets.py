@@ -1,0 +1,58 @@
+"""Named grids for ``gatelab compare``: which mixers, lengths, widths, seeds and learning rates to run."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from .models.lm import ModelConfig
+from .train.config import MQARTaskConfig, TrainConfig
+from .train.sweep import SweepRun
+
+
+@dataclass(kw_only=True)
+class CompareGrid:
+    """A comparison grid. Each (mixer, d_model, seq_len, seed) cell is trained once per learning rate; the
+    report keeps the best learning rate per cell and seed, then gives mean and std over seeds (Zoology's
+    protocol). ``base`` holds everything else (steps, batch, data sizes, layers)."""
+
+    mixers: list[str]
+    seq_lens: list[int]
+    d_models: list[int]
+    seeds: int
+    lrs: list[float]
+    base: TrainConfig = field(default_factory=TrainConfig)
+
+    def runs(self) -> list[SweepRun]:
+        out = []
+        for mixer in self.mixers:
+            for d in self.d_models:
+                for T in self.seq_lens:
+                    for seed in range(self.seeds):
+                        for lr in self.lrs:
+                            cfg = copy.deepcopy(self.base)
+                            cfg.model.mixer, cfg.model.d_model, cfg.seed, cfg.optim.lr = mixer, d, seed, lr
+                            cfg.mqar.seq_lens = [T]
+                            coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
+                            out.append(SweepRun(f"{mixer}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
+        return out
+
+
+def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every: int = 100) -> TrainConfig:
+    return TrainConfig(
+        mqar=MQARTaskConfig(vocab_size=512, train_examples=train_examples, test_examples=1000),
+        model=ModelConfig(n_layers=2, n_heads=1, channel="none"),
+        batch_size=batch_size, max_steps=steps, eval_every=eval_every,
+    )
+
+
+def preset(name: str) -> CompareGrid:
+    """``default``: the main job (minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check."""
+    if name == "default":
+        return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[64, 128, 256], d_models=[64], seeds=2,
+                           lrs=[3e-3], base=_mqar_base(steps=600, train_examples=20000))
+    if name == "quick":
+        base = _mqar_base(steps=20, train_examples=256, batch_size=16, eval_every=10)
+        base.mqar.test_examples = 64
+        base.mqar.vocab_size = 64
+        return CompareGrid(mixers=["attn", "gla"], seq_lens=[16, 32], d_models=[16], seeds=1, lrs=[3e-3], base=base)
+    raise ValueError(f"unknown compare preset {name!r}; choose one of: default, quick")

@@ -1,0 +1,67 @@
+"""Run a list of configurations into one folder, skipping those already finished with the same config."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..config import to_dict
+from .config import TrainConfig
+from .loop import train
+from .run import RunDir
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep: a folder name, the coordinates it is reported under, and its config."""
+
+    name: str
+    coords: dict[str, Any]
+    config: TrainConfig
+
+
+def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The stored result if ``run_dir`` holds a finished run of exactly this config, else None."""
+    run = RunDir(run_dir)
+    result = run.result()
+    if result is None:
+        return None
+    stored = json.loads((run.path / "config.json").read_text())
+    expected = to_dict(config)
+    expected["model"]["vocab_size"], expected["model"]["max_seq_len"] = stored["model"]["vocab_size"], stored["model"]["max_seq_len"]
+    return result if stored == expected else None
+
+
+def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) -> list[dict[str, Any]]:
+    """Train every run under ``out_dir/runs/<name>`` (finished ones are read back, not redone).
+
+    Returns one flat record per run: its coordinates and its measured results.
+    """
+    out_dir = Path(out_dir)
+    records = []
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   disable=not progress)
+    with bar:
+        task = bar.add_task("sweep", total=len(runs))
+        for run in runs:
+            run_dir = out_dir / "runs" / run.name
+            bar.update(task, description=run.name)
+            result = finished_result(run_dir, run.config)
+            if result is None:
+                result = train(run.config, run_dir, progress=False)
+            final = result["final"]
+            records.append({
+                **run.coords,
+                "accuracy": final["accuracy"],
+                **{k: v for k, v in final.items() if k.startswith("accuracy/")},
+                "steps": result["steps"],
+                "num_params": result["num_params"],
+                "state_size": result["state_size"],
+                "tokens_per_second": result["tokens_per_second"],
+                "train_seconds": result["train_seconds"],
+            })
+            bar.advance(task)
+    return records

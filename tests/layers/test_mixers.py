@@ -1,0 +1,143 @@
+"""The harness every registered token mixer passes: causality, state continuation, finite gradients, params."""
+import itertools
+
+import pytest
+import torch
+
+from gatelab.config import ConfigError
+from gatelab.registry import MIXERS
+
+D_MODEL, N_HEADS, T = 16, 2, 11
+
+GATED_VARIANTS = [
+    dict(gate_position=p, gate_granularity=g, gate_sharing=s, gate_mode=m)
+    for p, g, s, m in itertools.product(("g1", "g2", "g3", "g4", "g5"), ("elementwise", "headwise"),
+                                        ("head_specific", "head_shared"), ("multiplicative", "additive"))
+] + [
+    dict(gate_activation=a) for a in ("silu", "ns_sigmoid", "identity")
+] + [
+    dict(gate_mode="additive", gate_activation="silu"),
+    dict(gate_source="constant"),
+    dict(gate_source="constant", gate_granularity="headwise", gate_init_prob=0.25),
+    dict(gate_source="per_head", gate_granularity="headwise", gate_init_prob=0.25),
+    dict(gate_source="linear", gate_granularity="headwise", gate_init_prob=0.25),
+    dict(gate_granularity="headwise", n_kv_heads=1, gate_position="g2"),
+    dict(clip_gamma=-0.05),
+]
+
+ATTN_VARIANTS = [dict(n_kv_heads=1), dict(qk_norm=True), dict(rope=False), dict(clip_gamma=-0.1, clip_zeta=1.1),
+                 dict(head_dim=6)]
+
+CASES = (
+    [pytest.param(key, {}, id=key) for key in MIXERS.names()]
+    + [pytest.param("attn", opts, id="attn-" + "-".join(f"{k}={v}" for k, v in opts.items())) for opts in ATTN_VARIANTS]
+    + [pytest.param("gated_attn", opts, id="gated_attn-" + "-".join(f"{v}" for v in opts.values()))
+       for opts in GATED_VARIANTS]
+    + [pytest.param("gla", dict(mode="recurrent"), id="gla-recurrent"),
+       pytest.param("gla", dict(chunk_size=4, expand_k=1.0), id="gla-chunk4-expand1")]
+)
+
+
+def build(key, opts):
+    return MIXERS.get(key)(D_MODEL, n_heads=N_HEADS, **opts).double()
+
+
+@pytest.mark.parametrize("key,opts", CASES)
+def test_state_continuation(key, opts):
+    mixer = build(key, opts)
+    x = torch.randn(2, T, D_MODEL, dtype=torch.float64)
+    with torch.no_grad():
+        y, _ = mixer(x)
+        y1, s = mixer(x[:, :4])
+        y2, _ = mixer(x[:, 4:], s)
+        steps, state = [], mixer.init_state(2)
+        for t in range(T):
+            y_t, state = mixer.step(x[:, t:t + 1], state)
+            steps.append(y_t)
+    torch.testing.assert_close(torch.cat([y1, y2], 1), y, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(torch.cat(steps, 1), y, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("key,opts", CASES)
+def test_causal_by_gradient(key, opts):
+    mixer = build(key, opts)
+    x = torch.randn(1, T, D_MODEL, dtype=torch.float64, requires_grad=True)
+    y, _ = mixer(x)
+    for t in (0, 5, T - 2):
+        (grad,) = torch.autograd.grad(y[:, t].sum(), x, retain_graph=True)
+        assert grad[:, t + 1:].abs().max() == 0, f"output {t} depends on later inputs"
+        assert grad[:, t].abs().max() > 0
+
+
+@pytest.mark.parametrize("key,opts", CASES)
+def test_finite_gradients_and_documented_param_count(key, opts):
+    mixer = build(key, opts)
+    x = torch.randn(2, T, D_MODEL, dtype=torch.float64)
+    y, _ = mixer(x)
+    assert y.shape == x.shape
+    y.square().mean().backward()
+    for name, p in mixer.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert sum(p.numel() for p in mixer.parameters()) == mixer.expected_num_params()
+
+
+@pytest.mark.parametrize("key", MIXERS.names())
+def test_state_size_and_description(key):
+    mixer = build(key, {})
+    assert mixer.description and mixer.paper
+    assert 0 < mixer.state_size(64) <= mixer.state_size(128)
+
+
+def test_documented_gate_parameter_counts():
+    d, H, D = 32, 4, 8
+    base = MIXERS.get("attn")(d, n_heads=H)
+    n = sum(p.numel() for p in base.parameters())
+    count = lambda **o: sum(p.numel() for p in MIXERS.get("gated_attn")(d, n_heads=H, **o).parameters()) - n  # noqa: E731
+    assert count() == d * H * D                                   # elementwise G1
+    assert count(gate_granularity="headwise") == d * H              # headwise G1
+    assert count(gate_position="g5") == d * d                       # dense-output G5
+    assert count(gate_source="per_head", gate_granularity="headwise") == H * (d // H + 1)
+
+
+def test_gate_init_prob_sets_initial_gate_and_probe_sees_it():
+    mixer = MIXERS.get("gated_attn")(16, n_heads=2, gate_source="per_head", gate_granularity="headwise",
+                                     gate_init_prob=0.25)
+    torch.nn.init.zeros_(mixer.gate.weight)
+    seen = []
+    mixer.gate.probe.register_forward_hook(lambda m, i, o: seen.append(o))
+    mixer(torch.randn(1, 5, 16))
+    torch.testing.assert_close(seen[0], torch.full((1, 5, 2, 1), 0.25))
+
+
+def test_attention_probe_reads_probabilities_only_when_hooked():
+    mixer = MIXERS.get("attn")(16, n_heads=2)
+    seen = []
+    x = torch.randn(1, 6, 16)
+    mixer(x)
+    handle = mixer.attn_probe.register_forward_hook(lambda m, i, o: seen.append(o))
+    y_probe, _ = mixer(x)
+    handle.remove()
+    assert len(seen) == 1 and seen[0].shape == (1, 2, 6, 6)
+    torch.testing.assert_close(y_probe, mixer(x)[0])
+
+
+@pytest.mark.parametrize("key,opts,match", [
+    ("attn", dict(d_model=30, n_heads=4), "not divisible"),
+    ("attn", dict(d_model=32, n_heads=4, n_kv_heads=3), "multiple of n_kv_heads"),
+    ("attn", dict(d_model=32, n_heads=4, clip_gamma=0.5), "clip_gamma"),
+    ("attn", dict(d_model=32, n_heads=4, colour="red"), "unknown config key.*colour.*valid keys"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_position="g7"), "'g7' is not allowed"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_source="per_head"), "headwise"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_init_prob=1.5), "init_prob"),
+    ("gla", dict(d_model=30, n_heads=4), "multiple of n_heads"),
+    ("gla", dict(d_model=32, n_heads=4, mode="fused"), "'fused' is not allowed"),
+    ("gla", dict(d_model=32, n_heads=4, chunk_size=0), "chunk_size"),
+])
+def test_bad_options_fail_at_construction(key, opts, match):
+    with pytest.raises(ConfigError, match=match):
+        MIXERS.get(key)(**opts)
+
+
+def test_unknown_mixer_lists_valid_keys():
+    with pytest.raises(KeyError, match="registered token mixers: .*gated_attn"):
+        MIXERS.get("flash")

@@ -1,0 +1,75 @@
+import pytest
+import torch
+
+from gatelab.config import ConfigError
+from gatelab.models import DecoderLM, ModelConfig
+from gatelab.registry import MIXERS
+
+
+def tiny(mixer: str, **kw) -> DecoderLM:
+    return DecoderLM(ModelConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, mixer=mixer, **kw)).double()
+
+
+@pytest.mark.parametrize("key", MIXERS.names())
+def test_cached_decoding_equals_full_forward(key):
+    model = tiny(key)
+    ids = torch.randint(0, 50, (2, 12))
+    with torch.no_grad():
+        full = model(ids).logits
+        out = model(ids[:, :5])
+        logits = [out.logits]
+        states = out.states
+        for t in range(5, 12):
+            out = model(ids[:, t:t + 1], states=states, step=True)
+            logits.append(out.logits)
+            states = out.states
+    torch.testing.assert_close(torch.cat(logits, 1), full, atol=1e-10, rtol=1e-10)
+
+
+def test_generate_greedy_matches_argmax_of_full_forward():
+    model = tiny("gla,gated_attn").float()
+    prompt = torch.randint(0, 50, (2, 4))
+    out = model.generate(prompt, max_new_tokens=6)
+    assert out.shape == (2, 10) and torch.equal(out[:, :4], prompt)
+    with torch.no_grad():
+        logits = model(out[:, :-1]).logits
+    assert torch.equal(logits[:, 3:].argmax(-1), out[:, 4:])
+
+
+def test_sampling_is_seeded():
+    model = tiny("attn").float()
+    prompt = torch.randint(0, 50, (1, 3))
+    a = model.generate(prompt, 8, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(3))
+    b = model.generate(prompt, 8, temperature=1.0, top_k=5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_hybrid_schedule_is_tiled_and_options_reach_their_mixer():
+    cfg = ModelConfig(d_model=16, n_heads=2, n_layers=4, mixer="gla,gated_attn",
+                      mixer_options={"gated_attn": {"gate_granularity": "headwise"}})
+    model = DecoderLM(cfg)
+    assert [type(b.mixer).__name__ for b in model.blocks] == ["GatedLinearAttention", "GatedAttention"] * 2
+    assert model.blocks[1].mixer.gate.width == 1
+
+
+def test_tied_embeddings_and_channel_none():
+    model = DecoderLM(ModelConfig(d_model=16, n_heads=2, channel="none"))
+    assert model.head.weight is model.embed.weight
+    assert all(b.channel is None for b in model.blocks)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(mixer="gla,attn,gla", n_layers=4), "must divide n_layers"),
+    (dict(mixer="nope"), "registered token mixers"),
+    (dict(mixer="attn", mixer_options={"gla": {}}), "not in the schedule"),
+    (dict(channel="moe2"), "registered channel mixers"),
+])
+def test_bad_model_configs(kw, match):
+    with pytest.raises((ConfigError, KeyError), match=match):
+        DecoderLM(ModelConfig(d_model=16, n_heads=2, **kw))
+
+
+def test_sequence_longer_than_supported_is_an_error():
+    model = DecoderLM(ModelConfig(d_model=16, n_heads=2, max_seq_len=8))
+    with pytest.raises(ValueError, match="max_seq_len=8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
