@@ -1,11 +1,12 @@
 """Layers: token mixers, channel mixers, norms, rotary embedding."""
 from .base import Probe, TokenMixer
+from .conv import ShortConv
 from .channel import MLP, SwiGLU
 from .norm import build_norm
 from .rope import RotaryEmbedding
 from .token import AttentionGate, GatedAttention, GatedLinearAttention, GateOptions, KVCache, SoftmaxAttention
 
 __all__ = [
-    "MLP", "AttentionGate", "GateOptions", "GatedAttention", "GatedLinearAttention", "KVCache", "Probe",
+    "MLP", "AttentionGate", "ShortConv", "GateOptions", "GatedAttention", "GatedLinearAttention", "KVCache", "Probe",
     "RotaryEmbedding", "SoftmaxAttention", "SwiGLU", "TokenMixer", "build_norm",
 ]

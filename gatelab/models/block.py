@@ -1,4 +1,4 @@
-"""The pre-norm residual block: norm -> token mixer -> residual -> norm -> channel mixer -> residual."""
+"""The pre-norm residual block: norm -> [short conv] -> token mixer -> residual -> norm -> channel mixer -> residual."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,27 +7,40 @@ import torch
 from torch import nn
 
 from ..layers.base import TokenMixer
+from ..layers.conv import ShortConv
 
 
 class Block(nn.Module):
     """One layer of a sequence model. ``channel`` may be None (mixer-only blocks, as in Zoology's MQAR configs).
 
-    ``forward(x, state, step)`` returns ``(x, state)``; ``step=True`` sends the token mixer down its decoding path.
+    With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer,
+    Zoology's pairing of every sequence mixer with a short convolution.
+    ``forward(x, state, step)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``; ``step=True``
+    sends the token mixer down its decoding path.
     """
 
-    def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory):
+    def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None):
         super().__init__()
-        self.mixer_norm, self.mixer = norm_factory(), mixer
+        self.mixer_norm, self.conv, self.mixer = norm_factory(), conv, mixer
         self.channel_norm = norm_factory() if channel is not None else None
         self.channel = channel
 
-    def forward(self, x: torch.Tensor, state: Any = None, step: bool = False) -> tuple[torch.Tensor, Any]:
+    def init_state(self, batch_size: int) -> tuple[Any, Any]:
+        conv_state = self.conv.init_state(batch_size) if self.conv is not None else None
+        return conv_state, self.mixer.init_state(batch_size)
+
+    def forward(self, x: torch.Tensor, state: tuple[Any, Any] | None = None, step: bool = False
+                ) -> tuple[torch.Tensor, tuple[Any, Any]]:
+        conv_state, mixer_state = state if state is not None else (None, None)
         h = self.mixer_norm(x)
-        y, state = self.mixer.step(h, state) if step else self.mixer(h, state)
+        if self.conv is not None:
+            c, conv_state = self.conv(h, conv_state)
+            h = h + c
+        y, mixer_state = self.mixer.step(h, mixer_state) if step else self.mixer(h, mixer_state)
         x = x + y
         if self.channel is not None:
             x = x + self.channel(self.channel_norm(x))
-        return x, state
+        return x, (conv_state, mixer_state)
 
     def aux_loss(self) -> torch.Tensor | None:
         """The channel mixer's auxiliary loss from the last forward (e.g. MoE load balancing), if it has one."""

@@ -11,6 +11,7 @@ from torch import nn
 
 from .. import layers  # noqa: F401  (registers the mixers)
 from ..config import ConfigError
+from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
 from ..registry import CHANNEL_MIXERS, MIXERS
 from .block import Block
@@ -22,8 +23,11 @@ class ModelConfig:
 
     mixer: one registry key, or a comma-separated schedule tiled over the layers (``"gla,gla,gla,gated_attn"``).
     mixer_options: per mixer key, extra options for that mixer (``{"gated_attn": {"gate_granularity": "headwise"}}``);
-        every mixer also receives ``d_model`` and ``n_heads``.
+        every mixer receives ``d_model`` and ``n_heads`` (which mixer_options may override). Options for mixers
+        that are not in the schedule are allowed (one config can serve a sweep over mixers).
     channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
+    short_conv: kernel of a short causal convolution ahead of every token mixer (0: none), as Zoology pairs every
+        sequence mixer with one for MQAR.
     """
 
     vocab_size: int = 512
@@ -34,6 +38,7 @@ class ModelConfig:
     mixer_options: dict[str, dict] = field(default_factory=dict)
     channel: str = "swiglu"
     d_ff: int = 0
+    short_conv: int = 0
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
@@ -71,17 +76,17 @@ class DecoderLM(nn.Module):
         super().__init__()
         self.config = config
         schedule = config.schedule()
-        unused = sorted(set(config.mixer_options) - set(schedule))
-        if unused:
-            raise ConfigError(f"model.mixer_options names {unused}, which are not in the schedule {sorted(set(schedule))}")
+        for key in config.mixer_options:
+            MIXERS.get(key)
         if config.channel != "none":
             CHANNEL_MIXERS.get(config.channel)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.blocks = nn.ModuleList(
             Block(
-                MIXERS.get(key)(config.d_model, n_heads=config.n_heads, **config.mixer_options.get(key, {})),
+                MIXERS.get(key)(config.d_model, **{"n_heads": config.n_heads, **config.mixer_options.get(key, {})}),
                 None if config.channel == "none" else CHANNEL_MIXERS.get(config.channel)(config.d_model, config.d_ff or None),
                 lambda: build_norm(config.norm, config.d_model, config.norm_eps),
+                ShortConv(config.d_model, config.short_conv) if config.short_conv else None,
             )
             for key in schedule
         )
@@ -95,11 +100,12 @@ class DecoderLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def init_states(self, batch_size: int) -> list[Any]:
-        return [block.mixer.init_state(batch_size) for block in self.blocks]
+        return [block.init_state(batch_size) for block in self.blocks]
 
     def state_size(self, seq_len: int) -> int:
-        """Floats held per sequence by all token mixers after seq_len tokens."""
-        return sum(block.mixer.state_size(seq_len) for block in self.blocks)
+        """Floats held per sequence by all token mixers (and short convolutions) after seq_len tokens."""
+        conv = sum(b.conv.d_model * (b.conv.kernel_size - 1) for b in self.blocks if b.conv is not None)
+        return conv + sum(block.mixer.state_size(seq_len) for block in self.blocks)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, states: list[Any] | None = None,
                 step: bool = False) -> LMOutput:

@@ -22,9 +22,21 @@ def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
     return B, T, H, K, v.shape[-1]
 
 
-def check_state(name: str, state: torch.Tensor | None, B: int, H: int, K: int, V: int) -> None:
-    if state is not None and tuple(state.shape) != (B, H, K, V):
-        raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {tuple(state.shape)}")
+def check_recurrent_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
+                           initial_state: torch.Tensor | None, chunk_size: int) -> tuple[int, int, int, int, int]:
+    """Validate the inputs of a gated recurrent op (DESIGN §3 signature); return ``(B, T, H, K, V)``.
+
+    g is a per-channel log gate ``[B, T, H, K]`` or a per-head one ``[B, T, H]``.
+    """
+    B, T, H, K, V = check_qkv(name, q, k, v)
+    if g is not None and g.shape != q.shape and g.shape != q.shape[:3]:
+        raise ValueError(f"{name}: g must be [B, T, H, K] = {tuple(q.shape)} (per channel) or [B, T, H] = "
+                         f"{tuple(q.shape[:3])} (per head); got {tuple(g.shape)}")
+    if initial_state is not None and tuple(initial_state.shape) != (B, H, K, V):
+        raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {tuple(initial_state.shape)}")
+    if chunk_size < 1:
+        raise ValueError(f"{name}: chunk_size must be a positive integer; got {chunk_size}")
+    return B, T, H, K, V
 
 
 def pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -44,9 +44,10 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         f"learning rates {grid.lrs}",
         f"- kv pairs: {base['mqar']['num_kv_pairs']} (0 means seq_len // 16); vocabulary {base['mqar']['vocab_size']};"
         f" {base['mqar']['train_examples']} training and {base['mqar']['test_examples']} test sequences per cell",
-        f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), channel mixer "
-        f"{base['model']['channel']}; {base['max_steps']} steps of batch {base['batch_size']}, early stop at "
-        f"accuracy {base['target_accuracy']}",
+        f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), short convolution kernel "
+        f"{base['model']['short_conv']} (0: none), channel mixer {base['model']['channel']}; "
+        f"{base['max_steps']} steps of batch {base['batch_size']}, evaluation every {base['eval_every']} steps, "
+        f"early stop at accuracy {base['target_accuracy']}",
         "",
         "## Environment",
         "",

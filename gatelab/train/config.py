@@ -42,7 +42,7 @@ class TrainConfig:
 
     task: Literal["mqar"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(channel="none"))
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(n_heads=1, channel="none", short_conv=3))
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 64
     max_steps: int = 1000

@@ -110,7 +110,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
             if run:
                 run.log(record)
             bar.advance(task)
-            if last_eval.get("accuracy", 0.0) >= cfg.target_accuracy:
+            if "test/accuracy" in record and record["test/accuracy"] >= cfg.target_accuracy:
                 break
     result = {
         "steps": step + 1,

@@ -55,6 +55,7 @@ def write_json_atomic(path: Path, data: Any) -> None:
         json.dump(data, f, indent=2)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
 

@@ -141,3 +141,25 @@ def test_bad_options_fail_at_construction(key, opts, match):
 def test_unknown_mixer_lists_valid_keys():
     with pytest.raises(KeyError, match="registered token mixers: .*gated_attn"):
         MIXERS.get("flash")
+
+
+def test_every_gate_variant_constructs_runs_and_counts_params():
+    from typing import get_args, get_type_hints
+
+    from gatelab.layers.token.gates import GateOptions
+
+    choices = {name: get_args(tp) for name, tp in get_type_hints(GateOptions).items() if name != "init_prob"}
+    x = torch.randn(1, 5, D_MODEL)
+    built = 0
+    for combo in itertools.product(*choices.values()):
+        opts = {f"gate_{k}": v for k, v in zip(choices, combo)}
+        if opts["gate_source"] == "per_head" and opts["gate_granularity"] != "headwise":
+            with pytest.raises(ConfigError, match="headwise"):
+                MIXERS.get("gated_attn")(D_MODEL, n_heads=N_HEADS, **opts)
+            continue
+        mixer = MIXERS.get("gated_attn")(D_MODEL, n_heads=N_HEADS, **opts)
+        y, _ = mixer(x)
+        assert y.shape == x.shape and torch.isfinite(y).all()
+        assert sum(p.numel() for p in mixer.parameters()) == mixer.expected_num_params()
+        built += 1
+    assert built == 5 * 2 * 2 * 2 * 4 * 3 - 5 * 2 * 2 * 4  # every combination but per_head x elementwise

@@ -61,7 +61,7 @@ def test_tied_embeddings_and_channel_none():
 @pytest.mark.parametrize("kw,match", [
     (dict(mixer="gla,attn,gla", n_layers=4), "must divide n_layers"),
     (dict(mixer="nope"), "registered token mixers"),
-    (dict(mixer="attn", mixer_options={"gla": {}}), "not in the schedule"),
+    (dict(mixer="attn", mixer_options={"glaa": {}}), "registered token mixers"),
     (dict(channel="moe2"), "registered channel mixers"),
 ])
 def test_bad_model_configs(kw, match):
@@ -73,3 +73,18 @@ def test_sequence_longer_than_supported_is_an_error():
     model = DecoderLM(ModelConfig(d_model=16, n_heads=2, max_seq_len=8))
     with pytest.raises(ValueError, match="max_seq_len=8"):
         model(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("key", MIXERS.names())
+def test_cached_decoding_with_short_conv(key):
+    model = tiny(key, short_conv=3)
+    ids = torch.randint(0, 50, (1, 9))
+    with torch.no_grad():
+        full = model(ids).logits
+        out = model(ids[:, :1], states=[b.init_state(1) for b in model.blocks], step=True)
+        logits, states = [out.logits], out.states
+        for t in range(1, 9):
+            out = model(ids[:, t:t + 1], states=states, step=True)
+            logits.append(out.logits)
+            states = out.states
+    torch.testing.assert_close(torch.cat(logits, 1), full, atol=1e-10, rtol=1e-10)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from .._common import check_qkv, check_state, compute_dtype, pad_time
+from .._common import check_recurrent_inputs, compute_dtype, pad_time
 
 SMALL = 8  # below this many rows per block, products are formed elementwise rather than by matmul
 
@@ -59,14 +59,13 @@ def intra_chunk_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: tor
     o = _base_output(q, k, v, G, base)                                         # (B, H, N, C, V)
     for b in halves:
         P = C // (2 * b)
-        q_left, q_right = q.view(*lead, P, 2, b, K).unbind(-3)                  # (B, H, N, P, b, K) each
+        _, q_right = q.view(*lead, P, 2, b, K).unbind(-3)                       # (B, H, N, P, b, K)
         k_left, _ = k.view(*lead, P, 2, b, K).unbind(-3)
         G_left, G_right = G.view(*lead, P, 2, b, K).unbind(-3)
         v_left, _ = v.view(*lead, P, 2, b, V).unbind(-3)                        # (B, H, N, P, b, V)
         g_ref = G_right[..., :1, :]                                            # (B, H, N, P, 1, K)
         right = _pair_output(q_right * (G_right - g_ref).exp(), k_left * (g_ref - G_left).exp(), v_left)
-        o_left, o_right = o.view(*lead, P, 2, b, V).unbind(-3)
-        o = torch.stack([o_left, o_right + right], dim=-3).view(*lead, C, V)   # (B, H, N, C, V)
+        o.view(*lead, P, 2, b, V)[..., 1, :, :] += right                       # add into the right halves
     return o
 
 
@@ -95,12 +94,9 @@ def chunk_gla(
     Returns:
         ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
     """
-    B, T, H, K, V = check_qkv("chunk_gla", q, k, v)
-    check_state("chunk_gla", initial_state, B, H, K, V)
     if g.shape != q.shape:
-        raise ValueError(f"chunk_gla: g must be [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_gla: chunk_size must be a positive integer; got {chunk_size}")
+        raise ValueError(f"chunk_gla: g must be per channel, [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
+    B, T, H, K, V = check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size)
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale
     C = chunk_size

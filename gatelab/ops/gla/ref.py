@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import check_qkv, check_state, compute_dtype
+from .._common import check_recurrent_inputs, compute_dtype
 
 
 def recurrent_gla(
@@ -36,10 +36,9 @@ def recurrent_gla(
     Returns:
         ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
     """
-    B, T, H, K, V = check_qkv("recurrent_gla", q, k, v)
-    check_state("recurrent_gla", initial_state, B, H, K, V)
     if g.shape != q.shape:
-        raise ValueError(f"recurrent_gla: g must be [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
+        raise ValueError(f"recurrent_gla: g must be per channel, [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
+    B, T, H, K, V = check_recurrent_inputs("recurrent_gla", q, k, v, g, initial_state, chunk_size)
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale
     q, k, v, g = (x.to(ct) for x in (q, k, v, g))

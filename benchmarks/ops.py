@@ -1,0 +1,92 @@
+"""CPU float32 timings of the core ops and attention layers, as ratios measured in the same run.
+
+    python benchmarks/ops.py [--lengths 512,2048,8192] [--repeats 5] [--out benchmarks/results/ops]
+
+Ops at B=1, H=8, D=64: chunked GLA, the GLA recurrence, causal SDPA (forward, and forward+backward).
+Layers at d_model=512, 8 heads of 64: gated_attn (elementwise and headwise G1) against attn.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import median_times, write_rows
+from gatelab.layers import GatedAttention, SoftmaxAttention
+from gatelab.ops import chunk_gla, recurrent_gla, sdpa_attention
+
+B, H, D = 1, 8, 64
+
+
+def op_inputs(T: int) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = {n: torch.randn(B, T, H, D, generator=gen, requires_grad=True) for n in ("q", "k", "v")}
+    x["g"] = (F.logsigmoid(torch.randn(B, T, H, D, generator=gen)) / 16).requires_grad_()
+    return x
+
+
+def op_fns(T: int, backward: bool) -> dict[str, callable]:
+    x = op_inputs(T)
+
+    def run(fn):
+        def go():
+            o, _ = fn()
+            if backward:
+                o.sum().backward()
+        return go if backward else lambda: torch.no_grad()(go)()
+
+    return {
+        "gla_chunk": run(lambda: chunk_gla(x["q"], x["k"], x["v"], g=x["g"])),
+        "gla_recurrent": run(lambda: recurrent_gla(x["q"], x["k"], x["v"], g=x["g"])),
+        "sdpa_causal": run(lambda: sdpa_attention(x["q"], x["k"], x["v"])),
+    }
+
+
+def layer_fns(T: int, backward: bool) -> dict[str, callable]:
+    torch.manual_seed(0)
+    layers = {
+        "attn": SoftmaxAttention(H * D, n_heads=H),
+        "gated_attn_elementwise": GatedAttention(H * D, n_heads=H),
+        "gated_attn_headwise": GatedAttention(H * D, n_heads=H, gate_granularity="headwise"),
+    }
+    x = torch.randn(B, T, H * D, requires_grad=backward)
+
+    def run(layer):
+        def go():
+            y, _ = layer(x)
+            if backward:
+                y.sum().backward()
+        return go if backward else lambda: torch.no_grad()(go)()
+
+    return {name: run(layer) for name, layer in layers.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", default="512,2048,8192")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/ops")
+    args = parser.parse_args()
+    rows = []
+    for T in [int(t) for t in args.lengths.split(",")]:
+        for backward in (False, True):
+            mode = "fwd+bwd" if backward else "fwd"
+            ops = op_fns(T, backward)
+            slow = {"gla_recurrent": ops.pop("gla_recurrent")}
+            times = median_times(ops, args.repeats)
+            times.update(median_times(slow, max(1, min(args.repeats, 2048 * 3 // T)), warmup=0))
+            times.update(median_times(layer_fns(T, backward), args.repeats))
+            for name, t in times.items():
+                rows.append({"name": name, "T": T, "mode": mode, "seconds": round(t, 5)})
+            ratio = lambda a, b: times[b] / times[a]  # noqa: E731  (how many times faster a is than b)
+            print(f"T={T:5d} {mode:7s} chunk/recurrent {ratio('gla_chunk', 'gla_recurrent'):6.1f}x  "
+                  f"chunk vs sdpa {ratio('gla_chunk', 'sdpa_causal'):5.2f}x  "
+                  f"gate overhead elementwise {times['gated_attn_elementwise'] / times['attn'] - 1:+.1%} "
+                  f"headwise {times['gated_attn_headwise'] / times['attn'] - 1:+.1%}", flush=True)
+    write_rows(rows, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Short causal depthwise convolution, with the state that lets it decode token by token."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise ``Conv1d`` over time with kernel ``kernel_size`` (a few tokens).
+
+    ``forward(x [B, T, d], state) -> (y [B, T, d], state)``: y_t mixes x_{t-k+1..t} channel by channel. The
+    state is the last ``k - 1`` inputs ``[B, k - 1, d]`` (zeros before the first token). Parameters:
+    ``d * k + d``. Used ahead of token mixers as in Zoology's MQAR protocol (Arora et al. 2023), where every
+    sequence mixer is paired with a short convolution, and inside mixers that need one (H3, Mamba, GDN).
+    """
+
+    def __init__(self, d_model: int, kernel_size: int):
+        super().__init__()
+        if kernel_size < 1:
+            raise ValueError(f"ShortConv needs kernel_size >= 1; got {kernel_size}")
+        self.d_model, self.kernel_size = d_model, kernel_size
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, bias=True)
+
+    def init_state(self, batch_size: int) -> torch.Tensor:
+        w = self.conv.weight
+        return w.new_zeros(batch_size, self.kernel_size - 1, self.d_model)
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is None:
+            padded = F.pad(x, (0, 0, self.kernel_size - 1, 0))                 # (B, k - 1 + T, d)
+        else:
+            padded = torch.cat([state.to(x.dtype), x], dim=1)                   # (B, k - 1 + T, d)
+        y = self.conv(padded.transpose(1, 2)).transpose(1, 2)                   # (B, T, d)
+        return y, padded[:, padded.shape[1] - (self.kernel_size - 1):]

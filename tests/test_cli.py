@@ -1,0 +1,41 @@
+import csv
+import json
+
+from gatelab.cli import main
+
+
+def test_mixers_lists_every_key(capsys):
+    assert main(["mixers"]) == 0
+    out = capsys.readouterr().out
+    assert "gated_attn" in out and "gla" in out and "attn" in out
+
+
+def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
+    for name in ("results.csv", "summary.csv", "report.md", "accuracy.png"):
+        assert (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader(open(out / "summary.csv")))
+    assert {r["mixer"] for r in rows} == {"attn", "gla"} and len(rows) == 4
+    assert "report:" in capsys.readouterr().out
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+    assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
+
+
+def test_train_writes_run_folder(tmp_path):
+    out = tmp_path / "run"
+    code = main(["train", "--task", "mqar", "--mixer", "gated_attn", "--out", str(out), "--no-progress",
+                 "--set", "model.d_model=16", "--set", "max_steps=5", "--set", "eval_every=5",
+                 "--set", "mqar.train_examples=64", "--set", "mqar.test_examples=16", "--set", "mqar.vocab_size=128"])
+    assert code == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["mixer"] == "gated_attn" and cfg["model"]["d_model"] == 16
+    assert (out / "model.safetensors").exists()
+
+
+def test_bad_input_is_reported_not_raised(tmp_path, capsys):
+    assert main(["train", "--mixer", "gated_atn", "--out", str(tmp_path / "x")]) == 2
+    assert "registered token mixers" in capsys.readouterr().out
+    assert main(["train", "--set", "model.d_modle=3", "--out", str(tmp_path / "y")]) == 2
+    assert "valid keys" in capsys.readouterr().out

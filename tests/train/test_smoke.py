@@ -1,0 +1,59 @@
+import json
+
+import torch
+
+from gatelab.models import ModelConfig
+from gatelab.train import MQARTaskConfig, OptimConfig, TrainConfig, lr_at, train
+from gatelab.train.optim import build_optimizer
+
+
+def tiny_config(**kw) -> TrainConfig:
+    return TrainConfig(
+        mqar=MQARTaskConfig(vocab_size=64, seq_lens=[32], num_kv_pairs=[2], train_examples=2000, test_examples=200),
+        model=ModelConfig(d_model=32, n_layers=2, n_heads=1, channel="none", mixer="attn"),
+        optim=OptimConfig(lr=1e-2), batch_size=32, max_steps=150, eval_every=50, **kw,
+    )
+
+
+def test_loss_falls_and_accuracy_beats_chance(tmp_path):
+    result = train(tiny_config(), tmp_path / "run", progress=False)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
+    chance = 1 / 32  # values are drawn from half of the 64-token vocabulary
+    assert result["final"]["accuracy"] > 5 * chance
+    for name in ("config.json", "meta.json", "metrics.jsonl", "model.safetensors", "result.json"):
+        assert (tmp_path / "run" / name).exists(), name
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert {"git_commit", "torch", "device"} <= set(meta)
+
+
+def test_training_is_deterministic_given_a_seed():
+    cfg = tiny_config()
+    cfg.max_steps, cfg.eval_every = 20, 20
+    a, b = train(cfg, progress=False), train(cfg, progress=False)
+    assert a["final"] == b["final"]
+
+
+def test_early_stop_at_target_accuracy():
+    result = train(tiny_config(target_accuracy=0.0), progress=False)
+    assert result["steps"] == 50
+
+
+def test_no_weight_decay_on_norms_biases_and_gate_biases():
+    from gatelab.models import DecoderLM
+
+    model = DecoderLM(ModelConfig(d_model=16, n_heads=2, mixer="gated_attn",
+                                  mixer_options={"gated_attn": {"gate_init_prob": 0.3}}, channel="mlp"))
+    opt = build_optimizer(model, OptimConfig(weight_decay=0.1))
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    for name, p in model.named_parameters():
+        plain = "norm" in name or name.endswith("bias")
+        assert (id(p) not in decayed) == plain, name
+
+
+def test_warmup_then_cosine():
+    cfg = OptimConfig(lr=1.0, warmup_frac=0.1, min_lr_ratio=0.1)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == 0.1 and lrs[9] == 1.0 and abs(lrs[-1] - 0.1) < 1e-3
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert torch.tensor(lrs).max() == 1.0
