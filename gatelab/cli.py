@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -47,8 +48,6 @@ def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
     cfg = TrainConfig()
     if args.config:
-        import json
-
         cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
     cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={args.mixer}"] if args.mixer else [])
                           + (args.set or []))

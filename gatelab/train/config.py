@@ -1,6 +1,7 @@
 """The configuration of one training run."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -38,7 +39,8 @@ class MQARTaskConfig:
 @dataclass(kw_only=True)
 class TrainConfig:
     """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
-    ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``."""
+    ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``.
+    The model's vocabulary comes from the task (``resolved()``)."""
 
     task: Literal["mqar"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
@@ -50,3 +52,10 @@ class TrainConfig:
     target_accuracy: float = 0.99
     seed: int = 0
     device: str = "cpu"
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with the fields the task decides filled in: the model's vocabulary and a long enough max_seq_len."""
+        longest = max(self.mqar.seq_lens)
+        model = dataclasses.replace(self.model, vocab_size=self.mqar.vocab_size,
+                                    max_seq_len=max(self.model.max_seq_len, longest))
+        return dataclasses.replace(self, model=model)

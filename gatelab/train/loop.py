@@ -59,10 +59,9 @@ def seed_everything(seed: int) -> None:
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Train one model as configured; returns (and, with ``run_dir``, stores) the final metrics."""
+    cfg = cfg.resolved()
     seed_everything(cfg.seed)
     train_data, test_data = build_data(cfg)
-    cfg.model.vocab_size = cfg.mqar.vocab_size
-    cfg.model.max_seq_len = max(cfg.model.max_seq_len, train_data.inputs.shape[1])
     model = DecoderLM(cfg.model).to(cfg.device)
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None else None

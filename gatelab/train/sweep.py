@@ -30,9 +30,7 @@ def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None
     if result is None:
         return None
     stored = json.loads((run.path / "config.json").read_text())
-    expected = to_dict(config)
-    expected["model"]["vocab_size"], expected["model"]["max_seq_len"] = stored["model"]["vocab_size"], stored["model"]["max_seq_len"]
-    return result if stored == expected else None
+    return result if stored == to_dict(config.resolved()) else None
 
 
 def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) -> list[dict[str, Any]]:
