@@ -5,8 +5,9 @@ import csv
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from gatelab.train.run import environment
 

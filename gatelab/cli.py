@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import layers  # noqa: F401  (registers mixers)
-from .config import ConfigError, apply_overrides, from_dict, to_dict
+from .config import ConfigError, apply_overrides, from_dict
 from .presets import preset
 from .registry import MIXERS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report

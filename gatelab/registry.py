@@ -1,7 +1,8 @@
 """Name -> class registries. Configs name mixers by these short, stable keys, never by import path."""
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

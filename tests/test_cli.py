@@ -15,7 +15,8 @@ def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
     assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
     for name in ("results.csv", "summary.csv", "report.md", "accuracy.png"):
         assert (out / name).stat().st_size > 0, name
-    rows = list(csv.DictReader(open(out / "summary.csv")))
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
     assert {r["mixer"] for r in rows} == {"attn", "gla"} and len(rows) == 4
     assert "report:" in capsys.readouterr().out
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}

@@ -1,7 +1,7 @@
 """Layers: token mixers, channel mixers, norms, rotary embedding."""
 from .base import Probe, TokenMixer
-from .conv import ShortConv
 from .channel import MLP, SwiGLU
+from .conv import ShortConv
 from .norm import build_norm
 from .rope import RotaryEmbedding
 from .token import AttentionGate, GatedAttention, GatedLinearAttention, GateOptions, KVCache, SoftmaxAttention

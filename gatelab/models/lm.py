@@ -81,20 +81,19 @@ class DecoderLM(nn.Module):
         if config.channel != "none":
             CHANNEL_MIXERS.get(config.channel)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
-        self.blocks = nn.ModuleList(
-            Block(
-                MIXERS.get(key)(config.d_model, **{"n_heads": config.n_heads, **config.mixer_options.get(key, {})}),
-                None if config.channel == "none" else CHANNEL_MIXERS.get(config.channel)(config.d_model, config.d_ff or None),
-                lambda: build_norm(config.norm, config.d_model, config.norm_eps),
-                ShortConv(config.d_model, config.short_conv) if config.short_conv else None,
-            )
-            for key in schedule
-        )
+        self.blocks = nn.ModuleList(self._block(key) for key in schedule)
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
+
+    def _block(self, key: str) -> Block:
+        c = self.config
+        mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {})})
+        channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None)
+        conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -110,11 +109,12 @@ class DecoderLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, states: list[Any] | None = None,
                 step: bool = False) -> LMOutput:
         if input_ids.shape[1] > self.config.max_seq_len:
-            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds model.max_seq_len={self.config.max_seq_len}")
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds "
+                             f"model.max_seq_len={self.config.max_seq_len}")
         x = self.embed(input_ids)
         states = states if states is not None else [None] * len(self.blocks)
         new_states = []
-        for block, state in zip(self.blocks, states):
+        for block, state in zip(self.blocks, states, strict=True):
             x, state = block(x, state, step=step)
             new_states.append(state)
         logits = self.head(self.norm(x))
@@ -143,7 +143,8 @@ class DecoderLM(nn.Module):
         return torch.cat(tokens, dim=1)
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None) -> torch.Tensor:
+def _pick(logits: torch.Tensor, temperature: float, top_k: int | None,
+          generator: torch.Generator | None) -> torch.Tensor:
     if temperature <= 0:
         return logits.argmax(-1, keepdim=True)
     logits = logits.float() / temperature

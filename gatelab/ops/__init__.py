@@ -1,12 +1,18 @@
 """The math of gatelab: pure functions on tensors, ``[B, T, H, D]`` layout, log-space gates (DESIGN §3)."""
+from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .gla import chunk_gla, recurrent_gla
+from .simple_gla import chunk_simple_gla, recurrent_simple_gla
 from .softmax_attn import clip_gamma_for_length, clipped_softmax, sdpa_attention, softmax_attention
 
 __all__ = [
+    "chunk_gated_delta_rule",
     "chunk_gla",
+    "chunk_simple_gla",
     "clip_gamma_for_length",
     "clipped_softmax",
+    "recurrent_gated_delta_rule",
     "recurrent_gla",
+    "recurrent_simple_gla",
     "sdpa_attention",
     "softmax_attention",
 ]

@@ -13,7 +13,8 @@ def compute_dtype(x: torch.Tensor) -> torch.dtype:
 def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int, int]:
     """Validate ``[B, T, H, K]`` q/k and ``[B, T, H, V]`` v; return ``(B, T, H, K, V)``."""
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"{name}: q, k, v must be [B, T, H, D]; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        shapes = ", ".join(str(tuple(x.shape)) for x in (q, k, v))
+        raise ValueError(f"{name}: q, k, v must be [B, T, H, D]; got {shapes}")
     if q.shape != k.shape:
         raise ValueError(f"{name}: q and k must have the same shape; got {tuple(q.shape)} and {tuple(k.shape)}")
     if v.shape[:3] != q.shape[:3]:
@@ -23,17 +24,20 @@ def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 
 def check_recurrent_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
-                           initial_state: torch.Tensor | None, chunk_size: int) -> tuple[int, int, int, int, int]:
+                           initial_state: torch.Tensor | None, chunk_size: int, gate: str
+                           ) -> tuple[int, int, int, int, int]:
     """Validate the inputs of a gated recurrent op (DESIGN §3 signature); return ``(B, T, H, K, V)``.
 
-    g is a per-channel log gate ``[B, T, H, K]`` or a per-head one ``[B, T, H]``.
+    ``gate`` says what g must be: ``"channel"`` (``[B, T, H, K]``) or ``"head"`` (``[B, T, H]``, or None).
     """
     B, T, H, K, V = check_qkv(name, q, k, v)
-    if g is not None and g.shape != q.shape and g.shape != q.shape[:3]:
-        raise ValueError(f"{name}: g must be [B, T, H, K] = {tuple(q.shape)} (per channel) or [B, T, H] = "
-                         f"{tuple(q.shape[:3])} (per head); got {tuple(g.shape)}")
-    if initial_state is not None and tuple(initial_state.shape) != (B, H, K, V):
-        raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {tuple(initial_state.shape)}")
+    expected = {"channel": ("[B, T, H, K]", q.shape), "head": ("[B, T, H]", q.shape[:3])}[gate]
+    if (g is None and gate == "channel") or (g is not None and g.shape != expected[1]):
+        got = None if g is None else tuple(g.shape)
+        raise ValueError(f"{name}: g must be per {gate}, {expected[0]} = {tuple(expected[1])}; got {got}")
+    state = None if initial_state is None else tuple(initial_state.shape)
+    if state is not None and state != (B, H, K, V):
+        raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {state}")
     if chunk_size < 1:
         raise ValueError(f"{name}: chunk_size must be a positive integer; got {chunk_size}")
     return B, T, H, K, V

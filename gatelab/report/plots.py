@@ -4,26 +4,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
 
 
 def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
     """One panel per d_model: metric against sequence length, a line per mixer, error bars = std over seeds."""
     widths = sorted({r["d_model"] for r in rows})
-    fig, axes = plt.subplots(1, len(widths), figsize=(4.2 * len(widths), 3.6), squeeze=False, sharey=True)
-    for ax, d in zip(axes[0], widths):
+    fig = Figure(figsize=(4.2 * len(widths), 3.6))
+    axes = fig.subplots(1, len(widths), squeeze=False, sharey=True)
+    for ax, d in zip(axes[0], widths, strict=True):
         for mixer in dict.fromkeys(r["mixer"] for r in rows):
             pts = sorted((r["seq_len"], r[metric + "_mean"], r[metric + "_std"]) for r in rows
                          if r["mixer"] == mixer and r["d_model"] == d)
             if pts:
-                xs, ys, es = zip(*pts)
+                xs, ys, es = zip(*pts, strict=True)
                 ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=mixer)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["seq_len"] for r in rows}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.get_xaxis().set_major_formatter(ScalarFormatter())
         ax.set_xlabel("sequence length")
         ax.set_title(f"d_model = {d}")
         ax.set_ylim(-0.02, 1.02)
@@ -32,4 +31,3 @@ def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str 
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

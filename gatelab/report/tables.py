@@ -30,7 +30,7 @@ def summarize(records: list[dict[str, Any]], metric: str = "accuracy") -> list[d
     for key, rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
         values = [r[metric] for r in rs]
         rows.append({
-            **dict(zip(CELL, key)),
+            **dict(zip(CELL, key, strict=True)),
             f"{metric}_mean": statistics.fmean(values),
             f"{metric}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "seeds": len(values),

@@ -19,7 +19,7 @@ class TaskData:
         return self.inputs.shape[0]
 
     @staticmethod
-    def concat(parts: list["TaskData"]) -> "TaskData":
+    def concat(parts: list[TaskData]) -> TaskData:
         """Join splits of one length; different lengths are right-padded (input 0, label -100)."""
         T = max(p.inputs.shape[1] for p in parts)
 

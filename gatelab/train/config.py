@@ -26,13 +26,14 @@ class MQARTaskConfig:
     def slices(self, split: str) -> list[MQARConfig]:
         pairs = self.num_kv_pairs if len(self.num_kv_pairs) > 1 else self.num_kv_pairs * len(self.seq_lens)
         if len(pairs) != len(self.seq_lens):
-            raise ValueError(f"task.num_kv_pairs {self.num_kv_pairs} must have one entry or one per seq_len {self.seq_lens}")
+            raise ValueError(f"mqar.num_kv_pairs {self.num_kv_pairs} must have one entry or one per seq_len "
+                             f"{self.seq_lens}")
         n = self.train_examples if split == "train" else self.test_examples
         return [
             MQARConfig(vocab_size=self.vocab_size, seq_len=T, num_kv_pairs=P or max(1, T // 16),
                        num_examples=max(1, n // len(self.seq_lens)), power_a=self.power_a,
                        random_non_queries=self.random_non_queries)
-            for T, P in zip(self.seq_lens, pairs)
+            for T, P in zip(self.seq_lens, pairs, strict=True)
         ]
 
 
@@ -53,7 +54,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self) -> TrainConfig:
         """A copy with the fields the task decides filled in: the model's vocabulary and a long enough max_seq_len."""
         longest = max(self.mqar.seq_lens)
         model = dataclasses.replace(self.model, vocab_size=self.mqar.vocab_size,

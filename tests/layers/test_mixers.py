@@ -92,7 +92,10 @@ def test_documented_gate_parameter_counts():
     d, H, D = 32, 4, 8
     base = MIXERS.get("attn")(d, n_heads=H)
     n = sum(p.numel() for p in base.parameters())
-    count = lambda **o: sum(p.numel() for p in MIXERS.get("gated_attn")(d, n_heads=H, **o).parameters()) - n  # noqa: E731
+
+    def count(**o):
+        return sum(p.numel() for p in MIXERS.get("gated_attn")(d, n_heads=H, **o).parameters()) - n
+
     assert count() == d * H * D                                   # elementwise G1
     assert count(gate_granularity="headwise") == d * H              # headwise G1
     assert count(gate_position="g5") == d * d                       # dense-output G5
@@ -152,7 +155,7 @@ def test_every_gate_variant_constructs_runs_and_counts_params():
     x = torch.randn(1, 5, D_MODEL)
     built = 0
     for combo in itertools.product(*choices.values()):
-        opts = {f"gate_{k}": v for k, v in zip(choices, combo)}
+        opts = {f"gate_{k}": v for k, v in zip(choices, combo, strict=True)}
         if opts["gate_source"] == "per_head" and opts["gate_granularity"] != "headwise":
             with pytest.raises(ConfigError, match="headwise"):
                 MIXERS.get("gated_attn")(D_MODEL, n_heads=N_HEADS, **opts)

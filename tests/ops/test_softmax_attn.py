@@ -17,7 +17,7 @@ def test_sdpa_matches_reference_float64(causal, Tq, Tk, H, Hkv):
     grads = torch.autograd.grad(o.square().sum(), (q, k, v))
     assert none is None
     torch.testing.assert_close(o, o_ref, atol=1e-10, rtol=1e-10)
-    for a, b in zip(grads, grads_ref):
+    for a, b in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(probs.sum(-1), torch.ones_like(probs.sum(-1)))
 

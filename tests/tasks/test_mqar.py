@@ -17,7 +17,7 @@ def test_documented_example():
 def test_labels_are_the_values_of_the_queried_keys():
     cfg = MQARConfig(vocab_size=128, seq_len=64, num_kv_pairs=8, num_examples=50)
     data = mqar(cfg, seed=3)
-    for x, y in zip(data.inputs, data.labels):
+    for x, y in zip(data.inputs, data.labels, strict=True):
         pairs = {int(x[i]): int(x[i + 1]) for i in range(0, 16, 2)}
         pos = (y != -100).nonzero().flatten()
         assert len(pos) == 8

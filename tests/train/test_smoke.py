@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import torch
@@ -55,5 +56,5 @@ def test_warmup_then_cosine():
     cfg = OptimConfig(lr=1.0, warmup_frac=0.1, min_lr_ratio=0.1)
     lrs = [lr_at(s, 100, cfg) for s in range(100)]
     assert lrs[0] == 0.1 and lrs[9] == 1.0 and abs(lrs[-1] - 0.1) < 1e-3
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert torch.tensor(lrs).max() == 1.0

@@ -63,7 +63,8 @@ class SoftmaxAttention(TokenMixer):
         super().__init__()
         cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
         cfg.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
-        require(cfg.n_heads >= 1 and cfg.n_kv_heads >= 1, f"n_heads and n_kv_heads must be >= 1; got {cfg.n_heads}, {cfg.n_kv_heads}")
+        require(cfg.n_heads >= 1 and cfg.n_kv_heads >= 1,
+                f"n_heads and n_kv_heads must be >= 1; got {cfg.n_heads}, {cfg.n_kv_heads}")
         if cfg.head_dim is None:
             require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
                     "choose n_heads dividing d_model or set head_dim")

@@ -7,9 +7,9 @@ Every ``exp`` below has a non-positive argument, so nothing overflows in float32
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
-from .._common import check_recurrent_inputs, compute_dtype, pad_time
+from .._chunk import from_chunks, pass_states, to_chunks
+from .._common import check_recurrent_inputs, compute_dtype
 
 SMALL = 8  # below this many rows per block, products are formed elementwise rather than by matmul
 
@@ -94,28 +94,11 @@ def chunk_gla(
     Returns:
         ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
     """
-    if g.shape != q.shape:
-        raise ValueError(f"chunk_gla: g must be per channel, [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
-    B, T, H, K, V = check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size)
+    _, T, _, K, _ = check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size, "channel")
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale
-    C = chunk_size
-    # Padding appends tokens with k = v = 0 and g = 0: they add nothing and leave the state as it was.
-    q, k, v, g = (rearrange(pad_time(x.to(ct), C), "b (n c) h d -> b h n c d", c=C) for x in (q * scale, k, v, g))
+    q, k, v, g = (to_chunks(x, chunk_size, ct) for x in (q * scale, k, v, g))  # (B, H, N, C, K|V)
     G = g.cumsum(dim=-2)                                               # (B, H, N, C, K) inclusive, within chunk
-    G_last = G[..., -1:, :]                                            # (B, H, N, 1, K) decay over the whole chunk
-
-    o = intra_chunk_output(q, k, v, G)                                 # (B, H, N, C, V) intra-chunk part
-    k_to_end = k * (G_last - G).exp()                                  # (B, H, N, C, K) decay from token to chunk end
-    chunk_kv = k_to_end.transpose(-1, -2) @ v                          # (B, H, N, K, V) each chunk's own update
-    chunk_decay = G_last.squeeze(-2).exp().unsqueeze(-1)               # (B, H, N, K, 1)
-
-    h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
-    starts = []
-    for decay, kv in zip(chunk_decay.unbind(2), chunk_kv.unbind(2)):  # sequential over chunks, not tokens
-        starts.append(h)
-        h = decay * h + kv                                             # (B, H, K, V)
-    h_start = torch.stack(starts, dim=2)                               # (B, H, N, K, V) state entering each chunk
-    o = o + (q * G.exp()) @ h_start                                    # (B, H, N, C, V) inter-chunk part
-    o = rearrange(o, "b h n c v -> b (n c) h v")[:, :T]                # (B, T, H, V)
-    return o.to(dtype), (h if output_final_state else None)
+    o_inter, h = pass_states(q, k, v, G, initial_state)
+    o = intra_chunk_output(q, k, v, G) + o_inter                       # (B, H, N, C, V)
+    return from_chunks(o, T).to(dtype), (h if output_final_state else None)

@@ -36,9 +36,7 @@ def recurrent_gla(
     Returns:
         ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
     """
-    if g.shape != q.shape:
-        raise ValueError(f"recurrent_gla: g must be per channel, [B, T, H, K] = {tuple(q.shape)}; got {tuple(g.shape)}")
-    B, T, H, K, V = check_recurrent_inputs("recurrent_gla", q, k, v, g, initial_state, chunk_size)
+    B, T, H, K, V = check_recurrent_inputs("recurrent_gla", q, k, v, g, initial_state, chunk_size, "channel")
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale
     q, k, v, g = (x.to(ct) for x in (q, k, v, g))
