@@ -11,16 +11,16 @@ class ShortConv(nn.Module):
 
     ``forward(x [B, T, d], state) -> (y [B, T, d], state)``: y_t mixes x_{t-k+1..t} channel by channel. The
     state is the last ``k - 1`` inputs ``[B, k - 1, d]`` (zeros before the first token). Parameters:
-    ``d * k + d``. Used ahead of token mixers as in Zoology's MQAR protocol (Arora et al. 2023), where every
+    ``d * k`` (+ ``d`` with bias). Used ahead of token mixers as in Zoology's MQAR protocol (Arora et al. 2023), where every
     sequence mixer is paired with a short convolution, and inside mixers that need one (H3, Mamba, GDN).
     """
 
-    def __init__(self, d_model: int, kernel_size: int):
+    def __init__(self, d_model: int, kernel_size: int, bias: bool = True):
         super().__init__()
         if kernel_size < 1:
             raise ValueError(f"ShortConv needs kernel_size >= 1; got {kernel_size}")
         self.d_model, self.kernel_size = d_model, kernel_size
-        self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, bias=True)
+        self.conv = nn.Conv1d(d_model, d_model, kernel_size, groups=d_model, bias=bias)
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         w = self.conv.weight

@@ -34,7 +34,16 @@ CASES = (
     + [pytest.param("gated_attn", opts, id="gated_attn-" + "-".join(f"{v}" for v in opts.values()))
        for opts in GATED_VARIANTS]
     + [pytest.param("gla", dict(mode="recurrent"), id="gla-recurrent"),
-       pytest.param("gla", dict(chunk_size=4, expand_k=1.0), id="gla-chunk4-expand1")]
+       pytest.param("gla", dict(chunk_size=4, expand_k=1.0), id="gla-chunk4-expand1"),
+       pytest.param("swa", dict(window=4), id="swa-window4"),
+       pytest.param("swa", dict(window=4, n_kv_heads=1, clip_gamma=-0.05), id="swa-window4-gqa-clipped"),
+       pytest.param("gdn", dict(chunk_size=4, head_dim=6), id="gdn-chunk4-headdim6"),
+       pytest.param("gdn", dict(use_short_conv=False, mode="recurrent"), id="gdn-noconv-recurrent"),
+       pytest.param("deltanet", dict(use_output_gate=True, chunk_size=3), id="deltanet-gate-chunk3"),
+       pytest.param("retnet", dict(chunk_size=5), id="retnet-chunk5"),
+       pytest.param("hgrn2", dict(expand_ratio=3, chunk_size=4), id="hgrn2-ratio3"),
+       pytest.param("base_conv", dict(kernel_size=16), id="base_conv-long"),
+       pytest.param("gam", dict(num_slots=7), id="gam-7slots")]
 )
 
 

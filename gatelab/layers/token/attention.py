@@ -17,14 +17,12 @@ from .gates import AttentionGate, GateOptions
 
 @dataclass
 class KVCache:
-    """The state of a softmax-attention layer: keys ``[B, T, Hkv, D]`` and values ``[B, T, Hkv, D]`` so far."""
+    """The state of a softmax-attention layer: the keys ``[B, T, Hkv, D]`` and values ``[B, T, Hkv, D]`` it
+    still needs (all of them, or the last window - 1 with a sliding window) and the tokens seen so far."""
 
     k: torch.Tensor
     v: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return self.k.shape[1]
+    offset: int = 0
 
 
 @dataclass(kw_only=True)
@@ -85,6 +83,8 @@ class SoftmaxAttention(TokenMixer):
         self.rope = RotaryEmbedding(D, cfg.rope_base) if cfg.rope else None
         self.attn_probe = Probe()
 
+    window: int | None = None
+
     @property
     def clipped(self) -> bool:
         return self.config.clip_gamma != 0.0 or self.config.clip_zeta != 1.0
@@ -101,21 +101,24 @@ class SoftmaxAttention(TokenMixer):
         v = self._gate("g2", self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        offset = 0 if state is None else state.length
+        offset = 0 if state is None else state.offset
         if self.rope is not None:
             q, k = self.rope(q, offset), self.rope(k, offset)
         if state is not None:
             k = torch.cat([state.k, k], dim=1)                                             # (B, Tk, Hkv, D)
             v = torch.cat([state.v, v], dim=1)
+        window = self.window
         if self.clipped or self.attn_probe.active:
-            o, probs = softmax_attention(q, k, v, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta)
+            o, probs = softmax_attention(q, k, v, window=window, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta)
             self.attn_probe(probs)
         else:
-            o, _ = sdpa_attention(q, k, v)                                                 # (B, T, H, D)
+            o, _ = sdpa_attention(q, k, v, window=window)                                  # (B, T, H, D)
         o = self._gate("g1", o, x)
         y = self.o_proj(o.reshape(B, T, cfg.n_heads * cfg.head_dim))                      # (B, T, d_model)
         y = self._gate("g5", y.unsqueeze(2), x).squeeze(2)
-        return y, KVCache(k, v)
+        if window is not None:
+            k, v = k[:, max(0, k.shape[1] - (window - 1)):], v[:, max(0, v.shape[1] - (window - 1)):]
+        return y, KVCache(k, v, offset + T)
 
     def init_state(self, batch_size: int) -> KVCache:
         p = self._param_like()
@@ -179,3 +182,30 @@ class GatedAttention(SoftmaxAttention):
 
     def expected_num_params(self) -> int:
         return super().expected_num_params() + self.gate.expected_num_params(self.config.d_model)
+
+
+@dataclass(kw_only=True)
+class SlidingWindowConfig(AttentionConfig):
+    """Options of ``swa``: those of ``attn`` plus ``window``, the number of positions each query sees
+    (itself included)."""
+
+    window: int = 64
+
+
+@MIXERS.register("swa")
+class SlidingWindowAttention(SoftmaxAttention):
+    """Sliding-window softmax attention (Beltagy et al. 2020, arXiv 2004.05150; as in Based and Liger): causal
+    attention over the last ``window`` positions only, so the KV cache stays at ``window - 1`` tokens.
+    Parameters: those of ``attn``."""
+
+    description = "sliding-window softmax attention: a KV cache of fixed size"
+    paper = "Beltagy et al. 2020, arXiv 2004.05150"
+    Config = SlidingWindowConfig
+
+    def __init__(self, d_model: int, **options):
+        super().__init__(d_model, **options)
+        require(self.config.window >= 1, f"window must be >= 1; got {self.config.window}")
+        self.window = self.config.window
+
+    def state_size(self, seq_len: int) -> int:
+        return 2 * min(seq_len, self.window - 1) * self.config.n_kv_heads * self.config.head_dim

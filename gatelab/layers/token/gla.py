@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -10,16 +9,13 @@ from torch import nn
 
 from ...ops.gla import chunk_gla, recurrent_gla
 from ...registry import MIXERS
-from ..base import Probe, TokenMixer, build_config, require
+from ..base import Probe, build_config, require
+from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
 
 @dataclass(kw_only=True)
-class GLAConfig:
-    """Options of ``gla`` (defaults from the paper and flash-linear-attention).
-
-    mode: the form ``forward`` uses, whatever the length: ``chunk`` (training, prefill) or ``recurrent``.
-    ``step`` (decoding) always uses the recurrence. Nothing switches silently.
-    """
+class GLAConfig(RecurrentOptions):
+    """Options of ``gla`` (defaults from the paper and flash-linear-attention)."""
 
     d_model: int
     n_heads: int = 4
@@ -27,13 +23,18 @@ class GLAConfig:
     expand_v: float = 1.0
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16.0
-    mode: Literal["chunk", "recurrent"] = "chunk"
-    chunk_size: int = 64
-    norm_eps: float = 1e-5
+
+
+def head_split(d_model: int, width: int, n_heads: int, what: str) -> int:
+    """Per-head size of a ``width``-wide projection, or a ConfigError that says what does not divide."""
+    require(n_heads >= 1, f"n_heads must be >= 1; got {n_heads}")
+    require(width >= n_heads and width % n_heads == 0,
+            f"{what}={width} (from d_model={d_model}) must be a positive multiple of n_heads={n_heads}")
+    return width // n_heads
 
 
 @MIXERS.register("gla")
-class GatedLinearAttention(TokenMixer):
+class GatedLinearAttention(RecurrentMixer):
     """Gated Linear Attention (Yang et al. 2023, arXiv 2312.06635).
 
     ``S_t = diag(alpha_t) S_{t-1} + k_t^T v_t``, ``o_t = q_t S_t`` per head, with the low-rank forget gate
@@ -50,54 +51,44 @@ class GatedLinearAttention(TokenMixer):
     description = "gated linear attention: per-channel low-rank forget gate, chunkwise training"
     paper = "Yang et al. 2023, arXiv 2312.06635"
     Config = GLAConfig
+    chunk_op, recurrent_op = staticmethod(chunk_gla), staticmethod(recurrent_gla)
 
     def __init__(self, d_model: int, **options):
         super().__init__()
         cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
         self.key_dim, self.value_dim = int(d_model * cfg.expand_k), int(d_model * cfg.expand_v)
-        require(cfg.n_heads >= 1, f"n_heads must be >= 1; got {cfg.n_heads}")
-        require(self.key_dim >= cfg.n_heads and self.key_dim % cfg.n_heads == 0,
-                f"key dim d_model*expand_k={self.key_dim} must be a positive multiple of n_heads={cfg.n_heads}")
-        require(self.value_dim >= cfg.n_heads and self.value_dim % cfg.n_heads == 0,
-                f"value dim d_model*expand_v={self.value_dim} must be a positive multiple of n_heads={cfg.n_heads}")
+        self.head_k = head_split(d_model, self.key_dim, cfg.n_heads, "key dim d_model*expand_k")
+        self.head_v = head_split(d_model, self.value_dim, cfg.n_heads, "value dim d_model*expand_v")
         require(cfg.chunk_size >= 1, f"chunk_size must be >= 1; got {cfg.chunk_size}")
         require(cfg.gate_logit_normalizer > 0, f"gate_logit_normalizer must be > 0; got {cfg.gate_logit_normalizer}")
         self.config = cfg
-        self.head_k, self.head_v = self.key_dim // cfg.n_heads, self.value_dim // cfg.n_heads
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
         self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
         self.gk_proj = nn.Sequential(nn.Linear(d_model, cfg.gate_low_rank_dim, bias=False),
                                      nn.Linear(cfg.gate_low_rank_dim, self.key_dim, bias=True))
-        self.o_norm = nn.RMSNorm(self.head_v, eps=cfg.norm_eps)
+        self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
         self.forget_gate_probe, self.output_gate_probe = Probe(), Probe()
         for w in (self.q_proj.weight, self.k_proj.weight, self.gk_proj[0].weight, self.gk_proj[1].weight):
             nn.init.xavier_uniform_(w, gain=2**-2.5)
 
-    def _mix(self, x: torch.Tensor, state: torch.Tensor | None, op) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.config
+    def features(self, x, conv_state, offset):
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, cfg.n_heads, self.head_k)                             # (B, T, H, K/H)
-        k = self.k_proj(x).view(B, T, cfg.n_heads, self.head_k)
-        v = self.v_proj(x).view(B, T, cfg.n_heads, self.head_v)                             # (B, T, H, V/H)
-        gk = F.logsigmoid(self.gk_proj(x)).view(B, T, cfg.n_heads, self.head_k) / cfg.gate_logit_normalizer
+        H = self.config.n_heads
+        q = self.q_proj(x).view(B, T, H, self.head_k)                                    # (B, T, H, K/H)
+        k = self.k_proj(x).view(B, T, H, self.head_k)
+        v = self.v_proj(x).view(B, T, H, self.head_v)                                    # (B, T, H, V/H)
+        gk = F.logsigmoid(self.gk_proj(x)).view(B, T, H, self.head_k) / self.config.gate_logit_normalizer
         if self.forget_gate_probe.active:
             self.forget_gate_probe(gk.exp())
-        o, h = op(q, k, v, g=gk, initial_state=state, output_final_state=True, chunk_size=cfg.chunk_size)
-        gate = self.output_gate_probe(F.silu(self.g_proj(x)).view(B, T, cfg.n_heads, self.head_v))
-        o = self.o_norm(o) * gate                                                           # (B, T, H, V/H)
-        return self.o_proj(o.reshape(B, T, self.value_dim)), h
+        return q, k, v, {"g": gk}, self.g_proj(x).view(B, T, H, self.head_v), None
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._mix(x, state, chunk_gla if self.config.mode == "chunk" else recurrent_gla)
-
-    def step(self, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._mix(x, state, recurrent_gla)
-
-    def init_state(self, batch_size: int) -> torch.Tensor:
-        return self._param_like().new_zeros(batch_size, self.config.n_heads, self.head_k, self.head_v)
+    def output(self, o, gate, x):
+        if self.output_gate_probe.active:
+            self.output_gate_probe(F.silu(gate))
+        return self.o_proj(self.o_norm(o, gate).flatten(2))                              # (B, T, d_model)
 
     def state_size(self, seq_len: int) -> int:
         return self.config.n_heads * self.head_k * self.head_v

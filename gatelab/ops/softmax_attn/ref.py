@@ -30,10 +30,13 @@ def clip_gamma_for_length(alpha: float, seq_len: int) -> float:
     return -alpha / seq_len
 
 
-def causal_mask(Tq: int, Tk: int, device: torch.device | None = None) -> torch.Tensor:
-    """``[Tq, Tk]`` boolean mask, True where query i (at absolute position Tk - Tq + i) may see key j."""
-    rows = torch.arange(Tq, device=device).unsqueeze(1) + (Tk - Tq)   # (Tq, 1) absolute query positions
-    return torch.arange(Tk, device=device).unsqueeze(0) <= rows        # (Tq, Tk)
+def causal_mask(Tq: int, Tk: int, device: torch.device | None = None, window: int | None = None) -> torch.Tensor:
+    """``[Tq, Tk]`` boolean mask, True where query i (at position Tk - Tq + i) may see key j: ``j <= i``, and with a
+    sliding ``window`` also ``j > i - window`` (each query sees itself and the window - 1 keys before it)."""
+    rows = torch.arange(Tq, device=device).unsqueeze(1) + (Tk - Tq)   # (Tq, 1) positions of the queries
+    cols = torch.arange(Tk, device=device).unsqueeze(0)                # (1, Tk)
+    mask = cols <= rows                                                # (Tq, Tk)
+    return mask if window is None else mask & (cols > rows - window)
 
 
 def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -55,6 +58,7 @@ def softmax_attention(
     *,
     scale: float | None = None,
     causal: bool = True,
+    window: int | None = None,
     gamma: float = 0.0,
     zeta: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,6 +69,7 @@ def softmax_attention(
             ``Tq <= Tk``: the queries are the last Tq positions (a KV cache holds the first ``Tk - Tq``).
         scale: multiplies the scores; default ``D ** -0.5``.
         causal: mask keys after each query's position.
+        window: with causal, also mask keys ``window`` or more positions back (sliding-window attention).
         gamma, zeta: clipped-softmax parameters (``clipped_softmax``); the defaults give the plain softmax.
 
     Returns:
@@ -77,7 +82,7 @@ def softmax_attention(
     v = v.repeat_interleave(group, dim=2)                              # (B, Tk, H, Dv)
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale             # (B, H, Tq, Tk)
     if causal:
-        scores = scores.masked_fill(~causal_mask(q.shape[1], k.shape[1], q.device), float("-inf"))
+        scores = scores.masked_fill(~causal_mask(q.shape[1], k.shape[1], q.device, window), float("-inf"))
     probs = clipped_softmax(scores, dim=-1, gamma=gamma, zeta=zeta)    # (B, H, Tq, Tk)
     o = torch.einsum("bhqk,bkhd->bqhd", probs, v)                      # (B, Tq, H, Dv)
     return o, probs

@@ -14,16 +14,19 @@ def sdpa_attention(
     *,
     scale: float | None = None,
     causal: bool = True,
+    window: int | None = None,
 ) -> tuple[torch.Tensor, None]:
     """Softmax attention through PyTorch's fused SDPA (FlashAttention / memory-efficient / math backends).
 
-    Same arguments and semantics as ``softmax_attention`` with the plain softmax (GQA, ``Tq <= Tk`` with the
+    Same arguments and semantics as ``softmax_attention`` with the plain softmax (and the sliding window) (GQA, ``Tq <= Tk`` with the
     queries at the last positions). Returns ``o`` ``[B, Tq, H, Dv]`` and None (probabilities are not formed).
     """
     check_attention_inputs(q, k, v)
     Tq, Tk = q.shape[1], k.shape[1]
     mask, is_causal = None, False
-    if causal and Tq == Tk:
+    if causal and window is not None and window < Tk:
+        mask = causal_mask(Tq, Tk, q.device, window)                   # (Tq, Tk) sliding window
+    elif causal and Tq == Tk:
         is_causal = True
     elif causal and Tq > 1:
         mask = causal_mask(Tq, Tk, q.device)                           # (Tq, Tk) bottom-right aligned

@@ -1,0 +1,187 @@
+"""Linear-attention mixers on the scalar-decay and GLA ops: ``retnet``, ``linear_attn``, ``hgrn2``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...ops.gla import chunk_gla, recurrent_gla
+from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
+from ...registry import MIXERS
+from ..base import Probe, build_config, require
+from ..rope import RotaryEmbedding
+from .gla import head_split
+from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
+
+
+@dataclass(kw_only=True)
+class RetNetConfig(RecurrentOptions):
+    """Options of ``retnet`` (flash-linear-attention's MultiScaleRetention defaults: expand_k 1, expand_v 2)."""
+
+    d_model: int
+    n_heads: int = 4
+    expand_k: float = 1.0
+    expand_v: float = 2.0
+    rope_base: float = 10000.0
+
+
+@MIXERS.register("retnet")
+class MultiScaleRetention(RecurrentMixer):
+    """Retention (Sun et al. 2023, arXiv 2307.08621): linear attention with a fixed decay per head,
+    ``gamma_h = 1 - 2^(-5 - h)``, RoPE on q and k, per-head RMSNorm with a swish output gate, o_proj.
+
+    Parameters, with ``K = d_model * expand_k`` and ``V = d_model * expand_v``: ``2 * d_model * K`` (q/k_proj)
+    + ``2 * d_model * V`` (v_proj, g_proj) + ``V / H`` (o_norm) + ``V * d_model`` (o_proj).
+    """
+
+    description = "retention: linear attention with a fixed per-head decay (no input-dependent gate)"
+    paper = "Sun et al. 2023, arXiv 2307.08621"
+    Config = RetNetConfig
+    chunk_op, recurrent_op = staticmethod(chunk_simple_gla), staticmethod(recurrent_simple_gla)
+
+    def __init__(self, d_model: int, **options):
+        super().__init__()
+        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        self.key_dim, self.value_dim = int(d_model * cfg.expand_k), int(d_model * cfg.expand_v)
+        self.head_k = head_split(d_model, self.key_dim, cfg.n_heads, "key dim d_model*expand_k")
+        self.head_v = head_split(d_model, self.value_dim, cfg.n_heads, "value dim d_model*expand_v")
+        require(self.head_k % 2 == 0, f"RoPE needs an even key head dim; got {self.head_k}")
+        self.config = cfg
+        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.v_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.g_proj = nn.Linear(d_model, self.value_dim, bias=False)
+        self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
+        self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
+        self.rope = RotaryEmbedding(self.head_k, cfg.rope_base)
+        self.register_buffer("log_decay", torch.log1p(-(2.0 ** (-5.0 - torch.arange(cfg.n_heads)))), persistent=False)
+
+    def features(self, x, conv_state, offset):
+        B, T, _ = x.shape
+        H = self.config.n_heads
+        q = self.rope(self.q_proj(x).view(B, T, H, self.head_k), offset)                 # (B, T, H, K/H)
+        k = self.rope(self.k_proj(x).view(B, T, H, self.head_k), offset)
+        v = self.v_proj(x).view(B, T, H, self.head_v)                                    # (B, T, H, V/H)
+        g = self.log_decay.to(x.dtype).expand(B, T, H)                                   # (B, T, H)
+        return q, k, v, {"g": g}, self.g_proj(x).view(B, T, H, self.head_v), None
+
+    def output(self, o, gate, x):
+        return self.o_proj(self.o_norm(o, gate).flatten(2))
+
+    def state_size(self, seq_len: int) -> int:
+        return self.config.n_heads * self.head_k * self.head_v
+
+    def expected_num_params(self) -> int:
+        d, K, V = self.config.d_model, self.key_dim, self.value_dim
+        return 2 * d * K + 2 * d * V + self.head_v + V * d
+
+
+@dataclass(kw_only=True)
+class LinearAttentionConfig(RecurrentOptions):
+    """Options of ``linear_attn``. ``eps`` keeps the normaliser away from zero."""
+
+    d_model: int
+    n_heads: int = 4
+    eps: float = 1e-6
+
+
+@MIXERS.register("linear_attn")
+class LinearAttention(RecurrentMixer):
+    """Ungated linear attention (Katharopoulos et al. 2020, arXiv 2006.16236) with the ``elu + 1`` feature map:
+    ``o_t = phi(q_t) S_t / (phi(q_t) z_t)``, ``S_t = sum_j phi(k_j)^T v_j``, ``z_t = sum_j phi(k_j)``.
+    The normaliser rides along as an extra value column of ones. Parameters: ``4 * d_model^2`` (q/k/v/o_proj).
+    """
+
+    description = "linear attention (elu+1 feature map, normalised), no gate, no decay"
+    paper = "Katharopoulos et al. 2020, arXiv 2006.16236"
+    Config = LinearAttentionConfig
+    chunk_op, recurrent_op = staticmethod(chunk_simple_gla), staticmethod(recurrent_simple_gla)
+
+    def __init__(self, d_model: int, **options):
+        super().__init__()
+        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        self.head_dim = head_split(d_model, d_model, cfg.n_heads, "d_model")
+        self.config = cfg
+        self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d_model, d_model, bias=False)
+                                                              for _ in range(4))
+
+    def features(self, x, conv_state, offset):
+        B, T, _ = x.shape
+        H, D = self.config.n_heads, self.head_dim
+        q = F.elu(self.q_proj(x).view(B, T, H, D)) + 1                                   # (B, T, H, D) > 0
+        k = F.elu(self.k_proj(x).view(B, T, H, D)) + 1
+        v = self.v_proj(x).view(B, T, H, D)
+        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)                        # (B, T, H, D + 1)
+        return q, k, v1, {"scale": 1.0}, None, None
+
+    def output(self, o, gate, x):
+        o = o[..., :-1] / (o[..., -1:] + self.config.eps)                                # (B, T, H, D)
+        return self.o_proj(o.flatten(2))
+
+    def state_size(self, seq_len: int) -> int:
+        return self.config.n_heads * self.head_dim * (self.head_dim + 1)
+
+    def expected_num_params(self) -> int:
+        return 4 * self.config.d_model**2
+
+
+@dataclass(kw_only=True)
+class HGRN2Config(RecurrentOptions):
+    """Options of ``hgrn2``. ``expand_ratio``: the forget-gate (key) width per head; default ``d_model //
+    n_heads``. Unlike flash-linear-attention, it never overrides ``n_heads``."""
+
+    d_model: int
+    n_heads: int = 4
+    expand_ratio: int | None = None
+
+
+@MIXERS.register("hgrn2")
+class HGRN2(RecurrentMixer):
+    """HGRN2 (Qin et al. 2024, arXiv 2404.07904): GLA whose input gate is tied to its forget gate,
+    ``g = logsigmoid(x W_f)``, ``k = 1 - e^g``, ``q = x W_q``, ``v = x W_i``, queries unscaled; per-head RMSNorm
+    and o_proj. Parameters, with ``K = H * expand_ratio``: ``2 * d_model * K`` (q_proj, f_proj)
+    + ``d_model^2`` (i_proj) + ``d_model / H`` (o_norm) + ``d_model^2`` (o_proj). The forget gates pass
+    through ``forget_gate_probe``."""
+
+    description = "HGRN2: GLA with the input gate tied to the forget gate (k = 1 - forget)"
+    paper = "Qin et al. 2024, arXiv 2404.07904"
+    Config = HGRN2Config
+    chunk_op, recurrent_op = staticmethod(chunk_gla), staticmethod(recurrent_gla)
+
+    def __init__(self, d_model: int, **options):
+        super().__init__()
+        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        self.head_v = head_split(d_model, d_model, cfg.n_heads, "d_model")
+        cfg.expand_ratio = cfg.expand_ratio or self.head_v
+        require(cfg.expand_ratio >= 1, f"expand_ratio must be >= 1; got {cfg.expand_ratio}")
+        self.config = cfg
+        self.key_dim = cfg.n_heads * cfg.expand_ratio
+        self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.f_proj = nn.Linear(d_model, self.key_dim, bias=False)
+        self.i_proj = nn.Linear(d_model, d_model, bias=False)
+        self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
+        self.o_proj = nn.Linear(d_model, d_model, bias=False)
+        self.forget_gate_probe = Probe()
+
+    def features(self, x, conv_state, offset):
+        B, T, _ = x.shape
+        H, E = self.config.n_heads, self.config.expand_ratio
+        g = F.logsigmoid(self.f_proj(x)).view(B, T, H, E)                               # (B, T, H, E)
+        if self.forget_gate_probe.active:
+            self.forget_gate_probe(g.exp())
+        q = self.q_proj(x).view(B, T, H, E)
+        k = -torch.expm1(g)                                                              # 1 - e^g, tied input gate
+        v = self.i_proj(x).view(B, T, H, self.head_v)
+        return q, k, v, {"g": g, "scale": 1.0}, None, None
+
+    def output(self, o, gate, x):
+        return self.o_proj(self.o_norm(o, None).flatten(2))
+
+    def state_size(self, seq_len: int) -> int:
+        return self.key_dim * self.head_v
+
+    def expected_num_params(self) -> int:
+        d = self.config.d_model
+        return 2 * d * self.key_dim + d * d + self.head_v + d * d

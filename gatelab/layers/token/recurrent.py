@@ -1,0 +1,99 @@
+"""The shared skeleton of recurrent (linear-attention-family) token mixers: features, op, output.
+
+A subclass turns the input into ``(q, k, v, op_kwargs)`` and an output gate; this class runs the op in the
+configured form (``forward``) or the recurrence (``step``), and carries the state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..base import TokenMixer
+from ..conv import ShortConv
+
+
+@dataclass
+class RecurrentState:
+    """State of a recurrent mixer: its short convolution's last inputs (or None), the recurrent state
+    ``[B, H, K, V]`` (or None before the first token) and the number of tokens seen (for positions)."""
+
+    conv: torch.Tensor | None
+    h: torch.Tensor | None
+    offset: int = 0
+
+
+@dataclass(kw_only=True)
+class RecurrentOptions:
+    """Options every recurrent mixer has.
+
+    mode: the form ``forward`` uses, whatever the length: ``chunk`` (training, prefill) or ``recurrent``;
+    ``step`` (decoding) always uses the recurrence. Nothing switches silently.
+    """
+
+    mode: Literal["chunk", "recurrent"] = "chunk"
+    chunk_size: int = 64
+    norm_eps: float = 1e-5
+
+
+class GatedRMSNorm(nn.Module):
+    """``RMSNorm(o) * act(gate)`` per head (``[..., D]``); the output stage of GLA, GDN, RetNet, HGRN2.
+    Parameters: ``D``."""
+
+    def __init__(self, dim: int, eps: float, activation: str = "silu"):
+        super().__init__()
+        self.norm = nn.RMSNorm(dim, eps=eps)
+        self.act = {"silu": F.silu, "sigmoid": torch.sigmoid}[activation]
+
+    def forward(self, o: torch.Tensor, gate: torch.Tensor | None) -> torch.Tensor:
+        o = self.norm(o)
+        return o if gate is None else o * self.act(gate)
+
+
+class RecurrentMixer(TokenMixer):
+    """Base of the recurrent mixers. Subclasses set ``chunk_op``/``recurrent_op`` and implement ``features``
+    and ``output``; they may own ``self.conv`` (a ShortConv over their projections, or None)."""
+
+    chunk_op: Any = None
+    recurrent_op: Any = None
+
+    @property
+    def _conv(self) -> ShortConv | None:
+        return self._modules.get("conv")
+
+    def features(self, x: torch.Tensor, conv_state: torch.Tensor | None, offset: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict, Any, torch.Tensor | None]:
+        """``(q, k, v, op_kwargs, output_gate, conv_state)`` from ``x [B, T, d_model]``."""
+        raise NotImplementedError
+
+    def output(self, o: torch.Tensor, gate: Any, x: torch.Tensor) -> torch.Tensor:
+        """``[B, T, d_model]`` from the op's output ``o [B, T, H, V]``."""
+        raise NotImplementedError
+
+    def short_conv(self, u: torch.Tensor, conv_state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """SiLU(short conv(u)) when the mixer has a convolution, else u unchanged."""
+        if self._conv is None:
+            return u, None
+        c, conv_state = self._conv(u, conv_state)
+        return F.silu(c), conv_state
+
+    def _run(self, x: torch.Tensor, state: RecurrentState | None, op) -> tuple[torch.Tensor, RecurrentState]:
+        state = state or RecurrentState(None, None, 0)
+        q, k, v, kw, gate, conv_state = self.features(x, state.conv, state.offset)
+        o, h = op(q, k, v, **kw, initial_state=state.h, output_final_state=True, chunk_size=self.config.chunk_size)
+        return self.output(o, gate, x), RecurrentState(conv_state, h, state.offset + x.shape[1])
+
+    def forward(self, x: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
+        return self._run(x, state, self.chunk_op if self.config.mode == "chunk" else self.recurrent_op)
+
+    def step(self, x: torch.Tensor, state: RecurrentState | None) -> tuple[torch.Tensor, RecurrentState]:
+        return self._run(x, state, self.recurrent_op)
+
+    def init_state(self, batch_size: int) -> RecurrentState:
+        return RecurrentState(self._conv.init_state(batch_size) if self._conv is not None else None, None, 0)
+
+    def conv_state_size(self) -> int:
+        return 0 if self._conv is None else self._conv.d_model * (self._conv.kernel_size - 1)
