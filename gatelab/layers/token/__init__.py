@@ -6,6 +6,8 @@ from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 
-__all__ = ["AttentionGate", "BaseConv", "DeltaNet", "GatedAssociativeMemory", "GateOptions", "GatedAttention", "GatedDeltaNet", "GatedLinearAttention",
-           "HGRN2", "KVCache", "LinearAttention", "MultiScaleRetention", "SlidingWindowAttention",
-           "SoftmaxAttention"]
+__all__ = [
+    "HGRN2", "AttentionGate", "BaseConv", "DeltaNet", "GateOptions", "GatedAssociativeMemory", "GatedAttention",
+    "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "MultiScaleRetention",
+    "SlidingWindowAttention", "SoftmaxAttention",
+]
