@@ -19,7 +19,8 @@ def sdpa_attention(
     """Softmax attention through PyTorch's fused SDPA (FlashAttention / memory-efficient / math backends).
 
     Same arguments and semantics as ``softmax_attention`` with the plain softmax and optional sliding window (GQA,
-    ``Tq <= Tk`` with the queries at the last positions). Returns ``o`` ``[B, Tq, H, Dv]`` and None (probabilities are not formed).
+    ``Tq <= Tk`` with the queries at the last positions). Returns ``o`` ``[B, Tq, H, Dv]`` and None (the
+    probabilities are never formed).
     """
     check_attention_inputs(q, k, v)
     Tq, Tk = q.shape[1], k.shape[1]
