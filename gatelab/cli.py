@@ -12,7 +12,8 @@ from rich.table import Table
 
 from . import layers  # noqa: F401  (registers mixers)
 from .config import ConfigError, apply_overrides, from_dict
-from .presets import preset
+from .models.lm import parse_schedule
+from .presets import PRESETS, preset
 from .registry import MIXERS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report
 from .train.config import TrainConfig
@@ -28,10 +29,11 @@ def _floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",") if x]
 
 
-def _names(text: str) -> list[str]:
+def _mixers(text: str) -> list[str]:
+    """Comma-separated mixers for compare; each may be a key or a hybrid ratio such as gdn:gated_attn=3:1."""
     names = [x.strip() for x in text.split(",") if x.strip()]
     for n in names:
-        MIXERS.get(n)
+        parse_schedule(n)
     return names
 
 
@@ -49,8 +51,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     cfg = TrainConfig()
     if args.config:
         cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
-    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={args.mixer}"] if args.mixer else [])
-                          + (args.set or []))
+    mixer = args.hybrid or args.mixer
+    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={mixer}"] if mixer else []) + (args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
     result = train(cfg, out, progress=not args.no_progress)
     final = result["final"]
@@ -63,7 +65,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     grid = preset("quick" if args.quick else args.preset)
     if args.task != "mqar":
         raise ConfigError(f"unknown task {args.task!r}; available: mqar")
-    grid.mixers = _names(args.mixers) if args.mixers else grid.mixers
+    grid.mixers = _mixers(args.mixers) if args.mixers else grid.mixers
     grid.seq_lens = _ints(args.seq_lens) if args.seq_lens else grid.seq_lens
     grid.d_models = _ints(args.d_models) if args.d_models else grid.d_models
     grid.seeds = args.seeds or grid.seeds
@@ -91,16 +93,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one model and leave a run folder")
     p.add_argument("--task", default="mqar", help="task name (mqar)")
     p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
+    p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")
     p.add_argument("--config", help="a JSON TrainConfig to start from")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. model.d_model=64")
     p.add_argument("--out", help="run folder (default runs/train-<mixer>-s<seed>)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
-    p.add_argument("--preset", default="default", help="grid preset: default (minutes) or quick (seconds)")
+    p.add_argument("--preset", default="default", choices=PRESETS,
+                   help="default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at several "
+                        "widths: accuracy against state size; hours on a CPU)")
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--task", default="mqar")
-    p.add_argument("--mixers", help="comma-separated mixer keys")
+    p.add_argument("--mixers", help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
     p.add_argument("--seq-lens", help="comma-separated sequence lengths")
     p.add_argument("--d-models", help="comma-separated model widths")
     p.add_argument("--seeds", type=int, help="number of seeds")

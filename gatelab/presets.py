@@ -5,6 +5,7 @@ import copy
 from dataclasses import dataclass, field
 
 from .models.lm import ModelConfig
+from .registry import MIXERS
 from .train.config import MQARTaskConfig, TrainConfig
 from .train.sweep import SweepRun
 
@@ -33,7 +34,8 @@ class CompareGrid:
                             cfg.model.mixer, cfg.model.d_model, cfg.seed, cfg.optim.lr = mixer, d, seed, lr
                             cfg.mqar.seq_lens = [T]
                             coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
-                            out.append(SweepRun(f"{mixer}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
+                            name = mixer.replace(":", "-").replace("=", "_").replace(",", "+")
+                            out.append(SweepRun(f"{name}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
         return out
 
 
@@ -47,8 +49,13 @@ def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every
     )
 
 
+PRESETS = ("default", "quick", "recall-vs-state")
+
+
 def preset(name: str) -> CompareGrid:
-    """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check."""
+    """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
+    ``recall-vs-state``: Zoology's picture, every registered mixer at three widths on one length, to be read as
+    accuracy against state size (a long experiment: hours on a CPU)."""
     if name == "default":
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[64, 128, 256], d_models=[64], seeds=2,
                            lrs=[1e-2], base=_mqar_base(steps=300, train_examples=20000))
@@ -57,4 +64,7 @@ def preset(name: str) -> CompareGrid:
         base.mqar.test_examples = 64
         base.mqar.vocab_size = 64
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[16, 32], d_models=[16], seeds=1, lrs=[3e-3], base=base)
-    raise ValueError(f"unknown compare preset {name!r}; choose one of: default, quick")
+    if name == "recall-vs-state":
+        return CompareGrid(mixers=MIXERS.names(), seq_lens=[128], d_models=[32, 64, 128], seeds=2, lrs=[3e-3, 1e-2],
+                           base=_mqar_base(steps=600, train_examples=20000))
+    raise ValueError(f"unknown compare preset {name!r}; choose one of: {', '.join(PRESETS)}")

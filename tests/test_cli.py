@@ -13,7 +13,7 @@ def test_mixers_lists_every_key(capsys):
 def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
-    for name in ("results.csv", "summary.csv", "report.md", "accuracy.png"):
+    for name in ("results.csv", "summary.csv", "report.md", "accuracy.png", "recall_vs_state.png"):
         assert (out / name).stat().st_size > 0, name
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
@@ -40,3 +40,27 @@ def test_bad_input_is_reported_not_raised(tmp_path, capsys):
     assert "registered token mixers" in capsys.readouterr().out
     assert main(["train", "--set", "model.d_modle=3", "--out", str(tmp_path / "y")]) == 2
     assert "valid keys" in capsys.readouterr().out
+
+
+def test_compare_every_mixer_and_a_hybrid_in_smoke_mode(tmp_path):
+    from gatelab.registry import MIXERS
+
+    out = tmp_path / "all"
+    mixers = ",".join(MIXERS.names()) + ",gdn:gated_attn=1:1"
+    code = main(["compare", "--quick", "--mixers", mixers, "--seq-lens", "16", "--steps", "2", "--out", str(out),
+                 "--no-progress", "--set", "model.n_heads=2"])
+    assert code == 0
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["mixer"] for r in rows} == set(MIXERS.names()) | {"gdn:gated_attn=1:1"}
+    assert (out / "recall_vs_state.png").stat().st_size > 0
+
+
+def test_train_hybrid_ratio(tmp_path):
+    out = tmp_path / "hyb"
+    assert main(["train", "--hybrid", "gdn:gated_attn=3:1", "--out", str(out), "--no-progress",
+                 "--set", "model.n_layers=4", "--set", "model.d_model=16", "--set", "max_steps=2",
+                 "--set", "eval_every=2", "--set", "mqar.train_examples=32", "--set", "mqar.test_examples=8",
+                 "--set", "mqar.vocab_size=128"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model"]["mixer"] == "gdn:gated_attn=3:1"

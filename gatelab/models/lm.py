@@ -17,11 +17,30 @@ from ..registry import CHANNEL_MIXERS, MIXERS
 from .block import Block
 
 
+def parse_schedule(spec: str) -> list[str]:
+    """Mixer keys from a schedule: one key (``"gla"``), a list (``"gdn,gdn,gdn,gated_attn"``) or a ratio
+    (``"gdn:gated_attn=3:1"``, the same as the list). Unknown keys are errors that list the valid ones."""
+    if "=" in spec:
+        names, _, counts = spec.partition("=")
+        keys, ns = names.split(":"), counts.split(":")
+        if len(keys) != len(ns) or not all(n.strip().isdigit() and int(n) > 0 for n in ns):
+            raise ConfigError(f"hybrid ratio {spec!r} must look like a:b=3:1 (one positive count per mixer)")
+        out = [k.strip() for k, n in zip(keys, ns, strict=True) for _ in range(int(n))]
+    else:
+        out = [k.strip() for k in spec.split(",") if k.strip()]
+    if not out:
+        raise ConfigError("the mixer schedule is empty; give a mixer key, a list a,b,c or a ratio a:b=3:1")
+    for key in out:
+        MIXERS.get(key)
+    return out
+
+
 @dataclass(kw_only=True)
 class ModelConfig:
     """A decoder-only language model.
 
-    mixer: one registry key, or a comma-separated schedule tiled over the layers (``"gla,gla,gla,gated_attn"``).
+    mixer: one registry key, or a schedule tiled over the layers: a list (``"gla,gla,gla,gated_attn"``) or a
+        ratio (``"gla:gated_attn=3:1"``).
     mixer_options: per mixer key, extra options for that mixer (``{"gated_attn": {"gate_granularity": "headwise"}}``);
         every mixer receives ``d_model`` and ``n_heads`` (which mixer_options may override). Options for mixers
         that are not in the schedule are allowed (one config can serve a sweep over mixers).
@@ -46,13 +65,9 @@ class ModelConfig:
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""
-        keys = [k.strip() for k in self.mixer.split(",") if k.strip()]
-        if not keys:
-            raise ConfigError("model.mixer is empty; give a mixer key or a comma-separated schedule")
+        keys = parse_schedule(self.mixer)
         if len(keys) > self.n_layers or self.n_layers % len(keys):
             raise ConfigError(f"model.mixer schedule {keys} (length {len(keys)}) must divide n_layers={self.n_layers}")
-        for key in keys:
-            MIXERS.get(key)
         return [keys[i % len(keys)] for i in range(self.n_layers)]
 
 

@@ -11,18 +11,21 @@ from rich.table import Table
 
 from ..config import to_dict
 from ..train.run import environment, write_json_atomic
-from .plots import plot_accuracy_vs_length
+from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state
 from .tables import markdown_table, summarize, write_csv
 
 
 def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str) -> dict[str, Path]:
-    """Write ``results.csv`` (every run), ``summary.csv`` (per cell), ``report.md`` and ``accuracy.png``."""
+    """Write ``results.csv`` (every run), ``summary.csv`` (per cell), ``report.md``, ``accuracy.png`` (against
+    length) and ``recall_vs_state.png`` (against state size)."""
     out_dir = Path(out_dir)
     rows = summarize(records)
-    paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "report.md", "accuracy.png")}
+    names = ("results.csv", "summary.csv", "report.md", "accuracy.png", "recall_vs_state.png")
+    paths = {name: out_dir / name for name in names}
     write_csv(records, paths["results.csv"])
     write_csv(rows, paths["summary.csv"])
     plot_accuracy_vs_length(rows, paths["accuracy.png"])
+    plot_accuracy_vs_state(rows, paths["recall_vs_state.png"])
     env = environment(grid.base.device)
     base = to_dict(grid.base)
     text = [
@@ -37,6 +40,8 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         markdown_table(rows),
         "",
         "![accuracy against sequence length](accuracy.png)",
+        "",
+        "![accuracy against state size](recall_vs_state.png)",
         "",
         "## Settings",
         "",

@@ -31,3 +31,27 @@ def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str 
     axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def plot_accuracy_vs_state(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
+    """Zoology's recall-vs-memory picture: metric against the floats of state per sequence, one panel per
+    sequence length, a line per mixer through its widths."""
+    lengths = sorted({r["seq_len"] for r in rows})
+    fig = Figure(figsize=(4.6 * len(lengths), 3.8))
+    axes = fig.subplots(1, len(lengths), squeeze=False, sharey=True)
+    for ax, T in zip(axes[0], lengths, strict=True):
+        for mixer in dict.fromkeys(r["mixer"] for r in rows):
+            pts = sorted((r["state_size"], r[metric + "_mean"], r[metric + "_std"]) for r in rows
+                         if r["mixer"] == mixer and r["seq_len"] == T)
+            if pts:
+                xs, ys, es = zip(*pts, strict=True)
+                ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=mixer)
+        ax.set_xscale("log")
+        ax.set_xlabel("state size (floats per sequence)")
+        ax.set_title(f"sequence length {T}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(f"MQAR {metric}")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

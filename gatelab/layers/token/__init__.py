@@ -5,9 +5,10 @@ from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
+from .mamba2 import Mamba2
 
 __all__ = [
     "HGRN2", "AttentionGate", "BaseConv", "DeltaNet", "GateOptions", "GatedAssociativeMemory", "GatedAttention",
-    "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "MultiScaleRetention",
+    "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "Mamba2", "MultiScaleRetention",
     "SlidingWindowAttention", "SoftmaxAttention",
 ]
