@@ -44,7 +44,9 @@ CASES = (
        pytest.param("hgrn2", dict(expand_ratio=3, chunk_size=4), id="hgrn2-ratio3"),
        pytest.param("base_conv", dict(kernel_size=16), id="base_conv-long"),
        pytest.param("gam", dict(num_slots=7), id="gam-7slots"),
-       pytest.param("mamba2", dict(d_state=5, chunk_size=4, expand=1), id="mamba2-N5-chunk4")]
+       pytest.param("mamba2", dict(d_state=5, chunk_size=4, expand=1), id="mamba2-N5-chunk4"),
+       pytest.param("mamba", dict(d_state=3, chunk_size=4, dt_rank=2), id="mamba-N3-chunk4"),
+       pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3")]
 )
 
 

@@ -1,14 +1,16 @@
 """Token mixers (across time). Importing this package registers every mixer in ``gatelab.registry.MIXERS``."""
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
+from .based import Based
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
+from .mamba import Mamba
 from .mamba2 import Mamba2
 
 __all__ = [
-    "HGRN2", "AttentionGate", "BaseConv", "DeltaNet", "GateOptions", "GatedAssociativeMemory", "GatedAttention",
-    "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "Mamba2", "MultiScaleRetention",
-    "SlidingWindowAttention", "SoftmaxAttention",
+    "HGRN2", "AttentionGate", "BaseConv", "Based", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
+    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "Mamba", "Mamba2",
+    "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention",
 ]

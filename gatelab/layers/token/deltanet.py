@@ -92,7 +92,7 @@ class DeltaNet(RecurrentMixer):
         v = v.view(B, T, cfg.n_heads, self.head_v)                                       # (B, T, H, V/H)
         beta = self.beta_probe(torch.sigmoid(self.b_proj(x)))                            # (B, T, H)
         gate = self.g_proj(x).view(B, T, cfg.n_heads, self.head_v) if self.g_proj is not None else None
-        return q, k, v, {"beta": beta, **self.decay(x)}, gate, conv_state
+        return (q, k, v), {"beta": beta, **self.decay(x)}, gate, conv_state
 
     def output(self, o, gate, x):
         return self.o_proj(self.o_norm(o, gate).flatten(2))                              # (B, T, d_model)

@@ -82,7 +82,7 @@ class GatedLinearAttention(RecurrentMixer):
         gk = F.logsigmoid(self.gk_proj(x)).view(B, T, H, self.head_k) / self.config.gate_logit_normalizer
         if self.forget_gate_probe.active:
             self.forget_gate_probe(gk.exp())
-        return q, k, v, {"g": gk}, self.g_proj(x).view(B, T, H, self.head_v), None
+        return (q, k, v), {"g": gk}, self.g_proj(x).view(B, T, H, self.head_v), None
 
     def output(self, o, gate, x):
         if self.output_gate_probe.active:

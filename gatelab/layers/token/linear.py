@@ -65,7 +65,7 @@ class MultiScaleRetention(RecurrentMixer):
         k = self.rope(self.k_proj(x).view(B, T, H, self.head_k), offset)
         v = self.v_proj(x).view(B, T, H, self.head_v)                                    # (B, T, H, V/H)
         g = self.log_decay.to(x.dtype).expand(B, T, H)                                   # (B, T, H)
-        return q, k, v, {"g": g}, self.g_proj(x).view(B, T, H, self.head_v), None
+        return (q, k, v), {"g": g}, self.g_proj(x).view(B, T, H, self.head_v), None
 
     def output(self, o, gate, x):
         return self.o_proj(self.o_norm(o, gate).flatten(2))
@@ -114,7 +114,7 @@ class LinearAttention(RecurrentMixer):
         k = F.elu(self.k_proj(x).view(B, T, H, D)) + 1
         v = self.v_proj(x).view(B, T, H, D)
         v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)                        # (B, T, H, D + 1)
-        return q, k, v1, {"scale": 1.0}, None, None
+        return (q, k, v1), {"scale": 1.0}, None, None
 
     def output(self, o, gate, x):
         o = o[..., :-1] / (o[..., -1:] + self.config.eps)                                # (B, T, H, D)
@@ -174,7 +174,7 @@ class HGRN2(RecurrentMixer):
         q = self.q_proj(x).view(B, T, H, E)
         k = -torch.expm1(g)                                                              # 1 - e^g, tied input gate
         v = self.i_proj(x).view(B, T, H, self.head_v)
-        return q, k, v, {"g": g, "scale": 1.0}, None, None
+        return (q, k, v), {"g": g, "scale": 1.0}, None, None
 
     def output(self, o, gate, x):
         return self.o_proj(self.o_norm(o, None).flatten(2))

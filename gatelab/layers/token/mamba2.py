@@ -77,7 +77,7 @@ class Mamba2(RecurrentMixer):
         xs = xs.view(B, T, H, P)                                                         # (B, T, H, P)
         q = Cs.unsqueeze(2).expand(B, T, H, N)                                           # (B, T, H, N) shared
         k = Bs.unsqueeze(2).expand(B, T, H, N)
-        return q, k, xs * dt.unsqueeze(-1), {"g": g, "scale": 1.0}, (z, xs), conv_state
+        return (q, k, xs * dt.unsqueeze(-1)), {"g": g, "scale": 1.0}, (z, xs), conv_state
 
     def output(self, o, gate, x):
         z, xs = gate

@@ -65,8 +65,9 @@ class RecurrentMixer(TokenMixer):
         return self._modules.get("conv")
 
     def features(self, x: torch.Tensor, conv_state: torch.Tensor | None, offset: int
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict, Any, torch.Tensor | None]:
-        """``(q, k, v, op_kwargs, output_gate, conv_state)`` from ``x [B, T, d_model]``."""
+                 ) -> tuple[tuple[torch.Tensor, ...], dict, Any, torch.Tensor | None]:
+        """``(op_args, op_kwargs, output_gate, conv_state)`` from ``x [B, T, d_model]``; op_args is ``(q, k, v)``
+        for the linear-attention ops."""
         raise NotImplementedError
 
     def output(self, o: torch.Tensor, gate: Any, x: torch.Tensor) -> torch.Tensor:
@@ -82,8 +83,8 @@ class RecurrentMixer(TokenMixer):
 
     def _run(self, x: torch.Tensor, state: RecurrentState | None, op) -> tuple[torch.Tensor, RecurrentState]:
         state = state or RecurrentState(None, None, 0)
-        q, k, v, kw, gate, conv_state = self.features(x, state.conv, state.offset)
-        o, h = op(q, k, v, **kw, initial_state=state.h, output_final_state=True, chunk_size=self.config.chunk_size)
+        args, kw, gate, conv_state = self.features(x, state.conv, state.offset)
+        o, h = op(*args, **kw, initial_state=state.h, output_final_state=True, chunk_size=self.config.chunk_size)
         return self.output(o, gate, x), RecurrentState(conv_state, h, state.offset + x.shape[1])
 
     def forward(self, x: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
