@@ -58,3 +58,15 @@ def test_retnet_decays_are_fixed_per_head():
     layer = MIXERS.get("retnet")(16, n_heads=4)
     torch.testing.assert_close(layer.log_decay.exp(), 1 - 2.0 ** (-5.0 - torch.arange(4.0)))
     assert not any("decay" in n for n, _ in layer.named_parameters())
+
+
+def test_liger_adds_no_parameters_and_loads_an_attention_checkpoint():
+    torch.manual_seed(0)
+    attn = MIXERS.get("attn")(16, n_heads=2).double()
+    liger = MIXERS.get("liger")(16, n_heads=2, window=4).double()
+    liger.load_state_dict(attn.state_dict())  # strict: the same parameter names and shapes
+    x = torch.randn(1, 12, 16, dtype=torch.float64)
+    liger.config.mix = 1.0  # all weight on the sliding window: equals sliding-window attention
+    swa = MIXERS.get("swa")(16, n_heads=2, window=4).double()
+    swa.load_state_dict(attn.state_dict())
+    torch.testing.assert_close(liger(x)[0], swa(x)[0])

@@ -46,7 +46,9 @@ CASES = (
        pytest.param("gam", dict(num_slots=7), id="gam-7slots"),
        pytest.param("mamba2", dict(d_state=5, chunk_size=4, expand=1), id="mamba2-N5-chunk4"),
        pytest.param("mamba", dict(d_state=3, chunk_size=4, dt_rank=2), id="mamba-N3-chunk4"),
-       pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3")]
+       pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3"),
+       pytest.param("liger", dict(window=3, chunk_size=4), id="liger-window3"),
+       pytest.param("liger", dict(window=3, mode="recurrent", mix=0.2), id="liger-recurrent")]
 )
 
 

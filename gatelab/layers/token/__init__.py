@@ -5,12 +5,13 @@ from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
+from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
 
 __all__ = [
     "HGRN2", "AttentionGate", "BaseConv", "Based", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
-    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LinearAttention", "Mamba", "Mamba2",
-    "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention",
+    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
+    "Mamba", "Mamba2", "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention",
 ]

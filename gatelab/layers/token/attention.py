@@ -93,7 +93,8 @@ class SoftmaxAttention(TokenMixer):
         """Hook for gated subclasses: ungated attention leaves every tensor as it is."""
         return y
 
-    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q ``[B, T, H, D]``, k and v ``[B, T, Hkv, D]`` (gated at G4/G3/G2 if so configured, QK-normed)."""
         cfg = self.config
         B, T, _ = x.shape
         q = self._gate("g4", self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim), x)     # (B, T, H, D)
@@ -101,6 +102,13 @@ class SoftmaxAttention(TokenMixer):
         v = self._gate("g2", self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
+        return q, k, v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: KVCache | None
+               ) -> tuple[torch.Tensor, KVCache]:
+        """RoPE at the right positions, the KV cache, and softmax attention: ``o [B, T, H, D]`` and the new cache."""
+        cfg = self.config
+        T = q.shape[1]
         offset = 0 if state is None else state.offset
         if self.rope is not None:
             q, k = self.rope(q, offset), self.rope(k, offset)
@@ -113,12 +121,16 @@ class SoftmaxAttention(TokenMixer):
             self.attn_probe(probs)
         else:
             o, _ = sdpa_attention(q, k, v, window=window)                                  # (B, T, H, D)
-        o = self._gate("g1", o, x)
-        y = self.o_proj(o.reshape(B, T, cfg.n_heads * cfg.head_dim))                      # (B, T, d_model)
-        y = self._gate("g5", y.unsqueeze(2), x).squeeze(2)
         if window is not None:
             k, v = k[:, max(0, k.shape[1] - (window - 1)):], v[:, max(0, v.shape[1] - (window - 1)):]
-        return y, KVCache(k, v, offset + T)
+        return o, KVCache(k, v, offset + T)
+
+    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+        q, k, v = self.project(x)
+        o, cache = self.attend(q, k, v, state)
+        o = self._gate("g1", o, x)
+        y = self.o_proj(o.flatten(2))                                                      # (B, T, d_model)
+        return self._gate("g5", y.unsqueeze(2), x).squeeze(2), cache
 
     def init_state(self, batch_size: int) -> KVCache:
         p = self._param_like()
