@@ -18,9 +18,11 @@ from .recurrent import RecurrentMixer, RecurrentOptions
 @dataclass(kw_only=True)
 class MambaConfig(RecurrentOptions):
     """Options of ``mamba`` (mamba_ssm defaults: expand 2, d_state 16, conv 4, dt_rank = ceil(d_model / 16)).
-    ``n_heads`` is accepted and unused (every channel has its own state)."""
+    ``n_heads`` is accepted and unused (every channel has its own state). Chunks of 16 suit the scan on a CPU
+    (``ops/selective_scan/README.md``)."""
 
     d_model: int
+    chunk_size: int = 16
     n_heads: int = 1
     expand: int = 2
     d_state: int = 16

@@ -41,19 +41,22 @@ def chunk_gated_delta_rule(
     lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()      # (C, C) j <= i
     decay = (G - G.transpose(-1, -2)).masked_fill(~lower, float("-inf")).exp()  # (B, H, N, C, C)
     eye = torch.eye(C, dtype=ct, device=q.device)
-    A = (beta * (k @ k.transpose(-1, -2)) * decay).masked_fill(lower.logical_not().logical_or(eye.bool()), 0.0)
+    qk_kk = torch.cat([q, k], dim=-2) @ k.transpose(-1, -2)                 # (B, H, N, 2C, C) q.k and k.k
+    attn = qk_kk[..., :C, :] * decay                                        # (B, H, N, C, C)
+    A = (beta * qk_kk[..., C:, :] * decay).masked_fill(lower.logical_not().logical_or(eye.bool()), 0.0)
     rhs = torch.cat([beta * v, beta * G.exp() * k], dim=-1)                 # (B, H, N, C, V + K)
     solved = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
     u, w = solved.split([V, K], dim=-1)                                     # (B, H, N, C, V), (B, H, N, C, K)
-    attn = (q @ k.transpose(-1, -2)) * decay                                # (B, H, N, C, C)
-    q_decayed = q * G.exp()                                                 # (B, H, N, C, K)
-    k_to_end = k * (G[..., -1:, :] - G).exp()                               # (B, H, N, C, K)
+    # o_n = (q e^G) S_n + attn (u - w S_n) = (q e^G - attn w) S_n + attn u: only S_n is sequential.
+    o_local, attn_w = (attn @ solved).split([V, K], dim=-1)                 # (B, H, N, C, V), (B, H, N, C, K)
+    q_state = q * G.exp() - attn_w                                          # (B, H, N, C, K)
+    k_to_end = (k * (G[..., -1:, :] - G).exp()).transpose(-1, -2)           # (B, H, N, K, C)
     chunk_decay = G[..., -1, :].exp().unsqueeze(-1)                         # (B, H, N, 1, 1)
     h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
-    outputs = []
-    for n in range(q.shape[2]):                                             # sequential over chunks, not tokens
-        u_n = u[:, :, n] - w[:, :, n] @ h                                   # (B, H, C, V) values actually written
-        outputs.append(q_decayed[:, :, n] @ h + attn[:, :, n] @ u_n)        # (B, H, C, V)
-        h = chunk_decay[:, :, n] * h + k_to_end[:, :, n].transpose(-1, -2) @ u_n  # (B, H, K, V)
-    o = torch.stack(outputs, dim=2)                                         # (B, H, N, C, V)
+    starts = []
+    for u_n, w_n, k_n, decay_n in zip(u.unbind(2), w.unbind(2), k_to_end.unbind(2), chunk_decay.unbind(2),
+                                      strict=True):                         # sequential over chunks, not tokens
+        starts.append(h)
+        h = decay_n * h + k_n @ (u_n - w_n @ h)                             # (B, H, K, V)
+    o = q_state @ torch.stack(starts, dim=2) + o_local                      # (B, H, N, C, V)
     return from_chunks(o, T).to(dtype), (h if output_final_state else None)

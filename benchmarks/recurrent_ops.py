@@ -1,0 +1,115 @@
+"""CPU float32 timings of the recurrent ops, as ratios measured in the same run.
+
+    python -m benchmarks.recurrent_ops [--repeats 5] [--out benchmarks/results/recurrent_ops]
+
+1. Chunked gated delta rule against transformers' pure-torch ``torch_chunk_gated_delta_rule`` (Qwen3-Next) at
+   B=8, T=512, H=4, K=V=64, forward+backward.
+2. Every chunked op against its own recurrence at T=2048 and against causal SDPA at T=8192 (B=1, H=8, D=64),
+   forward+backward.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import median_times, write_rows
+from gatelab.ops import (
+    chunk_gated_delta_rule,
+    chunk_gla,
+    chunk_selective_scan,
+    chunk_simple_gla,
+    recurrent_gated_delta_rule,
+    recurrent_gla,
+    recurrent_selective_scan,
+    recurrent_simple_gla,
+    sdpa_attention,
+)
+
+
+def leaves(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.detach().requires_grad_() for t in tensors]
+
+
+def fwd_bwd(fn, inputs: list[torch.Tensor], **kw):
+    def go():
+        o, _ = fn(*inputs, **kw)
+        o.sum().backward()
+    return go
+
+
+def op_cases(B: int, T: int, H: int, D: int) -> dict[str, tuple]:
+    """name -> (chunked fn, reference fn, inputs, keyword inputs)."""
+    gen = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    q, k, v = r(B, T, H, D), F.normalize(r(B, T, H, D), dim=-1), r(B, T, H, D)
+    g_ch, g_h, beta = F.logsigmoid(r(B, T, H, D)) / 16, F.logsigmoid(r(B, T, H)), torch.rand(B, T, H, generator=gen)
+    E, N = H * D, 16
+    x, dt = r(B, T, E), F.softplus(r(B, T, E)) / 10
+    A, Bm, Cm = -torch.rand(E, N, generator=gen) - 0.1, r(B, T, N), r(B, T, N)
+    return {
+        "gla": (chunk_gla, recurrent_gla, leaves(q, k, v), {"g": leaves(g_ch)[0]}),
+        "simple_gla": (chunk_simple_gla, recurrent_simple_gla, leaves(q, k, v), {"g": leaves(g_h)[0]}),
+        "gated_delta_rule": (chunk_gated_delta_rule, recurrent_gated_delta_rule, leaves(q, k, v),
+                             {"g": leaves(g_h)[0], "beta": leaves(beta)[0]}),
+        "selective_scan": (chunk_selective_scan, recurrent_selective_scan, leaves(x, dt, A, Bm, Cm), {}),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default="benchmarks/results/recurrent_ops")
+    args = parser.parse_args()
+    rows = []
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from transformers.models.qwen3_next.modeling_qwen3_next import torch_chunk_gated_delta_rule
+    except ImportError:
+        torch_chunk_gated_delta_rule = None
+    if torch_chunk_gated_delta_rule is not None:
+        gen = torch.Generator().manual_seed(0)
+        B, T, H, D = 8, 512, 4, 64
+        q, k = (F.normalize(torch.randn(B, T, H, D, generator=gen), dim=-1) for _ in range(2))
+        v, g = torch.randn(B, T, H, D, generator=gen), F.logsigmoid(torch.randn(B, T, H, generator=gen))
+        beta = torch.rand(B, T, H, generator=gen)
+        ins = leaves(q, k, v, g, beta)
+        ours, theirs = "gatelab chunk_gated_delta_rule", "transformers torch_chunk_gated_delta_rule"
+        times = median_times({
+            ours: fwd_bwd(lambda q, k, v, g, b: chunk_gated_delta_rule(q, k, v, g=g, beta=b), ins),
+            theirs: fwd_bwd(lambda q, k, v, g, b: torch_chunk_gated_delta_rule(q, k, v, g=g, beta=b), ins),
+        }, args.repeats)
+        for name, t in times.items():
+            rows.append({"bench": "gdn_vs_transformers", "name": name, "T": T, "mode": "fwd+bwd",
+                         "seconds": round(t, 5)})
+        print(f"gated delta rule B=8 T=512 H=4 K=V=64 fwd+bwd: gatelab {times[ours] * 1e3:.1f} ms, transformers "
+              f"{times[theirs] * 1e3:.1f} ms: {times[theirs] / times[ours]:.2f}x faster", flush=True)
+
+    for T, versus in ((2048, "recurrence"), (8192, "sdpa")):
+        cases = op_cases(1, T, 8, 64)
+        q, k, v = leaves(*(torch.randn(1, T, 8, 64) for _ in range(3)))
+        fns = {f"{name} chunk": fwd_bwd(chunk, ins, **kw) for name, (chunk, _, ins, kw) in cases.items()}
+        if versus == "sdpa":
+            fns["sdpa causal"] = fwd_bwd(sdpa_attention, [q, k, v])
+        times = median_times(fns, args.repeats if T < 8192 else max(1, args.repeats // 2))
+        if versus == "recurrence":
+            times.update(median_times({f"{name} recurrent": fwd_bwd(ref, ins, **kw)
+                                       for name, (_, ref, ins, kw) in cases.items()}, 1, warmup=0))
+        for name, t in times.items():
+            rows.append({"bench": f"vs_{versus}", "name": name, "T": T, "mode": "fwd+bwd", "seconds": round(t, 5)})
+        for name in cases:
+            other = times[f"{name} recurrent"] if versus == "recurrence" else times["sdpa causal"]
+            print(f"T={T} {name:17s} chunk {times[f'{name} chunk'] * 1e3:8.1f} ms   vs {versus}: "
+                  f"{other / times[f'{name} chunk']:6.1f}x", flush=True)
+    write_rows(rows, Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
