@@ -4,8 +4,8 @@
 
 1. Chunked gated delta rule against transformers' pure-torch ``torch_chunk_gated_delta_rule`` (Qwen3-Next) at
    B=8, T=512, H=4, K=V=64, forward+backward.
-2. Every chunked op against its own recurrence at T=2048 and against causal SDPA at T=8192 (B=1, H=8, D=64),
-   forward+backward.
+2. Every chunked op against its own recurrence at T=2048 and against causal SDPA at T=8192 (B=1, H=8, D=64;
+   the selective scan with E = H * D = 512 channels and N = 16), forward+backward.
 """
 from __future__ import annotations
 
@@ -58,7 +58,8 @@ def op_cases(B: int, T: int, H: int, D: int) -> dict[str, tuple]:
         "simple_gla": (chunk_simple_gla, recurrent_simple_gla, leaves(q, k, v), {"g": leaves(g_h)[0]}),
         "gated_delta_rule": (chunk_gated_delta_rule, recurrent_gated_delta_rule, leaves(q, k, v),
                              {"g": leaves(g_h)[0], "beta": leaves(beta)[0]}),
-        "selective_scan": (chunk_selective_scan, recurrent_selective_scan, leaves(x, dt, A, Bm, Cm), {}),
+        "selective_scan": (chunk_selective_scan, recurrent_selective_scan, leaves(x, dt, A, Bm, Cm),
+                           {"chunk_size": 16}),  # the mamba layer's default: the scan is elementwise-bound
     }
 
 
