@@ -64,6 +64,13 @@ class TokenMixer(nn.Module):
     def state_size(self, seq_len: int) -> int:
         raise NotImplementedError
 
+    def configure(self, d_model: int, options: dict[str, Any]) -> Any:
+        """This mixer's Config from keyword options: unknown keys, wrong types and a chunk_size below 1 are errors
+        that name the option."""
+        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        require(getattr(cfg, "chunk_size", 1) >= 1, f"chunk_size must be >= 1; got {getattr(cfg, 'chunk_size', None)}")
+        return cfg
+
     def expected_num_params(self) -> int:
         """The parameter count from the formula in the class docstring (tests check it against the modules)."""
         raise NotImplementedError

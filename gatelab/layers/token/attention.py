@@ -10,7 +10,7 @@ from torch import nn
 from ...config import from_dict
 from ...ops.softmax_attn import sdpa_attention, softmax_attention
 from ...registry import MIXERS
-from ..base import Probe, TokenMixer, build_config, require
+from ..base import Probe, TokenMixer, require
 from ..rope import RotaryEmbedding
 from .gates import AttentionGate, GateOptions
 
@@ -59,7 +59,7 @@ class SoftmaxAttention(TokenMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         cfg.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
         require(cfg.n_heads >= 1 and cfg.n_kv_heads >= 1,
                 f"n_heads and n_kv_heads must be >= 1; got {cfg.n_heads}, {cfg.n_kv_heads}")

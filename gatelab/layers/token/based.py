@@ -9,7 +9,7 @@ from torch import nn
 
 from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
 from ...registry import MIXERS
-from ..base import build_config, require
+from ..base import require
 from .convolution import BaseConv
 from .gla import head_split
 from .recurrent import RecurrentMixer, RecurrentOptions
@@ -53,7 +53,7 @@ class Based(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         self.head_v = head_split(d_model, d_model, cfg.n_heads, "d_model")
         require(cfg.feature_dim >= 1 and cfg.conv_size >= 1, "feature_dim and conv_size must be >= 1")
         self.config = cfg

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ...registry import MIXERS
-from ..base import Probe, TokenMixer, build_config, require
+from ..base import Probe, TokenMixer, require
 from ..conv import ShortConv
 
 
@@ -33,7 +33,7 @@ class BaseConv(TokenMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        self.config = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        self.config = self.configure(d_model, options)
         require(self.config.kernel_size >= 1, f"kernel_size must be >= 1; got {self.config.kernel_size}")
         self.conv = ShortConv(d_model, self.config.kernel_size)
         self.projection = nn.Linear(d_model, d_model)
@@ -80,7 +80,7 @@ class GatedAssociativeMemory(TokenMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         require(cfg.kernel_size >= 1 and cfg.num_slots >= 1, "kernel_size and num_slots must be >= 1")
         self.config = cfg
         self.conv = ShortConv(d_model, cfg.kernel_size)

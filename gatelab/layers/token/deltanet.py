@@ -10,7 +10,7 @@ from torch import nn
 
 from ...ops.delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from ...registry import MIXERS
-from ..base import Probe, build_config, require
+from ..base import Probe, require
 from ..conv import ShortConv
 from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
@@ -55,7 +55,7 @@ class DeltaNet(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         require(cfg.n_heads >= 1, f"n_heads must be >= 1; got {cfg.n_heads}")
         if cfg.head_dim is None:
             require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
@@ -63,7 +63,7 @@ class DeltaNet(RecurrentMixer):
             cfg.head_dim = d_model // cfg.n_heads
         self.head_v = int(cfg.head_dim * cfg.expand_v)
         require(self.head_v >= 1 and cfg.head_dim >= 1, f"head_dim*expand_v must be >= 1; got {self.head_v}")
-        require(cfg.chunk_size >= 1 and cfg.conv_size >= 1, "chunk_size and conv_size must be >= 1")
+        require(cfg.conv_size >= 1, f"conv_size must be >= 1; got {cfg.conv_size}")
         self.config = cfg
         H, K, V = cfg.n_heads, cfg.n_heads * cfg.head_dim, cfg.n_heads * self.head_v
         self.key_dim, self.value_dim = K, V

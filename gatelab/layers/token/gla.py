@@ -8,7 +8,7 @@ from torch import nn
 
 from ...ops.gla import chunk_gla, recurrent_gla
 from ...registry import MIXERS
-from ..base import Probe, build_config, require
+from ..base import Probe, require
 from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
 
@@ -22,6 +22,13 @@ class GLAConfig(RecurrentOptions):
     expand_v: float = 1.0
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16.0
+
+
+def expanded_dims(cfg) -> tuple[int, int, int, int]:
+    """``(K, V, K / H, V / H)`` from ``d_model * expand_k`` and ``d_model * expand_v`` over ``n_heads``."""
+    K, V = int(cfg.d_model * cfg.expand_k), int(cfg.d_model * cfg.expand_v)
+    return (K, V, head_split(cfg.d_model, K, cfg.n_heads, "key dim d_model*expand_k"),
+            head_split(cfg.d_model, V, cfg.n_heads, "value dim d_model*expand_v"))
 
 
 def head_split(d_model: int, width: int, n_heads: int, what: str) -> int:
@@ -54,11 +61,8 @@ class GatedLinearAttention(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
-        self.key_dim, self.value_dim = int(d_model * cfg.expand_k), int(d_model * cfg.expand_v)
-        self.head_k = head_split(d_model, self.key_dim, cfg.n_heads, "key dim d_model*expand_k")
-        self.head_v = head_split(d_model, self.value_dim, cfg.n_heads, "value dim d_model*expand_v")
-        require(cfg.chunk_size >= 1, f"chunk_size must be >= 1; got {cfg.chunk_size}")
+        cfg = self.configure(d_model, options)
+        self.key_dim, self.value_dim, self.head_k, self.head_v = expanded_dims(cfg)
         require(cfg.gate_logit_normalizer > 0, f"gate_logit_normalizer must be > 0; got {cfg.gate_logit_normalizer}")
         self.config = cfg
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)

@@ -54,7 +54,7 @@ class LigerAttention(SlidingWindowAttention):
         require(cfg.n_kv_heads == cfg.n_heads, f"liger's recurrent branch needs n_kv_heads == n_heads; got "
                 f"{cfg.n_kv_heads} and {cfg.n_heads}")
         require(0.0 <= cfg.mix <= 1.0, f"mix must lie in [0, 1]; got {cfg.mix}")
-        require(cfg.chunk_size >= 1 and cfg.gate_logit_normalizer > 0, "chunk_size and gate_logit_normalizer > 0")
+        require(cfg.gate_logit_normalizer > 0, f"gate_logit_normalizer must be > 0; got {cfg.gate_logit_normalizer}")
         self.forget_gate_probe = Probe()
 
     def _mix(self, x: torch.Tensor, state: LigerState | None, op) -> tuple[torch.Tensor, LigerState]:

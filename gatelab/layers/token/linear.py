@@ -10,9 +10,9 @@ from torch import nn
 from ...ops.gla import chunk_gla, recurrent_gla
 from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
 from ...registry import MIXERS
-from ..base import Probe, build_config, require
+from ..base import Probe, require
 from ..rope import RotaryEmbedding
-from .gla import head_split
+from .gla import expanded_dims, head_split
 from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
 
@@ -43,10 +43,8 @@ class MultiScaleRetention(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
-        self.key_dim, self.value_dim = int(d_model * cfg.expand_k), int(d_model * cfg.expand_v)
-        self.head_k = head_split(d_model, self.key_dim, cfg.n_heads, "key dim d_model*expand_k")
-        self.head_v = head_split(d_model, self.value_dim, cfg.n_heads, "value dim d_model*expand_v")
+        cfg = self.configure(d_model, options)
+        self.key_dim, self.value_dim, self.head_k, self.head_v = expanded_dims(cfg)
         require(self.head_k % 2 == 0, f"RoPE needs an even key head dim; got {self.head_k}")
         self.config = cfg
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
@@ -101,7 +99,7 @@ class LinearAttention(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         self.head_dim = head_split(d_model, d_model, cfg.n_heads, "d_model")
         self.config = cfg
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (nn.Linear(d_model, d_model, bias=False)
@@ -152,7 +150,7 @@ class HGRN2(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         self.head_v = head_split(d_model, d_model, cfg.n_heads, "d_model")
         cfg.expand_ratio = cfg.expand_ratio or self.head_v
         require(cfg.expand_ratio >= 1, f"expand_ratio must be >= 1; got {cfg.expand_ratio}")

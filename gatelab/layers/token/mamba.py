@@ -10,7 +10,7 @@ from torch import nn
 
 from ...ops.selective_scan import chunk_selective_scan, recurrent_selective_scan
 from ...registry import MIXERS
-from ..base import Probe, build_config, require
+from ..base import Probe, require
 from ..conv import ShortConv
 from .recurrent import RecurrentMixer, RecurrentOptions
 
@@ -49,7 +49,7 @@ class Mamba(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         cfg.dt_rank = cfg.dt_rank or math.ceil(d_model / 16)
         require(cfg.expand >= 1 and cfg.d_state >= 1 and cfg.conv_size >= 1 and cfg.dt_rank >= 1,
                 "expand, d_state, conv_size and dt_rank must be >= 1")

@@ -10,7 +10,7 @@ from torch import nn
 
 from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
 from ...registry import MIXERS
-from ..base import Probe, build_config, require
+from ..base import Probe, require
 from ..conv import ShortConv
 from .recurrent import RecurrentMixer, RecurrentOptions
 
@@ -46,7 +46,7 @@ class Mamba2(RecurrentMixer):
 
     def __init__(self, d_model: int, **options):
         super().__init__()
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
+        cfg = self.configure(d_model, options)
         self.inner = cfg.expand * d_model
         require(cfg.n_heads >= 1 and self.inner % cfg.n_heads == 0,
                 f"inner width expand*d_model={self.inner} must be a multiple of n_heads={cfg.n_heads}")
