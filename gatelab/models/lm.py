@@ -106,6 +106,10 @@ class DecoderLM(nn.Module):
     def _block(self, key: str) -> Block:
         c = self.config
         mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {})})
+        window = getattr(mixer, "window", None)
+        if window is not None and window > c.max_seq_len:
+            raise ConfigError(f"{key}: window={window} is longer than model.max_seq_len={c.max_seq_len}; a window "
+                              "must fit in the sequence (use attn for full attention)")
         channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
         return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv)

@@ -63,6 +63,7 @@ def test_tied_embeddings_and_channel_none():
     (dict(mixer="nope"), "registered token mixers"),
     (dict(mixer="attn", mixer_options={"glaa": {}}), "registered token mixers"),
     (dict(channel="moe2"), "registered channel mixers"),
+    (dict(mixer="swa", max_seq_len=32, mixer_options={"swa": {"window": 64}}), "window=64 is longer"),
 ])
 def test_bad_model_configs(kw, match):
     with pytest.raises((ConfigError, KeyError), match=match):
