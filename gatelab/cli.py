@@ -52,11 +52,13 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     if args.config:
         cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
     mixer = args.hybrid or args.mixer
-    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={mixer}"] if mixer else []) + (args.set or []))
+    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={mixer}"] if mixer else [])
+                          + ([f"lm.data={args.data}"] if args.data else []) + (args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
     result = train(cfg, out, progress=not args.no_progress)
     final = result["final"]
-    console.print(f"[bold]{cfg.model.mixer}[/]: test accuracy {final['accuracy']:.4f} after {result['steps']} steps "
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("accuracy", "valid/ppl", "test/ppl"))
+    console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
                   f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
     console.print(f"run folder: {out}")
 
@@ -91,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("mixers", help="list the registered token mixers")
 
     p = sub.add_parser("train", help="train one model and leave a run folder")
-    p.add_argument("--task", default="mqar", help="task name (mqar)")
+    p.add_argument("--task", default="mqar", help="mqar or lm")
+    p.add_argument("--data", help="for --task lm: a corpus (ptb) or a folder of train/valid/test text files")
     p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
     p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")
     p.add_argument("--config", help="a JSON TrainConfig to start from")

@@ -38,13 +38,26 @@ class MQARTaskConfig:
 
 
 @dataclass(kw_only=True)
+class LMTaskConfig:
+    """Language modelling: ``data`` is a corpus name (``ptb``) or a folder of train/valid/test text files;
+    ``tokenizer`` word (PTB's protocol) or byte; windows of ``seq_len`` tokens; ``eval_tokens`` > 0 evaluates on
+    that many leading tokens of valid and test only (for quick checks; 0 means the whole splits)."""
+
+    data: str = "ptb"
+    tokenizer: Literal["word", "byte"] = "word"
+    seq_len: int = 128
+    eval_tokens: int = 0
+
+
+@dataclass(kw_only=True)
 class TrainConfig:
     """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
     ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``.
     The model's vocabulary comes from the task (``resolved()``)."""
 
-    task: Literal["mqar"] = "mqar"
+    task: Literal["mqar", "lm"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
+    lm: LMTaskConfig = field(default_factory=LMTaskConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(n_heads=1, channel="none", short_conv=3))
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 64
@@ -54,9 +67,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
-    def resolved(self) -> TrainConfig:
-        """A copy with the fields the task decides filled in: the model's vocabulary and a long enough max_seq_len."""
-        longest = max(self.mqar.seq_lens)
-        model = dataclasses.replace(self.model, vocab_size=self.mqar.vocab_size,
+    def resolved(self, vocab_size: int | None = None) -> TrainConfig:
+        """A copy with the fields the task decides filled in: the model's vocabulary (MQAR's from its config, a
+        corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
+        if self.task == "mqar":
+            vocab_size, longest = self.mqar.vocab_size, max(self.mqar.seq_lens)
+        else:
+            longest = self.lm.seq_len
+        if vocab_size is None:
+            raise ValueError("resolving an LM config needs the tokenizer's vocabulary size")
+        model = dataclasses.replace(self.model, vocab_size=vocab_size,
                                     max_seq_len=max(self.model.max_seq_len, longest))
         return dataclasses.replace(self, model=model)
