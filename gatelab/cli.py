@@ -20,6 +20,10 @@ from .train.config import TrainConfig
 from .train.loop import train
 from .train.sweep import run_sweep
 
+# TrainConfig's model defaults follow Zoology's MQAR protocol; language models get a channel mixer instead.
+LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_heads=4", "model.n_layers=4",
+                     "model.d_model=128"]
+
 
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
@@ -52,7 +56,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     if args.config:
         cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
     mixer = args.hybrid or args.mixer
-    cfg = apply_overrides(cfg, [f"task={args.task}"] + ([f"model.mixer={mixer}"] if mixer else [])
+    task_defaults = LM_MODEL_DEFAULTS if args.task == "lm" and not args.config else []
+    cfg = apply_overrides(cfg, [f"task={args.task}", *task_defaults] + ([f"model.mixer={mixer}"] if mixer else [])
                           + ([f"lm.data={args.data}"] if args.data else []) + (args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
     result = train(cfg, out, progress=not args.no_progress)
@@ -93,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("mixers", help="list the registered token mixers")
 
     p = sub.add_parser("train", help="train one model and leave a run folder")
-    p.add_argument("--task", default="mqar", help="mqar or lm")
+    p.add_argument("--task", default="mqar", help="mqar, or lm (whose model defaults: 4 layers, d_model 128, "
+                   "4 heads, SwiGLU, no short conv)")
     p.add_argument("--data", help="for --task lm: a corpus (ptb) or a folder of train/valid/test text files")
     p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
     p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")

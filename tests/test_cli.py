@@ -64,3 +64,17 @@ def test_train_hybrid_ratio(tmp_path):
                  "--set", "mqar.vocab_size=128"]) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["mixer"] == "gdn:gated_attn=3:1"
+
+
+def test_train_lm_on_a_local_folder(tmp_path, capsys):
+    data = tmp_path / "corpus"
+    data.mkdir()
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.txt").write_text("a b c a b c d\n" * 50)
+    out = tmp_path / "lm"
+    assert main(["train", "--task", "lm", "--data", str(data), "--out", str(out), "--no-progress",
+                 "--set", "model.d_model=16", "--set", "model.n_layers=2", "--set", "max_steps=3",
+                 "--set", "eval_every=3", "--set", "lm.seq_len=8", "--set", "batch_size=4"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "lm" and cfg["model"]["channel"] == "swiglu" and cfg["model"]["vocab_size"] == 6
+    assert "valid/ppl" in capsys.readouterr().out
