@@ -52,6 +52,13 @@ def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
+        cfg = from_dict(TrainConfig, json.loads((Path(args.out) / "config.json").read_text()))
+        result = train(cfg, args.out, progress=not args.no_progress, resume=True)
+        console.print(f"resumed {args.out}: finished after {result['steps']} steps")
+        return
     cfg = TrainConfig()
     if args.config:
         cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
@@ -106,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a JSON TrainConfig to start from")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. model.d_model=64")
     p.add_argument("--out", help="run folder (default runs/train-<mixer>-s<seed>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint (needs checkpoint_every > 0)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")

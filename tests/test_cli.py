@@ -78,3 +78,13 @@ def test_train_lm_on_a_local_folder(tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["task"] == "lm" and cfg["model"]["channel"] == "swiglu" and cfg["model"]["vocab_size"] == 6
     assert "valid/ppl" in capsys.readouterr().out
+
+
+def test_train_resume_from_the_command_line(tmp_path):
+    out = tmp_path / "r"
+    common = ["--out", str(out), "--no-progress"]
+    assert main(["train", *common, "--set", "model.d_model=16", "--set", "max_steps=4", "--set", "eval_every=2",
+                 "--set", "checkpoint_every=2", "--set", "mqar.train_examples=64", "--set", "mqar.test_examples=16",
+                 "--set", "mqar.vocab_size=128"]) == 0
+    assert main(["train", "--resume", *common]) == 0
+    assert main(["train", "--resume", "--no-progress"]) == 2

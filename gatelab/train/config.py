@@ -53,7 +53,8 @@ class LMTaskConfig:
 class TrainConfig:
     """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
     ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``.
-    The model's vocabulary comes from the task (``resolved()``)."""
+    The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
+    checkpoint every that many steps."""
 
     task: Literal["mqar", "lm"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
@@ -64,6 +65,7 @@ class TrainConfig:
     max_steps: int = 1000
     eval_every: int = 200
     target_accuracy: float = 0.99
+    checkpoint_every: int = 0
     seed: int = 0
     device: str = "cpu"
 

@@ -12,6 +12,7 @@ from safetensors.torch import save_model
 
 from ..config import to_dict
 from ..models.lm import DecoderLM
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .optim import build_optimizer, lr_at
 from .run import RunDir, write_json_atomic
@@ -32,10 +33,13 @@ def evaluate(model: DecoderLM, task: MQARTask | LMTask, batch_size: int, device:
         model.train()
 
 
-def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = True,
+          resume: bool = False) -> dict[str, Any]:
     """Train one model as configured; returns (and, with ``run_dir``, stores) the final metrics.
 
     MQAR runs stop early once test accuracy reaches ``target_accuracy``; LM runs report valid and test perplexity.
+    With ``checkpoint_every`` the run folder keeps an atomically written checkpoint; ``resume=True`` continues
+    from it exactly (same batches, same optimiser state), as if the run had never stopped.
     """
     seed_everything(cfg.seed)
     task = build_task(cfg)
@@ -43,20 +47,31 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
     model = DecoderLM(cfg.model).to(cfg.device)
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None else None
-    if run:
+    ckpt = run.path / CHECKPOINT if run else None
+    saved: dict[str, Any] = {"step": 0, "tokens": 0, "train_time": 0.0, "best": {}, "last_eval": {}}
+    if resume:
+        if ckpt is None or not ckpt.exists():
+            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
+        run.check_config(to_dict(cfg))
+        saved = load_checkpoint(ckpt, model, opt)
+        run.truncate_log(saved["step"])
+    elif run:
         run.start(to_dict(cfg), cfg.device)
         if isinstance(task, LMTask):
             write_json_atomic(run.path / "tokenizer.json", task.tokenizer.to_dict())
     batches = task.batches(torch.Generator().manual_seed(cfg.seed), cfg.batch_size)
+    for _ in range(saved["step"]):  # the data position: the same batches as an uninterrupted run
+        next(batches)
     better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
-    tokens, train_time, step = 0, 0.0, 0
-    best: dict[str, float] = {}
-    last_eval: dict[str, float] = {}
+    tokens, train_time, start = saved["tokens"], saved["train_time"], saved["step"]
+    step = start - 1
+    best: dict[str, float] = saved["best"]
+    last_eval: dict[str, float] = saved["last_eval"]
     bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not progress, transient=True)
     with bar:
-        bar_task = bar.add_task(f"train {cfg.model.mixer}", total=cfg.max_steps, info="")
-        for step in range(cfg.max_steps):
+        bar_task = bar.add_task(f"train {cfg.model.mixer}", total=cfg.max_steps, completed=start, info="")
+        for step in range(start, cfg.max_steps):
             x, y = (t.to(cfg.device) for t in next(batches))
             lr = lr_at(step, cfg.max_steps, cfg.optim)
             for group in opt.param_groups:
@@ -82,6 +97,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
                 bar.update(bar_task, info=f"{task.metric} {last_eval[task.metric]:.3f}")
             if run:
                 run.log(record)
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                    save_checkpoint(ckpt, model, opt, {"step": step + 1, "tokens": tokens, "train_time": train_time,
+                                                       "best": best, "last_eval": last_eval})
             bar.advance(bar_task)
             if "eval/accuracy" in record and record["eval/accuracy"] >= cfg.target_accuracy:
                 break

@@ -76,6 +76,19 @@ class RunDir:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Refuse to continue a run folder with a different configuration."""
+        stored = json.loads((self.path / "config.json").read_text())
+        if stored != config:
+            diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
+            raise ValueError(f"{self.path} holds a run of another configuration (differs in {', '.join(diff)})")
+
+    def truncate_log(self, step: int) -> None:
+        """Drop metrics logged after ``step`` (a resumed run logs them again)."""
+        path = self.path / "metrics.jsonl"
+        keep = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in keep))
+
     def finish(self, result: dict[str, Any]) -> None:
         write_json_atomic(self.path / "result.json", result)
 

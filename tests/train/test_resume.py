@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+import gatelab.train.loop as loop
+from gatelab.models import ModelConfig
+from gatelab.train import MQARTaskConfig, TrainConfig, train
+
+
+def config() -> TrainConfig:
+    return TrainConfig(mqar=MQARTaskConfig(vocab_size=64, seq_lens=[32], num_kv_pairs=[2], train_examples=500,
+                                           test_examples=64),
+                       model=ModelConfig(d_model=16, n_layers=2, n_heads=2, mixer="gla,attn", channel="none"),
+                       batch_size=16, max_steps=30, eval_every=10, checkpoint_every=10, target_accuracy=2.0)
+
+
+def losses(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def kill_at_step_25(run_dir, monkeypatch):
+    real_lr_at = loop.lr_at
+
+    def killed(step, total, cfg):
+        if step == 25:
+            raise KeyboardInterrupt
+        return real_lr_at(step, total, cfg)
+
+    monkeypatch.setattr(loop, "lr_at", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(), run_dir, progress=False)
+    monkeypatch.setattr(loop, "lr_at", real_lr_at)
+
+
+def test_resume_after_a_kill_continues_exactly(tmp_path, monkeypatch):
+    whole = train(config(), tmp_path / "whole", progress=False)
+    kill_at_step_25(tmp_path / "killed", monkeypatch)
+    assert len(losses(tmp_path / "killed")) == 25 and not (tmp_path / "killed" / "result.json").exists()
+
+    resumed = train(config(), tmp_path / "killed", progress=False, resume=True)
+    assert losses(tmp_path / "killed") == losses(tmp_path / "whole")
+    assert resumed["final"] == whole["final"] and resumed["steps"] == whole["steps"]
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    import gatelab.train.checkpoint as ckpt
+
+    kill_at_step_25(tmp_path / "run", monkeypatch)  # the last checkpoint is step 20's; the next write is at 30
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+
+    def dies_mid_write(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.torch, "save", dies_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(), tmp_path / "run", progress=False, resume=True)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    train(config(), tmp_path / "run", progress=False)
+    other = config()
+    other.model.d_model = 32
+    with pytest.raises(ValueError, match="another configuration"):
+        train(other, tmp_path / "run", progress=False, resume=True)
