@@ -14,6 +14,7 @@ from ..config import to_dict
 from ..models.lm import DecoderLM
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .diagnostics import first_nonfinite_module
 from .optim import build_optimizer, lr_at
 from .run import RunDir, write_json_atomic
 from .tasks import LMTask, MQARTask, build_task
@@ -31,6 +32,18 @@ def evaluate(model: DecoderLM, task: MQARTask | LMTask, batch_size: int, device:
         return task.evaluate(model, batch_size, device)
     finally:
         model.train()
+
+
+def stop_on_nonfinite(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, step: int, loss: torch.Tensor,
+                      run: RunDir | None) -> None:
+    """Save the batch that produced a non-finite loss and stop, naming the first layer that went non-finite."""
+    where = first_nonfinite_module(model, x) or "the loss itself (every layer output was finite)"
+    saved = ""
+    if run:
+        torch.save({"step": step + 1, "inputs": x.cpu(), "labels": y.cpu()}, run.path / "nonfinite_batch.pt")
+        saved = f"; the batch is saved in {run.path / 'nonfinite_batch.pt'}"
+    raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {step + 1}: first non-finite output "
+                             f"in {where}{saved}")
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = True,
@@ -79,6 +92,8 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
             t0 = time.perf_counter()
             out = model(x, labels=y)
             loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
+            if not torch.isfinite(loss):
+                stop_on_nonfinite(model, x, y, step, loss, run)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.optim.grad_clip > 0:
@@ -86,8 +101,6 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
             opt.step()
             train_time += time.perf_counter() - t0
             tokens += x.numel()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite training loss {loss.item()} at step {step}")
             record: dict[str, Any] = {"step": step + 1, "loss": loss.item(), "lr": lr}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
                 last_eval = evaluate(model, task, 2 * cfg.batch_size, cfg.device)

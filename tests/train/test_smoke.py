@@ -58,3 +58,24 @@ def test_warmup_then_cosine():
     assert lrs[0] == 0.1 and lrs[9] == 1.0 and abs(lrs[-1] - 0.1) < 1e-3
     assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
     assert torch.tensor(lrs).max() == 1.0
+
+
+def test_a_nonfinite_loss_names_the_first_bad_layer_and_saves_the_batch(tmp_path):
+    import pytest
+
+    from gatelab.models import DecoderLM
+    from gatelab.train.diagnostics import first_nonfinite_module
+
+    model = DecoderLM(ModelConfig(d_model=16, n_heads=2, mixer="gla,attn", channel="mlp"))
+    with torch.no_grad():
+        model.blocks[1].channel.w1.weight[0, 0] = float("nan")
+    assert first_nonfinite_module(model, torch.randint(0, 64, (2, 8))) == "blocks.1.channel.w1"
+
+    cfg = tiny_config()
+    cfg.max_steps, cfg.eval_every = 5, 5
+    cfg.optim.lr, cfg.optim.grad_clip, cfg.optim.warmup_frac = 1e30, 0.0, 0.0
+    message = r"non-finite training loss .* at step \d+: first non-finite output in \w+"
+    with pytest.raises(FloatingPointError, match=message):
+        train(cfg, tmp_path / "run", progress=False)
+    batch = torch.load(tmp_path / "run" / "nonfinite_batch.pt")
+    assert batch["inputs"].shape == (32, 32)
