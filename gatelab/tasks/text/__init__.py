@@ -1,5 +1,17 @@
-"""Text for language modelling: corpora from installed packages or local folders, and offline tokenizers."""
-from .corpora import SPLITS, load_corpus
-from .tokenizers import ByteTokenizer, WordTokenizer, tokenizer_from_dict
+"""Text for language modelling: corpora from installed packages or local folders, offline tokenizers, and a
+memory-mapped token cache."""
+from .cache import tokenized_corpus
+from .corpora import CORPORA, SPLITS, load_corpus
+from .tokenizers import (
+    TOKENIZERS,
+    BPETokenizer,
+    ByteTokenizer,
+    GPT2Tokenizer,
+    WordTokenizer,
+    check_same_tokenizer,
+    fingerprint,
+    tokenizer_from_dict,
+)
 
-__all__ = ["SPLITS", "ByteTokenizer", "WordTokenizer", "load_corpus", "tokenizer_from_dict"]
+__all__ = ["CORPORA", "SPLITS", "TOKENIZERS", "BPETokenizer", "ByteTokenizer", "GPT2Tokenizer", "WordTokenizer",
+           "check_same_tokenizer", "fingerprint", "load_corpus", "tokenized_corpus", "tokenizer_from_dict"]
