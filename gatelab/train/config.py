@@ -39,20 +39,28 @@ class MQARTaskConfig:
 
 @dataclass(kw_only=True)
 class LMTaskConfig:
-    """Language modelling: ``data`` is a corpus name (``ptb``) or a folder of train/valid/test text files;
-    ``tokenizer`` word (PTB's protocol) or byte; windows of ``seq_len`` tokens; ``eval_tokens`` > 0 evaluates on
-    that many leading tokens of valid and test only (for quick checks; 0 means the whole splits)."""
+    """Language modelling. ``data``: a corpus (ptb, imdb, shakespeare, kjv) or a folder of train/valid/test text
+    files. ``tokenizer``: word (PTB's protocol), byte, gpt2 (GPT-2 BPE) or bpe (trained on the corpus);
+    ``vocab_size`` caps the word vocabulary (0: every word) or sets the BPE size (0: 8192). Windows of ``seq_len``
+    tokens. ``eval_tokens`` > 0 evaluates on that many leading tokens of valid and test only (for quick checks;
+    0 means the whole splits). ``cache`` keeps tokenised corpora as memory-mapped arrays in the data folder."""
 
     data: str = "ptb"
-    tokenizer: Literal["word", "byte"] = "word"
+    tokenizer: Literal["word", "byte", "gpt2", "bpe"] = "word"
+    vocab_size: int = 0
     seq_len: int = 128
     eval_tokens: int = 0
+    cache: bool = True
 
 
 @dataclass(kw_only=True)
 class TrainConfig:
     """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
     ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``.
+    ``batch_size`` is the global batch of one step; it is split evenly over the processes of a ``torchrun`` launch
+    and then into ``grad_accum`` micro-batches per process, and the step's loss is the mean of the micro-batch
+    losses, so any split of the same batch gives the same update. ``precision``: ``auto`` trains under bf16
+    autocast on GPUs that support it and in float32 elsewhere (bf16 matmuls are slow on most CPUs).
     The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
     checkpoint every that many steps."""
 
@@ -62,6 +70,8 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=lambda: ModelConfig(n_heads=1, channel="none", short_conv=3))
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 64
+    grad_accum: int = 1
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     max_steps: int = 1000
     eval_every: int = 200
     target_accuracy: float = 0.99

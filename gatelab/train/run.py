@@ -61,7 +61,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 class RunDir:
-    """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``model.safetensors``, ``result.json``."""
+    """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``result.json``, and the trained model in
+    ``model/`` (Hugging Face format)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -5,12 +5,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 from ..models.lm import DecoderLM
 from ..tasks.base import TaskData
 from ..tasks.mqar import mqar
-from ..tasks.text import ByteTokenizer, WordTokenizer, load_corpus
+from ..tasks.text import tokenized_corpus
 from .config import TrainConfig
 
 
@@ -76,24 +77,26 @@ class LMTask:
     metric, higher_is_better = "valid/ppl", False
 
     def __init__(self, cfg: TrainConfig):
-        texts = load_corpus(cfg.lm.data)
-        self.tokenizer = WordTokenizer.train(texts["train"]) if cfg.lm.tokenizer == "word" else ByteTokenizer()
-        self.streams = {s: torch.tensor(self.tokenizer.encode(t), dtype=torch.long) for s, t in texts.items()}
-        if cfg.lm.eval_tokens:
-            for s in ("valid", "test"):
-                self.streams[s] = self.streams[s][: cfg.lm.eval_tokens + 1]
+        self.tokenizer, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
+        self.train_stream = streams["train"]
+        limit = cfg.lm.eval_tokens + 1 if cfg.lm.eval_tokens else None
+        self.eval_streams = {s: torch.from_numpy(np.asarray(streams[s][:limit], dtype=np.int64))
+                             for s in ("valid", "test")}
         self.seq_len = cfg.lm.seq_len
         self.vocab_size, self.max_len = self.tokenizer.vocab_size, cfg.lm.seq_len
+        if len(self.train_stream) <= self.seq_len + 1:
+            raise ValueError(f"the training split of {cfg.lm.data!r} has {len(self.train_stream)} tokens, fewer than "
+                             f"one window of lm.seq_len={self.seq_len} + 1")
 
     def batches(self, generator: torch.Generator, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        stream, T = self.streams["train"], self.seq_len
+        stream, T = self.train_stream, self.seq_len
         while True:
-            starts = torch.randint(0, len(stream) - T - 1, (batch_size,), generator=generator)
-            window = torch.stack([stream[s:s + T + 1] for s in starts.tolist()])   # (B, T + 1)
+            starts = torch.randint(0, len(stream) - T - 1, (batch_size,), generator=generator).numpy()
+            window = torch.from_numpy(stream[starts[:, None] + np.arange(T + 1)].astype(np.int64))   # (B, T + 1)
             yield window[:, :-1], window[:, 1:]
 
     def evaluate(self, model: DecoderLM, batch_size: int, device: str) -> dict[str, float]:
-        return {f"{s}/ppl": perplexity(model, self.streams[s], self.seq_len, batch_size, device)
+        return {f"{s}/ppl": perplexity(model, self.eval_streams[s], self.seq_len, batch_size, device)
                 for s in ("valid", "test")}
 
 

@@ -50,3 +50,16 @@ def test_lm_on_a_local_folder_with_bytes(tmp_path):
     cfg.lm.tokenizer = "byte"
     result = train(cfg, progress=False)
     assert result["final"]["valid/ppl"] < 20  # far below the 256 of a uniform byte model
+
+
+def test_resume_refuses_a_tokenizer_that_changed_under_the_run(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split in ("train", "valid", "test"):
+        (corpus / f"{split}.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    cfg = lm_config(str(corpus), checkpoint_every=5)
+    cfg.lm.cache, cfg.max_steps = False, 5
+    train(cfg, tmp_path / "run", progress=False)
+    (corpus / "train.txt").write_text("a different vocabulary entirely\n" * 50)
+    with pytest.raises(ValueError, match="tokenizer mismatch with the run"):
+        train(cfg, tmp_path / "run", progress=False, resume=True)

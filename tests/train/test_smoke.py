@@ -22,7 +22,8 @@ def test_loss_falls_and_accuracy_beats_chance(tmp_path):
     assert sum(losses[-10:]) / 10 < 0.8 * sum(losses[:10]) / 10
     chance = 1 / 32  # values are drawn from half of the 64-token vocabulary
     assert result["final"]["accuracy"] > 5 * chance
-    for name in ("config.json", "meta.json", "metrics.jsonl", "model.safetensors", "result.json"):
+    for name in ("config.json", "meta.json", "metrics.jsonl", "model/model.safetensors", "model/config.json",
+                 "result.json"):
         assert (tmp_path / "run" / name).exists(), name
     meta = json.loads((tmp_path / "run" / "meta.json").read_text())
     assert {"git_commit", "torch", "device"} <= set(meta)

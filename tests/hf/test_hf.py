@@ -1,0 +1,89 @@
+"""Every gatelab model is a transformers model: save/load, Auto classes, the labels convention, and generate
+through the mixers' own states."""
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from gatelab.hf import GatelabConfig, GatelabForCausalLM, load_run, save_run_model
+from gatelab.models import DecoderLM, ModelConfig
+from gatelab.registry import MIXERS
+from gatelab.tasks.text import ByteTokenizer, WordTokenizer
+
+
+def small(mixer: str, **kw) -> DecoderLM:
+    torch.manual_seed(0)
+    return DecoderLM(ModelConfig(vocab_size=40, d_model=16, n_layers=2, n_heads=2, mixer=mixer, **kw)).eval()
+
+
+def test_save_and_load_through_the_auto_classes_gives_identical_logits(tmp_path):
+    model = small("gla,attn", short_conv=3)
+    save_run_model(model, tmp_path, ByteTokenizer())
+    assert (tmp_path / "model.safetensors").exists()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), GatelabConfig)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
+    assert isinstance(loaded, GatelabForCausalLM)
+    x = torch.randint(0, 40, (2, 9))
+    assert torch.equal(loaded(x).logits, model(x).logits)
+    assert loaded.model.head.weight.data_ptr() == loaded.model.embed.weight.data_ptr()  # still tied
+
+
+def test_labels_follow_the_transformers_convention():
+    model = small("attn")
+    hf = GatelabForCausalLM(GatelabConfig.from_model_config(model.config))
+    hf.model.load_state_dict(model.state_dict())
+    x = torch.randint(0, 40, (2, 9))
+    ours = model(x[:, :-1], labels=x[:, 1:]).loss
+    assert torch.allclose(hf(x, labels=x).loss, ours)
+
+
+@pytest.mark.parametrize("mixer", MIXERS.names())
+def test_cached_generation_equals_the_full_forward(mixer):
+    """Greedy generate (prefill, then one decoding step per token through each mixer's state) must produce the
+    logits a full forward pass gives on the final sequence, for every registered mixer."""
+    model = small(mixer).double()
+    hf = GatelabForCausalLM(GatelabConfig.from_model_config(model.config)).double()
+    hf.model.load_state_dict(model.state_dict())
+    hf.eval()
+    prompt = torch.randint(0, 40, (2, 7))
+    out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False,
+                      output_logits=True, return_dict_in_generate=True, pad_token_id=0)
+    cached = torch.stack(out.logits, dim=1)                                   # (B, 6, vocab), stored as float32
+    full = hf(out.sequences).logits[:, prompt.shape[1] - 1:-1]                # the same 6 positions, float64
+    torch.testing.assert_close(cached, full.float(), rtol=1e-6, atol=1e-6)
+    assert torch.equal(out.sequences, model.generate(prompt, 6))
+
+
+def test_sampling_is_seeded_and_respects_top_k():
+    hf = GatelabForCausalLM(GatelabConfig.from_model_config(small("gla").config)).eval()
+    prompt = torch.randint(0, 40, (3, 5))
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        runs.append(hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=True,
+                                top_k=1, temperature=2.0, pad_token_id=0))
+    assert torch.equal(runs[0], runs[1])
+    greedy = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=8, do_sample=False,
+                         pad_token_id=0)
+    assert torch.equal(runs[0], greedy)  # top_k=1 sampling is greedy decoding
+
+
+def test_padding_and_overlong_inputs_are_refused():
+    hf = GatelabForCausalLM(GatelabConfig.from_model_config(small("attn", max_seq_len=8).config))
+    x = torch.randint(0, 40, (2, 5))
+    with pytest.raises(ValueError, match="padded batches"):
+        hf(x, attention_mask=torch.tensor([[1] * 5, [0] + [1] * 4]))
+    with pytest.raises(ValueError, match="max_seq_len=8"):
+        hf(torch.randint(0, 40, (1, 9)))
+
+
+def test_a_tokenizer_that_does_not_match_the_model_is_refused(tmp_path):
+    tok = WordTokenizer.train("a b c\n")
+    save_run_model(small("attn"), tmp_path, tok)
+    model, loaded_tok = load_run(tmp_path)
+    assert loaded_tok.vocab == tok.vocab
+    (tmp_path / "gatelab_tokenizer.json").write_text(
+        '{"kind": "word", "vocab": ["<eos>", "<unk>", "a", "b", "c", "d"]}')
+    with pytest.raises(ValueError, match="tokenizer mismatch"):
+        load_run(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        load_run(tmp_path / "missing")
