@@ -14,9 +14,10 @@ from rich.table import Table
 from . import layers  # noqa: F401  (registers mixers)
 from .config import ConfigError, apply_overrides, from_dict
 from .models.lm import parse_schedule
-from .presets import PRESETS, preset
+from .presets import PRESETS, TASK_PRESETS, preset
 from .registry import MIXERS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report
+from .tasks.text import tokenized_corpus
 from .train.config import TrainConfig
 from .train.loop import train
 from .train.sweep import run_sweep
@@ -79,9 +80,18 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_compare(args: argparse.Namespace, console: Console) -> None:
-    grid = preset("quick" if args.quick else args.preset)
-    if args.task != "mqar":
-        raise ConfigError(f"unknown task {args.task!r}; available: mqar")
+    task = args.task or "mqar"
+    if args.preset:
+        grid = preset(args.preset)
+        if args.task and grid.task != args.task:
+            raise ConfigError(f"preset {args.preset!r} is a {grid.task} grid, not {args.task}; the {args.task} presets "
+                              f"are {', '.join(TASK_PRESETS[args.task])}")
+    else:
+        grid = preset(TASK_PRESETS[task][1 if args.quick else 0])
+    if args.data:
+        if grid.task != "lm":
+            raise ConfigError("--data applies to --task lm")
+        grid.base.lm.data = args.data
     grid.mixers = _mixers(args.mixers) if args.mixers else grid.mixers
     grid.seq_lens = _ints(args.seq_lens) if args.seq_lens else grid.seq_lens
     grid.d_models = _ints(args.d_models) if args.d_models else grid.d_models
@@ -91,13 +101,15 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         grid.base.max_steps = args.steps
     grid.base = apply_overrides(grid.base, args.set or [])
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
-    runs = grid.runs()
+    vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
+                             grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
+    runs = grid.runs(vocab)
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress)
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_compare_report(records, grid, out, command)
-    print_summary(records, console)
+    print_summary(records, grid.task, console)
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -164,11 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", choices=[[], "gpt2", "kjv", "shakespeare"], help="default: all")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
-    p.add_argument("--preset", default="default", choices=PRESETS,
-                   help="default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at several "
-                        "widths: accuracy against state size; hours on a CPU)")
-    p.add_argument("--quick", action="store_true", help="same as --preset quick")
-    p.add_argument("--task", default="mqar")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
+                        "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
+                        "(PTB perplexity, parameter-matched; under an hour), lm-quick (seconds)")
+    p.add_argument("--quick", action="store_true", help="the task's quick preset (quick or lm-quick)")
+    p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
+    p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
     p.add_argument("--mixers", help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
     p.add_argument("--seq-lens", help="comma-separated sequence lengths")
     p.add_argument("--d-models", help="comma-separated model widths")

@@ -5,8 +5,9 @@ import copy
 from dataclasses import dataclass, field
 
 from .models.lm import ModelConfig
+from .models.params import count_params, match_params
 from .registry import MIXERS
-from .train.config import MQARTaskConfig, TrainConfig
+from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig
 from .train.sweep import SweepRun
 
 
@@ -14,7 +15,9 @@ from .train.sweep import SweepRun
 class CompareGrid:
     """A comparison grid. Each (mixer, d_model, seq_len, seed) cell is trained once per learning rate; the
     report keeps the best learning rate per cell and seed, then gives mean and std over seeds (Zoology's
-    protocol). ``base`` holds everything else (steps, batch, data sizes, layers)."""
+    protocol). ``base`` holds everything else (task, steps, batch, data, layers). With ``match_params``, every
+    mixer's channel-mixer width is set so its model has as many parameters as the first mixer's at the same
+    width (language-model grids; MQAR models have no channel mixer and compare at equal width, as Zoology does)."""
 
     mixers: list[str]
     seq_lens: list[int]
@@ -22,17 +25,39 @@ class CompareGrid:
     seeds: int
     lrs: list[float]
     base: TrainConfig = field(default_factory=TrainConfig)
+    match_params: bool = False
 
-    def runs(self) -> list[SweepRun]:
+    @property
+    def task(self) -> str:
+        return self.base.task
+
+    def model_for(self, mixer: str, d_model: int, vocab_size: int) -> ModelConfig:
+        """The model of one cell (parameter-matched to the first mixer when the grid asks for it)."""
+        model = copy.deepcopy(self.base.model)
+        model.mixer, model.d_model, model.vocab_size = mixer, d_model, vocab_size
+        if not self.match_params or mixer == self.mixers[0]:
+            return model
+        reference = copy.deepcopy(model)
+        reference.mixer = self.mixers[0]
+        return match_params(model, count_params(reference))
+
+    def runs(self, vocab_size: int | None = None) -> list[SweepRun]:
+        """Every run of the grid. ``vocab_size`` (the tokenizer's, for language models) is needed for parameter
+        matching, since embeddings count."""
         out = []
         for mixer in self.mixers:
             for d in self.d_models:
+                model = self.model_for(mixer, d, vocab_size or self.base.model.vocab_size)
                 for T in self.seq_lens:
                     for seed in range(self.seeds):
                         for lr in self.lrs:
                             cfg = copy.deepcopy(self.base)
-                            cfg.model.mixer, cfg.model.d_model, cfg.seed, cfg.optim.lr = mixer, d, seed, lr
-                            cfg.mqar.seq_lens = [T]
+                            cfg.model.mixer, cfg.model.d_model, cfg.model.d_ff = mixer, d, model.d_ff
+                            cfg.seed, cfg.optim.lr = seed, lr
+                            if self.task == "lm":
+                                cfg.lm.seq_len = T
+                            else:
+                                cfg.mqar.seq_lens = [T]
                             coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
                             name = mixer.replace(":", "-").replace("=", "_").replace(",", "+")
                             out.append(SweepRun(f"{name}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
@@ -49,13 +74,25 @@ def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every
     )
 
 
-PRESETS = ("default", "quick", "recall-vs-state")
+def _lm_base(data: str, steps: int, batch_size: int, eval_every: int) -> TrainConfig:
+    """Word-level language modelling: 4 pre-norm layers of mixer + SwiGLU, 4 heads, no short convolution."""
+    return TrainConfig(
+        task="lm", lm=LMTaskConfig(data=data, tokenizer="word"),
+        model=ModelConfig(n_layers=4, n_heads=4, channel="swiglu", short_conv=0),
+        batch_size=batch_size, max_steps=steps, eval_every=eval_every,
+    )
+
+
+PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick")
+TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 
 
 def preset(name: str) -> CompareGrid:
     """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
     ``recall-vs-state``: Zoology's picture, every registered mixer at three widths on one length, to be read as
-    accuracy against state size (a long experiment: hours on a CPU)."""
+    accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
+    gated_attn and gla at d_model 128, parameter-matched, 2 seeds (about 45 minutes on 2 CPU cores); ``lm-quick``:
+    the same protocol on a slice, in seconds."""
     if name == "default":
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[64, 128, 256], d_models=[64], seeds=2,
                            lrs=[1e-2], base=_mqar_base(steps=300, train_examples=20000))
@@ -67,4 +104,13 @@ def preset(name: str) -> CompareGrid:
     if name == "recall-vs-state":
         return CompareGrid(mixers=MIXERS.names(), seq_lens=[128], d_models=[32, 64, 128], seeds=2, lrs=[3e-3, 1e-2],
                            base=_mqar_base(steps=600, train_examples=20000))
+    if name == "lm":
+        base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=250)
+        return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[128], seeds=2,
+                           lrs=[3e-3], base=base, match_params=True)
+    if name == "lm-quick":
+        base = _lm_base("ptb", steps=20, batch_size=8, eval_every=10)
+        base.lm.eval_tokens = 2048
+        return CompareGrid(mixers=["attn", "gla"], seq_lens=[32], d_models=[32], seeds=1, lrs=[1e-2], base=base,
+                           match_params=True)
     raise ValueError(f"unknown compare preset {name!r}; choose one of: {', '.join(PRESETS)}")

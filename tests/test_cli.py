@@ -3,6 +3,8 @@ import json
 
 from gatelab.cli import main
 
+from .utils import write_corpus
+
 
 def test_mixers_lists_every_key(capsys):
     assert main(["mixers"]) == 0
@@ -67,10 +69,7 @@ def test_train_hybrid_ratio(tmp_path):
 
 
 def test_train_lm_on_a_local_folder(tmp_path, capsys):
-    data = tmp_path / "corpus"
-    data.mkdir()
-    for split in ("train", "valid", "test"):
-        (data / f"{split}.txt").write_text("a b c a b c d\n" * 50)
+    data = write_corpus(tmp_path / "corpus", "a b c a b c d\n" * 50)
     out = tmp_path / "lm"
     assert main(["train", "--task", "lm", "--data", str(data), "--out", str(out), "--no-progress",
                  "--set", "model.d_model=16", "--set", "model.n_layers=2", "--set", "max_steps=3",
@@ -88,3 +87,39 @@ def test_train_resume_from_the_command_line(tmp_path):
                  "--set", "mqar.vocab_size=128"]) == 0
     assert main(["train", "--resume", *common]) == 0
     assert main(["train", "--resume", "--no-progress"]) == 2
+
+
+def test_compare_lm_reports_perplexity_of_parameter_matched_models(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "data"))
+    data = write_corpus(tmp_path / "corpus", "the cat sat on the mat\nthe dog ate the log\n" * 40)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "lm", "--quick", "--data", str(data), "--mixers", "attn,gated_attn,gla",
+                 "--steps", "4", "--set", "eval_every=2", "--set", "lm.seq_len=8", "--seq-lens", "8",
+                 "--out", str(out), "--no-progress"]) == 0
+    for name in ("results.csv", "summary.csv", "report.md", "perplexity.png", "learning_curves.png"):
+        assert (out / name).stat().st_size > 0, name
+    with open(out / "summary.csv") as f:
+        rows = {r["mixer"]: r for r in csv.DictReader(f)}
+    assert set(rows) == {"attn", "gated_attn", "gla"}
+    params = [int(r["num_params"]) for r in rows.values()]
+    assert max(params) - min(params) < 0.02 * min(params)   # matched through the SwiGLU width
+    assert all(1 < float(r["test_ppl_mean"]) < 20 for r in rows.values())   # 9 word types + <eos> + <unk>
+    assert "test ppl" in capsys.readouterr().out
+    assert main(["compare", "--preset", "default", "--task", "lm", "--out", str(out)]) == 2
+    assert "not lm" in capsys.readouterr().out
+    assert main(["compare", "--data", "ptb", "--out", str(out)]) == 2
+
+
+def test_generate_continues_a_prompt_from_a_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "data"))
+    data = write_corpus(tmp_path / "corpus", "a b c d e f g h\n" * 100)
+    out = tmp_path / "lm"
+    assert main(["train", "--task", "lm", "--data", str(data), "--out", str(out), "--no-progress", "--mixer", "gla",
+                 "--set", "model.d_model=16", "--set", "model.n_layers=2", "--set", "max_steps=60",
+                 "--set", "eval_every=60", "--set", "lm.seq_len=16", "--set", "batch_size=8",
+                 "--set", "optim.lr=0.01"]) == 0
+    capsys.readouterr()
+    assert main(["generate", "--run", str(out), "--prompt", "a b c", "--max-new-tokens", "5"]) == 0
+    assert capsys.readouterr().out.split() == ["a", "b", "c", "d", "e", "f", "g", "h"]   # learned the cycle
+    assert main(["generate", "--run", str(tmp_path / "nothing"), "--prompt", "a"]) == 2
+    assert "no saved model" in capsys.readouterr().out

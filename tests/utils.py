@@ -26,3 +26,11 @@ def gla_inputs(B, T, H, K, V, strength=1.0, dtype=torch.float64, initial_state=F
     g = F.logsigmoid(torch.randn(B, T, H, K, generator=gen, dtype=dtype)) / strength
     h0 = torch.randn(B, H, K, V, generator=gen, dtype=dtype) if initial_state else None
     return q, k, v, g, h0
+
+
+def write_corpus(folder, text: str):
+    """A local corpus folder whose train, valid and test files all hold ``text``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text(text)
+    return folder

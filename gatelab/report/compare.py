@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -11,33 +13,61 @@ from rich.table import Table
 
 from ..config import to_dict
 from ..train.run import environment, write_json_atomic
-from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state
-from .tables import markdown_table, summarize, write_csv
+from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state, plot_learning_curves, plot_perplexity
+from .tables import METRICS, best_over_lrs, markdown_table, summarize, write_csv
 
 
 def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str) -> dict[str, Path]:
-    """Write ``results.csv`` (every run), ``summary.csv`` (per cell), ``report.md``, ``accuracy.png`` (against
-    length) and ``recall_vs_state.png`` (against state size)."""
+    """Write ``results.csv`` (every run), ``summary.csv`` (per cell), ``report.md`` and the task's plots: for
+    MQAR ``accuracy.png`` (against length) and ``recall_vs_state.png`` (against state size); for language
+    modelling ``perplexity.png`` and ``learning_curves.png`` (valid perplexity against training tokens)."""
     out_dir = Path(out_dir)
-    rows = summarize(records)
-    names = ("results.csv", "summary.csv", "report.md", "accuracy.png", "recall_vs_state.png")
-    paths = {name: out_dir / name for name in names}
+    rows = summarize(records, grid.task)
+    plots = ("accuracy.png", "recall_vs_state.png") if grid.task == "mqar" else ("perplexity.png",
+                                                                                 "learning_curves.png")
+    paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "report.md", *plots)}
     write_csv(records, paths["results.csv"])
     write_csv(rows, paths["summary.csv"])
-    plot_accuracy_vs_length(rows, paths["accuracy.png"])
-    plot_accuracy_vs_state(rows, paths["recall_vs_state.png"])
-    env = environment(grid.base.device)
     base = to_dict(grid.base)
+    if grid.task == "mqar":
+        plot_accuracy_vs_length(rows, paths["accuracy.png"])
+        plot_accuracy_vs_state(rows, paths["recall_vs_state.png"])
+        body = _mqar_text(rows, base)
+    else:
+        plot_perplexity(rows, paths["perplexity.png"])
+        plot_learning_curves(valid_curves(records, out_dir, grid.base), paths["learning_curves.png"],
+                             "valid perplexity")
+        body = _lm_text(rows, base, grid.match_params)
     text = [
-        "# gatelab compare: MQAR",
+        f"# gatelab compare: {'MQAR' if grid.task == 'mqar' else 'language modelling on ' + base['lm']['data']}",
         "",
         f"Command: `{command}`",
         "",
+        *body,
+        f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
+        f"learning rates {grid.lrs}",
+        f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), short convolution kernel "
+        f"{base['model']['short_conv']} (0: none), channel mixer {base['model']['channel']}; "
+        f"{base['max_steps']} steps of batch {base['batch_size']}, evaluation every {base['eval_every']} steps",
+        "",
+        "## Environment",
+        "",
+        *[f"- {k}: {v}" for k, v in environment(grid.base.device).items()],
+        "",
+    ]
+    paths["report.md"].write_text("\n".join(text))
+    write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
+        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params")}, "base": base}})
+    return paths
+
+
+def _mqar_text(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
+    return [
         "Accuracy is Zoology's MQAR accuracy on held-out sequences (fraction of queried keys whose value is",
         "predicted), for the best learning rate of each cell and seed, then mean ± std over seeds.",
         "State is the number of floats a mixer holds per sequence at that length (the KV cache for attention).",
         "",
-        markdown_table(rows),
+        markdown_table(rows, "mqar"),
         "",
         "![accuracy against sequence length](accuracy.png)",
         "",
@@ -45,40 +75,65 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         "",
         "## Settings",
         "",
-        f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
-        f"learning rates {grid.lrs}",
         f"- kv pairs: {base['mqar']['num_kv_pairs']} (0 means seq_len // 16); vocabulary {base['mqar']['vocab_size']};"
-        f" {base['mqar']['train_examples']} training and {base['mqar']['test_examples']} test sequences per cell",
-        f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), short convolution kernel "
-        f"{base['model']['short_conv']} (0: none), channel mixer {base['model']['channel']}; "
-        f"{base['max_steps']} steps of batch {base['batch_size']}, evaluation every {base['eval_every']} steps, "
+        f" {base['mqar']['train_examples']} training and {base['mqar']['test_examples']} test sequences per cell; "
         f"early stop at accuracy {base['target_accuracy']}",
-        "",
-        "## Environment",
-        "",
-        *[f"- {k}: {v}" for k, v in env.items()],
-        "",
     ]
-    paths["report.md"].write_text("\n".join(text))
-    write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
-        "mixers", "seq_lens", "d_models", "seeds", "lrs")}, "base": base}})
-    return paths
 
 
-def print_summary(records: list[dict[str, Any]], console: Console | None = None) -> None:
+def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool) -> list[str]:
+    lm = base["lm"]
+    whole = "the whole valid and test splits" if not lm["eval_tokens"] else f"the first {lm['eval_tokens']} tokens " \
+        "of valid and test\n(a quick check, not comparable with published numbers)"
+    return [
+        f"Perplexity is exp of the mean next-token loss over {whole},",
+        "in consecutive windows of seq_len tokens (every token predicted once). For each seed, the learning rate and",
+        "the evaluation with the lowest valid perplexity are kept; the table gives mean ± std over seeds.",
+        *(["Models are parameter-matched to the first mixer by their SwiGLU width."] if matched else []),
+        "",
+        markdown_table(rows, "lm"),
+        "",
+        "![perplexity](perplexity.png)",
+        "",
+        "![learning curves](learning_curves.png)",
+        "",
+        "## Settings",
+        "",
+        f"- corpus {lm['data']}, tokenizer {lm['tokenizer']}"
+        + (f" (vocabulary {lm['vocab_size']})" if lm["vocab_size"] else ""),
+    ]
+
+
+def valid_curves(records: list[dict[str, Any]], out_dir: Path, base: Any) -> dict[str, list[tuple[int, float]]]:
+    """Valid perplexity against training tokens for each cell's best-lr runs, averaged over seeds."""
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in best_over_lrs(records, "lm"):
+        label = f"{r['mixer']} d{r['d_model']} T{r['seq_len']}"
+        tokens_per_step = base.batch_size * r["seq_len"]
+        for line in (out_dir / "runs" / r["run"] / "metrics.jsonl").read_text().splitlines():
+            entry = json.loads(line)
+            if "eval/valid/ppl" in entry:
+                curves[label][entry["step"] * tokens_per_step].append(entry["eval/valid/ppl"])
+    return {label: [(t, statistics.fmean(v)) for t, v in sorted(pts.items())] for label, pts in curves.items()}
+
+
+def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title="MQAR accuracy (best lr per seed; mean ± std over seeds)")
-    for col in ("mixer", "d_model", "seq_len", "accuracy", "params", "state", "tokens/s"):
+    m = METRICS[task]
+    title = "MQAR accuracy" if task == "mqar" else "perplexity (lower is better)"
+    table = Table(title=f"{title} (best lr per seed; mean ± std over seeds)")
+    for col in ("mixer", "d_model", "seq_len", *m.labels, "params", "state", "tokens/s"):
         table.add_column(col, justify="left" if col == "mixer" else "right")
-    for r in summarize(records):
-        table.add_row(r["mixer"], str(r["d_model"]), str(r["seq_len"]),
-                      f"{r['accuracy_mean']:.3f} ± {r['accuracy_std']:.3f}", f"{r['num_params']:,}",
+    for r in summarize(records, task):
+        scores = [f"{m.fmt.format(r[k + '_mean'])} ± {m.fmt.format(r[k + '_std'])}" for k in m.reported]
+        table.add_row(r["mixer"], str(r["d_model"]), str(r["seq_len"]), *scores, f"{r['num_params']:,}",
                       f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
     console.print(table)
 
 
 def grid_fingerprint(grid: Any) -> str:
     """A short stable name for a grid, so re-running the same command resumes in the same folder."""
-    payload = json.dumps({k: getattr(grid, k) for k in ("mixers", "seq_lens", "d_models", "seeds", "lrs")}
+    keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params")
+    payload = json.dumps({k: getattr(grid, k) for k in keys}
                          | {"base": to_dict(grid.base)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

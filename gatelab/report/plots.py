@@ -60,3 +60,36 @@ def plot_accuracy_vs_state(rows: list[dict[str, Any]], path: Path, metric: str =
     sequence length, a line per mixer through its widths."""
     _panel_plot(rows, path, metric, "seq_len", "sequence length {}", "state_size",
                 "state size (floats per sequence)", log2_ticks=False)
+
+
+def plot_perplexity(rows: list[dict[str, Any]], path: Path) -> None:
+    """Valid and test perplexity per mixer (bars, std over seeds as error bars), one group per cell."""
+    labels = [f"{r['mixer']}\nd{r['d_model']} T{r['seq_len']}" for r in rows]
+    fig = Figure(figsize=(1.2 * len(rows) + 2.5, 3.8))
+    ax = fig.subplots()
+    xs = range(len(rows))
+    for offset, (metric, name) in zip((-0.2, 0.2), (("valid_ppl", "valid"), ("test_ppl", "test")), strict=True):
+        ax.bar([x + offset for x in xs], [r[f"{metric}_mean"] for r in rows], width=0.4, label=name,
+               yerr=[r[f"{metric}_std"] for r in rows], capsize=3, color=PALETTE[0 if name == "valid" else 1])
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("perplexity (lower is better)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path, ylabel: str) -> None:
+    """One line per label: the metric against training tokens (log-scale metric axis)."""
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for i, (label, pts) in enumerate(curves.items()):
+        xs, ys = zip(*pts, strict=True)
+        ax.plot(xs, ys, label=label, **_style(i), markersize=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("training tokens")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

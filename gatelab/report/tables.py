@@ -4,36 +4,61 @@ from __future__ import annotations
 import csv
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CELL = ("mixer", "d_model", "seq_len")
 
 
-def best_over_lrs(records: list[dict[str, Any]], metric: str = "accuracy") -> list[dict[str, Any]]:
-    """Per (mixer, d_model, seq_len, seed): the record with the best ``metric`` over learning rates."""
+@dataclass(frozen=True)
+class TaskMetrics:
+    """How a task's runs are compared: the metric that selects the learning rate, its direction, the metrics
+    reported (mean ± std over seeds) and how each is printed."""
+
+    select: str
+    higher_is_better: bool
+    reported: tuple[str, ...]
+    labels: tuple[str, ...]
+    fmt: str
+
+    def better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
+
+
+METRICS = {
+    "mqar": TaskMetrics("accuracy", True, ("accuracy",), ("accuracy",), "{:.3f}"),
+    "lm": TaskMetrics("valid_ppl", False, ("valid_ppl", "test_ppl"), ("valid ppl", "test ppl"), "{:.1f}"),
+}
+
+
+def best_over_lrs(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[str, Any]]:
+    """Per (mixer, d_model, seq_len, seed): the record with the best selection metric over learning rates."""
+    m = METRICS[task]
     best: dict[tuple, dict[str, Any]] = {}
     for r in records:
         key = tuple(r[c] for c in CELL) + (r["seed"],)
-        if key not in best or r[metric] > best[key][metric]:
+        if key not in best or m.better(r[m.select], best[key][m.select]):
             best[key] = r
     return list(best.values())
 
 
-def summarize(records: list[dict[str, Any]], metric: str = "accuracy") -> list[dict[str, Any]]:
-    """One row per cell: mean and std over seeds of the best-over-lrs metric, the learning rates that won,
-    parameters, state size (floats per sequence) and median training throughput."""
+def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[str, Any]]:
+    """One row per cell: mean and std over seeds of each reported metric (best learning rate per seed), the
+    learning rates that won, parameters, state size (floats per sequence) and median training throughput."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for r in best_over_lrs(records, metric):
+    for r in best_over_lrs(records, task):
         groups[tuple(r[c] for c in CELL)].append(r)
     rows = []
     for key, rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
-        values = [r[metric] for r in rs]
+        row: dict[str, Any] = dict(zip(CELL, key, strict=True))
+        for metric in METRICS[task].reported:
+            values = [r[metric] for r in rs]
+            row[f"{metric}_mean"] = statistics.fmean(values)
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         rows.append({
-            **dict(zip(CELL, key, strict=True)),
-            f"{metric}_mean": statistics.fmean(values),
-            f"{metric}_std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "seeds": len(values),
+            **row,
+            "seeds": len(rs),
             "best_lrs": " ".join(sorted({f"{r['lr']:g}" for r in rs})),
             "num_params": rs[0]["num_params"],
             "state_size": rs[0]["state_size"],
@@ -50,13 +75,14 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
-def markdown_table(rows: list[dict[str, Any]], metric: str = "accuracy") -> str:
-    header = ["mixer", "d_model", "seq_len", f"{metric} (mean ± std)", "seeds", "best lr", "params",
-              "state (floats/seq)", "tokens/s"]
+def markdown_table(rows: list[dict[str, Any]], task: str = "mqar") -> str:
+    m = METRICS[task]
+    header = ["mixer", "d_model", "seq_len", *(f"{label} (mean ± std)" for label in m.labels), "seeds", "best lr",
+              "params", "state (floats/seq)", "tokens/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["mixer"], r["d_model"], r["seq_len"], f"{r[metric + '_mean']:.3f} ± {r[metric + '_std']:.3f}",
-                 r["seeds"], r["best_lrs"], f"{r['num_params']:,}", f"{r['state_size']:,}",
-                 f"{r['tokens_per_second']:,.0f}"]
+        scores = [f"{m.fmt.format(r[k + '_mean'])} ± {m.fmt.format(r[k + '_std'])}" for k in m.reported]
+        cells = [r["mixer"], r["d_model"], r["seq_len"], *scores, r["seeds"], r["best_lrs"], f"{r['num_params']:,}",
+                 f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

@@ -30,7 +30,17 @@ def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None
     if result is None:
         return None
     stored = json.loads((run.path / "config.json").read_text())
-    return result if stored == to_dict(config.resolved()) else None
+    vocab = stored["model"]["vocab_size"] if config.task == "lm" else None   # the tokenizer's, decided by config
+    return result if stored == to_dict(config.resolved(vocab)) else None
+
+
+def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
+    """The reported metrics of one run. MQAR: final test accuracy, overall and per slice. Language modelling:
+    valid and test perplexity at the evaluation with the lowest valid perplexity (model selection on valid)."""
+    if task == "lm":
+        return {"valid_ppl": result["best"]["valid/ppl"], "test_ppl": result["best"]["test/ppl"]}
+    final = result["final"]
+    return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
 
 
 def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -50,11 +60,10 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) 
             result = finished_result(run_dir, run.config)
             if result is None:
                 result = train(run.config, run_dir, progress=False)
-            final = result["final"]
             records.append({
                 **run.coords,
-                "accuracy": final["accuracy"],
-                **{k: v for k, v in final.items() if k.startswith("accuracy/")},
+                "run": run.name,
+                **scores(run.config.task, result),
                 "steps": result["steps"],
                 "num_params": result["num_params"],
                 "state_size": result["state_size"],

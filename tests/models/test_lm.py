@@ -89,3 +89,17 @@ def test_cached_decoding_with_short_conv(key):
             logits.append(out.logits)
             states = out.states
     torch.testing.assert_close(torch.cat(logits, 1), full, atol=1e-10, rtol=1e-10)
+
+
+def test_parameter_counting_and_matching():
+    from gatelab.models.params import count_params, match_params
+
+    cfg = ModelConfig(vocab_size=100, d_model=32, n_layers=2, n_heads=2, mixer="gla")
+    assert count_params(cfg) == DecoderLM(cfg).num_params()
+    target = count_params(ModelConfig(vocab_size=100, d_model=32, n_layers=2, n_heads=2, mixer="attn"))
+    for mixer in ("gla", "mamba", "gdn", "gated_attn"):
+        matched = match_params(ModelConfig(vocab_size=100, d_model=32, n_layers=2, n_heads=2, mixer=mixer), target)
+        per_unit = 2 * 3 * 32   # two SwiGLU layers, 3 * d_model weights per unit of width
+        assert abs(count_params(matched) - target) <= 2 * per_unit, mixer   # within half a step of 4 units
+    with pytest.raises(ConfigError, match="channel='none'"):
+        match_params(ModelConfig(channel="none"), target)

@@ -12,6 +12,8 @@ from gatelab.config import ConfigError, to_dict
 from gatelab.models import ModelConfig
 from gatelab.train import LMTaskConfig, TrainConfig, train
 
+from ..utils import write_corpus
+
 
 def lm_config(folder, **kw) -> TrainConfig:
     cfg = TrainConfig(task="lm", lm=LMTaskConfig(data=str(folder), tokenizer="byte", seq_len=16, eval_tokens=256,
@@ -24,9 +26,7 @@ def lm_config(folder, **kw) -> TrainConfig:
 
 @pytest.fixture
 def corpus(tmp_path):
-    for split in ("train", "valid", "test"):
-        (tmp_path / f"{split}.txt").write_text("the quick brown fox jumps over the lazy dog.\n" * 60)
-    return tmp_path
+    return write_corpus(tmp_path / "corpus", "the quick brown fox jumps over the lazy dog.\n" * 60)
 
 
 def losses(run):

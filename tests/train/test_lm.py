@@ -7,6 +7,8 @@ from gatelab.models import LMOutput, ModelConfig
 from gatelab.train import LMTaskConfig, TrainConfig, train
 from gatelab.train.tasks import perplexity
 
+from ..utils import write_corpus
+
 
 class Uniform(torch.nn.Module):
     """Equal logits for every token: its perplexity must be exactly the vocabulary size."""
@@ -44,19 +46,14 @@ def test_lm_training_on_a_slice_of_ptb_lowers_perplexity(tmp_path):
 
 
 def test_lm_on_a_local_folder_with_bytes(tmp_path):
-    for split in ("train", "valid", "test"):
-        (tmp_path / f"{split}.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 200)
-    cfg = lm_config(str(tmp_path))
+    cfg = lm_config(str(write_corpus(tmp_path / "corpus", "the quick brown fox jumps over the lazy dog\n" * 200)))
     cfg.lm.tokenizer = "byte"
     result = train(cfg, progress=False)
     assert result["final"]["valid/ppl"] < 20  # far below the 256 of a uniform byte model
 
 
 def test_resume_refuses_a_tokenizer_that_changed_under_the_run(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for split in ("train", "valid", "test"):
-        (corpus / f"{split}.txt").write_text("the quick brown fox jumps over the lazy dog\n" * 50)
+    corpus = write_corpus(tmp_path / "corpus", "the quick brown fox jumps over the lazy dog\n" * 50)
     cfg = lm_config(str(corpus), checkpoint_every=5)
     cfg.lm.cache, cfg.max_steps = False, 5
     train(cfg, tmp_path / "run", progress=False)
