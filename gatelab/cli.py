@@ -103,7 +103,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
-    runs = grid.runs(vocab)
+    if args.budget_minutes is not None:
+        grid.budget_minutes = args.budget_minutes
+    runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress)
@@ -189,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="number of seeds")
     p.add_argument("--lrs", help="comma-separated learning rates (the best one per cell is reported)")
     p.add_argument("--steps", type=int, help="training steps per run")
+    p.add_argument("--budget-minutes", type=float,
+                   help="train each model for as many steps as it does in this many minutes here (equal-time "
+                        "comparison; the measured steps are kept in OUT/budget.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
     p.add_argument("--no-progress", action="store_true")

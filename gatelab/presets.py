@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .models.lm import ModelConfig
 from .models.params import count_params, match_params
 from .registry import MIXERS
+from .train.budget import steps_for_budget
 from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig
 from .train.sweep import SweepRun
 
@@ -17,7 +19,9 @@ class CompareGrid:
     report keeps the best learning rate per cell and seed, then gives mean and std over seeds (Zoology's
     protocol). ``base`` holds everything else (task, steps, batch, data, layers). With ``match_params``, every
     mixer's channel-mixer width is set so its model has as many parameters as the first mixer's at the same
-    width (language-model grids; MQAR models have no channel mixer and compare at equal width, as Zoology does)."""
+    width (language-model grids; MQAR models have no channel mixer and compare at equal width, as Zoology does).
+    With ``budget_minutes`` > 0, each cell trains for the number of steps its model does in that many minutes on
+    this machine (measured once and recorded; ``base.max_steps`` is then ignored): an equal-time comparison."""
 
     mixers: list[str]
     seq_lens: list[int]
@@ -26,6 +30,7 @@ class CompareGrid:
     lrs: list[float]
     base: TrainConfig = field(default_factory=TrainConfig)
     match_params: bool = False
+    budget_minutes: float = 0.0
 
     @property
     def task(self) -> str:
@@ -41,9 +46,9 @@ class CompareGrid:
         reference.mixer = self.mixers[0]
         return match_params(model, count_params(reference))
 
-    def runs(self, vocab_size: int | None = None) -> list[SweepRun]:
+    def runs(self, vocab_size: int | None = None, budget_record: Path | None = None) -> list[SweepRun]:
         """Every run of the grid. ``vocab_size`` (the tokenizer's, for language models) is needed for parameter
-        matching, since embeddings count."""
+        matching, since embeddings count. ``budget_record`` keeps the step counts of a time budget."""
         out = []
         for mixer in self.mixers:
             for d in self.d_models:
@@ -58,6 +63,9 @@ class CompareGrid:
                                 cfg.lm.seq_len = T
                             else:
                                 cfg.mqar.seq_lens = [T]
+                            if self.budget_minutes:
+                                probe = cfg.resolved(vocab_size)
+                                cfg.max_steps = steps_for_budget(probe, 60 * self.budget_minutes, budget_record)
                             coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
                             name = mixer.replace(":", "-").replace("=", "_").replace(",", "+")
                             out.append(SweepRun(f"{name}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
@@ -83,7 +91,7 @@ def _lm_base(data: str, steps: int, batch_size: int, eval_every: int) -> TrainCo
     )
 
 
-PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick")
+PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min")
 TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 
 
@@ -92,7 +100,8 @@ def preset(name: str) -> CompareGrid:
     ``recall-vs-state``: Zoology's picture, every registered mixer at three widths on one length, to be read as
     accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
     gated_attn and gla at d_model 128, parameter-matched, 2 seeds (about 45 minutes on 2 CPU cores); ``lm-quick``:
-    the same protocol on a slice, in seconds."""
+    the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
+    trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all."""
     if name == "default":
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[64, 128, 256], d_models=[64], seeds=2,
                            lrs=[1e-2], base=_mqar_base(steps=300, train_examples=20000))
@@ -108,6 +117,11 @@ def preset(name: str) -> CompareGrid:
         base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=250)
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[128], seeds=2,
                            lrs=[3e-3], base=base, match_params=True)
+    if name == "ptb-30min":
+        base = _lm_base("ptb", steps=0, batch_size=32, eval_every=300)
+        base.model.d_model, base.model.dropout, base.optim.lr = 256, 0.2, 2e-3
+        return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[256], seeds=3,
+                           lrs=[2e-3], base=base, match_params=True, budget_minutes=30)
     if name == "lm-quick":
         base = _lm_base("ptb", steps=20, batch_size=8, eval_every=10)
         base.lm.eval_tokens = 2048

@@ -123,3 +123,16 @@ def test_generate_continues_a_prompt_from_a_run(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.split() == ["a", "b", "c", "d", "e", "f", "g", "h"]   # learned the cycle
     assert main(["generate", "--run", str(tmp_path / "nothing"), "--prompt", "a"]) == 2
     assert "no saved model" in capsys.readouterr().out
+
+
+def test_a_time_budget_gives_each_mixer_its_own_step_count(tmp_path, monkeypatch):
+    import gatelab.train.budget as budget
+
+    monkeypatch.setattr(budget, "seconds_per_step", lambda cfg: 0.5 if cfg.model.mixer == "gla" else 0.25)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--budget-minutes", "0.05", "--out", str(out), "--no-progress"]) == 0
+    with open(out / "results.csv") as f:
+        steps = {r["mixer"]: int(r["steps"]) for r in csv.DictReader(f)}
+    assert steps == {"attn": 12, "gla": 6}   # 3 s of training at 0.25 s and 0.5 s per step
+    assert len(json.loads((out / "budget.json").read_text())) == 4   # two mixers x two lengths, measured once
+    assert "a budget of 0.05 minutes" in (out / "report.md").read_text()

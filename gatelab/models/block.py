@@ -16,11 +16,13 @@ class Block(nn.Module):
     With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer,
     Zoology's pairing of every sequence mixer with a short convolution.
     ``forward(x, state, step)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``; ``step=True``
-    sends the token mixer down its decoding path.
+    sends the token mixer down its decoding path. ``dropout`` applies to each residual branch in training.
     """
 
-    def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None):
+    def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None,
+                 dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)
         self.mixer_norm, self.conv, self.mixer = norm_factory(), conv, mixer
         self.channel_norm = norm_factory() if channel is not None else None
         self.channel = channel
@@ -37,9 +39,9 @@ class Block(nn.Module):
             c, conv_state = self.conv(h, conv_state)
             h = h + c
         y, mixer_state = self.mixer.step(h, mixer_state) if step else self.mixer(h, mixer_state)
-        x = x + y
+        x = x + self.dropout(y)
         if self.channel is not None:
-            x = x + self.channel(self.channel_norm(x))
+            x = x + self.dropout(self.channel(self.channel_norm(x)))
         return x, (conv_state, mixer_state)
 
     def aux_loss(self) -> torch.Tensor | None:

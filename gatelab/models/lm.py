@@ -47,6 +47,8 @@ class ModelConfig:
     channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
     short_conv: kernel of a short causal convolution ahead of every token mixer (0: none), as Zoology pairs every
         sequence mixer with one for MQAR.
+    dropout: training-time dropout on the embeddings and on each residual branch (mixer and channel outputs),
+        as in GPT-2; 0 disables it. Evaluation and generation never drop.
     """
 
     vocab_size: int = 512
@@ -62,6 +64,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     max_seq_len: int = 4096
+    dropout: float = 0.0
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""
@@ -95,7 +98,10 @@ class DecoderLM(nn.Module):
             MIXERS.get(key)
         if config.channel != "none":
             CHANNEL_MIXERS.get(config.channel)
+        if not 0.0 <= config.dropout < 1.0:
+            raise ConfigError(f"model.dropout must be in [0, 1); got {config.dropout}")
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(self._block(key) for key in schedule)
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -112,7 +118,7 @@ class DecoderLM(nn.Module):
                               "must fit in the sequence (use attn for full attention)")
         channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
-        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv)
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv, c.dropout)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -130,7 +136,7 @@ class DecoderLM(nn.Module):
         if input_ids.shape[1] > self.config.max_seq_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds "
                              f"model.max_seq_len={self.config.max_seq_len}")
-        x = self.embed(input_ids)
+        x = self.embed_dropout(self.embed(input_ids))
         states = states if states is not None else [None] * len(self.blocks)
         new_states = []
         for block, state in zip(self.blocks, states, strict=True):

@@ -48,7 +48,7 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         f"learning rates {grid.lrs}",
         f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), short convolution kernel "
         f"{base['model']['short_conv']} (0: none), channel mixer {base['model']['channel']}; "
-        f"{base['max_steps']} steps of batch {base['batch_size']}, evaluation every {base['eval_every']} steps",
+        f"{_steps_text(grid, records)} of batch {base['batch_size']}, evaluation every {base['eval_every']} steps",
         "",
         "## Environment",
         "",
@@ -57,8 +57,16 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     ]
     paths["report.md"].write_text("\n".join(text))
     write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
-        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params")}, "base": base}})
+        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")}, "base": base}})
     return paths
+
+
+def _steps_text(grid: Any, records: list[dict[str, Any]]) -> str:
+    if not grid.budget_minutes:
+        return f"{grid.base.max_steps} steps"
+    steps = {r["mixer"]: r["steps"] for r in records}
+    return (f"a budget of {grid.budget_minutes:g} minutes of training per run, as steps measured per model on this "
+            "machine (" + ", ".join(f"{m} {s}" for m, s in steps.items()) + " steps)")
 
 
 def _mqar_text(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
@@ -133,7 +141,7 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
 
 def grid_fingerprint(grid: Any) -> str:
     """A short stable name for a grid, so re-running the same command resumes in the same folder."""
-    keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params")
+    keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")
     payload = json.dumps({k: getattr(grid, k) for k in keys}
                          | {"base": to_dict(grid.base)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

@@ -103,3 +103,16 @@ def test_parameter_counting_and_matching():
         assert abs(count_params(matched) - target) <= 2 * per_unit, mixer   # within half a step of 4 units
     with pytest.raises(ConfigError, match="channel='none'"):
         match_params(ModelConfig(channel="none"), target)
+
+
+def test_dropout_acts_in_training_only():
+    model = DecoderLM(ModelConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, dropout=0.5))
+    x = torch.randint(0, 50, (2, 8))
+    torch.manual_seed(0)
+    a = model(x).logits
+    b = model(x).logits
+    assert not torch.equal(a, b)
+    model.eval()
+    assert torch.equal(model(x).logits, model(x).logits)
+    with pytest.raises(ConfigError, match="model.dropout"):
+        DecoderLM(ModelConfig(dropout=1.0))
