@@ -66,3 +66,13 @@ def test_two_process_torchrun_equals_single_process_accumulation(corpus, tmp_pat
     a, b = weights(tmp_path / "single"), weights(tmp_path / "ddp")
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_precision_auto_is_float32_on_cpu_and_bf16_when_asked():
+    from gatelab.train.loop import autocast_for
+
+    layer = torch.nn.Linear(4, 4)
+    with autocast_for("auto", "cpu"):
+        assert layer(torch.randn(2, 4)).dtype == torch.float32
+    with autocast_for("bf16", "cpu"):
+        assert layer(torch.randn(2, 4)).dtype == torch.bfloat16
