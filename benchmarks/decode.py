@@ -9,7 +9,6 @@ and the bytes the states hold after the context.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 from pathlib import Path
@@ -17,26 +16,8 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import write_rows
+from gatelab.analysis.state import state_bytes
 from gatelab.models import DecoderLM, ModelConfig
-
-
-def state_bytes(states) -> int:
-    """Bytes held by every tensor inside the (nested) per-layer states."""
-    total = 0
-
-    def visit(obj):
-        nonlocal total
-        if isinstance(obj, torch.Tensor):
-            total += obj.numel() * obj.element_size()
-        elif dataclasses.is_dataclass(obj):
-            for f in dataclasses.fields(obj):
-                visit(getattr(obj, f.name))
-        elif isinstance(obj, (list, tuple)):
-            for item in obj:
-                visit(item)
-
-    visit(states)
-    return total
 
 
 @torch.no_grad()

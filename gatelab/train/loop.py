@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import ConfigError, to_dict
 from ..models.lm import DecoderLM
 from ..tasks.text import check_same_tokenizer
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_weights
 from .config import TrainConfig
 from .diagnostics import first_nonfinite_module
 from .distributed import World, close_world, init_world, mean_across, shard
@@ -158,6 +158,8 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, progress: bool, resume:
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
                     save_checkpoint(ckpt, model, opt, {"step": step + 1, "tokens": tokens, "train_time": train_time,
                                                        "best": best, "last_eval": last_eval})
+                    if cfg.keep_checkpoints:
+                        save_weights(model, run.path / "checkpoints" / f"step-{step + 1:06d}.safetensors")
             bar.advance(bar_task)
             if "eval/accuracy" in record and record["eval/accuracy"] >= cfg.target_accuracy:
                 break

@@ -1,0 +1,108 @@
+"""``gatelab analyze RUN_DIR``: every measurement of a trained language model, written as JSON, markdown and
+plots. The evaluation data is the run's own test split (through the run's tokenizer); quantization calibrates
+on its training split."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import from_dict
+from ..models.lm import DecoderLM
+from ..tasks.text import check_same_tokenizer, tokenized_corpus
+from ..train.config import TrainConfig
+from ..train.run import write_json_atomic
+from .extrapolation import extrapolation
+from .measure import measure, perplexity_of, windows
+from .quant import quantized
+from .state import state_bytes
+
+
+@dataclass(kw_only=True)
+class AnalysisConfig:
+    """How much data each measurement reads. ``eval_tokens``: leading tokens of the test split for the
+    per-model measurements and quantization (0: all); ``calibration_batches`` of ``batch_size`` training windows
+    set the activation ranges; ``bits``: (weight, activation) widths to simulate; ``extrapolation_tokens`` per
+    length for the extrapolation curves."""
+
+    eval_tokens: int = 32768
+    batch_size: int = 16
+    calibration_batches: int = 16
+    bits: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8))
+    factors: tuple[int, ...] = (1, 2, 4, 8)
+    extrapolation_tokens: int = 16384
+
+
+def load_trained(run_dir: str | Path) -> tuple[DecoderLM, TrainConfig, dict[str, np.ndarray]]:
+    """The trained DecoderLM of a language-model run, its config and its tokenised splits (tokenizer checked)."""
+    from ..hf.run import load_run
+
+    run_dir = Path(run_dir)
+    cfg = from_dict(TrainConfig, json.loads((run_dir / "config.json").read_text()))
+    if cfg.task != "lm":
+        raise ValueError(f"{run_dir} is a {cfg.task} run; analyze measures language models (train with --task lm)")
+    hf, tokenizer = load_run(run_dir)
+    tok, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
+    if tokenizer is not None:
+        check_same_tokenizer(tokenizer.to_dict(), tok, f"the model in {run_dir}")
+    return hf.model.eval(), cfg, streams
+
+
+def as_tensor(stream: np.ndarray, limit: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(stream[: limit + 1] if limit else stream, dtype=np.int64))
+
+
+@torch.no_grad()
+def quantization(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, seq_len: int,
+                 cfg: AnalysisConfig) -> dict[str, float]:
+    """Perplexity in float and under each simulated (weight, activation) quantization."""
+    cx, _ = windows(train, seq_len, cfg.calibration_batches * cfg.batch_size * seq_len)
+    calibration = list(cx.split(cfg.batch_size))
+    out = {"float": perplexity_of(model, x, y, cfg.batch_size)}
+    for w, a in cfg.bits:
+        with quantized(model, calibration, w_bits=w, a_bits=a) as q:
+            out[f"W{w}A{a}"] = perplexity_of(q, x, y, cfg.batch_size)
+    return out
+
+
+@torch.no_grad()
+def decode_state(model: DecoderLM, seq_len: int) -> dict[str, int]:
+    """Floats per sequence (``state_size``) and bytes held by the states after a context of ``seq_len``."""
+    out = model(torch.zeros(1, seq_len, dtype=torch.long))
+    return {"seq_len": seq_len, "state_floats": model.state_size(seq_len), "state_bytes": state_bytes(out.states)}
+
+
+def analyze(model: DecoderLM, test: torch.Tensor, train: torch.Tensor, seq_len: int,
+            cfg: AnalysisConfig | None = None) -> dict[str, Any]:
+    """All measurements of one model: ``measure`` on the test windows, quantization, extrapolation, state."""
+    cfg = cfg or AnalysisConfig()
+    x, y = windows(test, seq_len, cfg.eval_tokens)
+    result = measure(model, x, y, cfg.batch_size)
+    result["quantization"] = quantization(model, x, y, train, seq_len, cfg)
+    result["extrapolation"] = extrapolation(model, test, seq_len, cfg.factors, cfg.extrapolation_tokens)
+    result["state"] = decode_state(model, seq_len)
+    return result
+
+
+def analyze_run(run_dir: str | Path, out_dir: str | Path | None = None,
+                cfg: AnalysisConfig | None = None) -> dict[str, Any]:
+    """Analyze a run folder; writes ``analysis.json``, ``analysis.md`` and plots into ``out_dir`` (default
+    ``RUN_DIR/analysis``). Returns the measurements (without the raw gate samples)."""
+    from .report import write_report
+
+    cfg = cfg or AnalysisConfig()
+    model, train_cfg, streams = load_trained(run_dir)
+    result = analyze(model, as_tensor(streams["test"]), as_tensor(streams["train"], 4 * cfg.calibration_batches
+                                                                    * cfg.batch_size * train_cfg.lm.seq_len),
+                     train_cfg.lm.seq_len, cfg)
+    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "analysis"
+    gate_values = result.pop("gate_values")
+    result["run"] = str(run_dir)
+    result["mixer"] = train_cfg.model.mixer
+    write_json_atomic(out_dir / "analysis.json", result)
+    write_report(result, gate_values, out_dir)
+    return result

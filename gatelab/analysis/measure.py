@@ -1,0 +1,111 @@
+"""One pass over evaluation windows with hooks: perplexity, F-Attn, M-Act, gate scores and outliers together."""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..models.lm import DecoderLM
+from .hooks import hooked
+from .metrics import ActivationMeter, GateMeter, OutlierMeter, SinkMeter
+
+
+def windows(stream: torch.Tensor, seq_len: int, max_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Consecutive windows of a token stream: inputs ``[N, seq_len]`` and next-token targets ``[N, seq_len]``
+    (every token but the first predicted once), from at most ``max_tokens`` tokens (0: all)."""
+    n = (len(stream) - 1) // seq_len
+    if max_tokens:
+        n = min(n, max(1, max_tokens // seq_len))
+    if n == 0:
+        raise ValueError(f"the evaluation stream has {len(stream)} tokens, fewer than one window of {seq_len} + 1")
+    x = stream[: n * seq_len].view(n, seq_len)
+    y = stream[1: n * seq_len + 1].view(n, seq_len)
+    return x, y
+
+
+@torch.no_grad()
+def perplexity_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """exp of the mean next-token loss over the windows."""
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size]).logits.float()
+        total += F.cross_entropy(logits.flatten(0, 1), y[i:i + batch_size].flatten(), reduction="sum").item()
+    return math.exp(total / y.numel())
+
+
+@dataclass
+class ModuleNames:
+    """Where the measurements hook: attention-probability probes, gate probes, block outputs, channel-mixer
+    (FFN) outputs, and token-mixer output projections."""
+
+    attention: list[str] = field(default_factory=list)
+    gates: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    ffn: list[str] = field(default_factory=list)
+    out_proj: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, model: DecoderLM) -> ModuleNames:
+        names = cls()
+        for i, block in enumerate(model.blocks):
+            prefix = f"blocks.{i}"
+            names.blocks.append(prefix)
+            if block.channel is not None:
+                names.ffn.append(f"{prefix}.channel")
+            if hasattr(block.mixer, "o_proj"):
+                names.out_proj.append(f"{prefix}.mixer.o_proj")
+            for name, _ in block.mixer.named_modules():
+                if name.endswith("attn_probe"):
+                    names.attention.append(f"{prefix}.mixer.{name}")
+                elif name.endswith("probe"):
+                    names.gates.append(f"{prefix}.mixer.{name}")
+        return names
+
+
+def _layer(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def _by_kind(per_probe: dict[str, float]) -> dict[str, float]:
+    """Mean over layers of each kind of gate (``gate.probe`` for attention gates, ``forget_gate_probe``, ...)."""
+    kinds: dict[str, list[float]] = {}
+    for name, value in per_probe.items():
+        kinds.setdefault(name.split(".mixer.", 1)[1], []).append(value)
+    return {k: sum(v) / len(v) for k, v in kinds.items()}
+
+
+def measure(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, batch_size: int = 16,
+            keep_gate_values: bool = True) -> dict[str, Any]:
+    """Every per-model measurement on the windows ``x, y`` (see ``metrics``), as plain numbers, plus gate-score
+    samples for histograms under ``"gate_values"`` when asked."""
+    model.eval()
+    names = ModuleNames.of(model)
+    sink, acts, gates, outliers = SinkMeter(), ActivationMeter(), GateMeter(), OutlierMeter()
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(hooked(model, names.attention, sink))
+        stack.enter_context(hooked(model, names.gates, gates))
+        stack.enter_context(hooked(model, names.blocks, acts))
+        stack.enter_context(hooked(model, names.blocks + names.ffn + names.out_proj, outliers))
+        ppl = perplexity_of(model, x, y, batch_size)
+    f_attn, m_act, out = sink.result(), acts.result(), outliers.result()
+    gate_means = gates.result()
+    result: dict[str, Any] = {
+        "ppl": ppl,
+        "f_attn": {"per_layer": {_layer(n): v for n, v in f_attn.items()},
+                   "mean": sum(f_attn.values()) / len(f_attn) if f_attn else None},
+        "m_act": {"per_layer": {_layer(n): v for n, v in m_act.items()},
+                  "mean": sum(v["max"] for v in m_act.values()) / len(m_act),
+                  "mean_max_over_median": sum(v["max_over_median"] for v in m_act.values()) / len(m_act)},
+        "gate_score": {"per_probe": gate_means, "per_kind": _by_kind(gate_means)},
+        "outliers": {"per_module": out,
+                     "max_inf_norm": max(v["inf_norm"] for v in out.values()),
+                     "avg_kurtosis": sum(v["kurtosis"] for v in out.values()) / len(out),
+                     "max_kurtosis": max(v["kurtosis"] for v in out.values())},
+    }
+    if keep_gate_values:
+        result["gate_values"] = {n: gates.values(n) for n in gate_means}
+    return result
