@@ -13,11 +13,13 @@ import torch
 
 from ..config import from_dict
 from ..models.lm import DecoderLM
-from ..tasks.text import check_same_tokenizer, tokenized_corpus
+from ..tasks.text import bos_id, check_same_tokenizer, tokenized_corpus
+from ..tasks.text.windows import windows
 from ..train.config import TrainConfig
 from ..train.run import write_json_atomic
+from ..train.tasks import perplexity
 from .extrapolation import extrapolation
-from .measure import measure, perplexity_of, windows
+from .measure import measure
 from .quant import quantized
 from .state import state_bytes
 
@@ -37,7 +39,18 @@ class AnalysisConfig:
     extrapolation_tokens: int = 16384
 
 
-def load_trained(run_dir: str | Path) -> tuple[DecoderLM, TrainConfig, dict[str, np.ndarray]]:
+@dataclass
+class Trained:
+    """A trained language model with what measuring it needs: its run config, the tokenised splits, and the BOS
+    id that starts each window (None unless it was trained with ``lm.bos``)."""
+
+    model: DecoderLM
+    config: TrainConfig
+    streams: dict[str, np.ndarray]
+    bos: int | None
+
+
+def load_trained(run_dir: str | Path) -> Trained:
     """The trained DecoderLM of a language-model run, its config and its tokenised splits (tokenizer checked)."""
     from ..hf.run import load_run
 
@@ -49,7 +62,7 @@ def load_trained(run_dir: str | Path) -> tuple[DecoderLM, TrainConfig, dict[str,
     tok, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
     if tokenizer is not None:
         check_same_tokenizer(tokenizer.to_dict(), tok, f"the model in {run_dir}")
-    return hf.model.eval(), cfg, streams
+    return Trained(hf.model.eval(), cfg, streams, bos_id(tok) if cfg.lm.bos else None)
 
 
 def as_tensor(stream: np.ndarray, limit: int = 0) -> torch.Tensor:
@@ -58,14 +71,14 @@ def as_tensor(stream: np.ndarray, limit: int = 0) -> torch.Tensor:
 
 @torch.no_grad()
 def quantization(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, seq_len: int,
-                 cfg: AnalysisConfig) -> dict[str, float]:
+                 cfg: AnalysisConfig, bos: int | None = None) -> dict[str, float]:
     """Perplexity in float and under each simulated (weight, activation) quantization."""
-    cx, _ = windows(train, seq_len, cfg.calibration_batches * cfg.batch_size * seq_len)
+    cx, _ = windows(train, seq_len, cfg.calibration_batches * cfg.batch_size * seq_len, bos)
     calibration = list(cx.split(cfg.batch_size))
-    out = {"float": perplexity_of(model, x, y, cfg.batch_size)}
+    out = {"float": perplexity(model, x, y, cfg.batch_size)}
     for w, a in cfg.bits:
         with quantized(model, calibration, w_bits=w, a_bits=a) as q:
-            out[f"W{w}A{a}"] = perplexity_of(q, x, y, cfg.batch_size)
+            out[f"W{w}A{a}"] = perplexity(q, x, y, cfg.batch_size)
     return out
 
 
@@ -77,13 +90,13 @@ def decode_state(model: DecoderLM, seq_len: int) -> dict[str, int]:
 
 
 def analyze(model: DecoderLM, test: torch.Tensor, train: torch.Tensor, seq_len: int,
-            cfg: AnalysisConfig | None = None) -> dict[str, Any]:
+            cfg: AnalysisConfig | None = None, bos: int | None = None) -> dict[str, Any]:
     """All measurements of one model: ``measure`` on the test windows, quantization, extrapolation, state."""
     cfg = cfg or AnalysisConfig()
-    x, y = windows(test, seq_len, cfg.eval_tokens)
+    x, y = windows(test, seq_len, cfg.eval_tokens, bos)
     result = measure(model, x, y, cfg.batch_size)
-    result["quantization"] = quantization(model, x, y, train, seq_len, cfg)
-    result["extrapolation"] = extrapolation(model, test, seq_len, cfg.factors, cfg.extrapolation_tokens)
+    result["quantization"] = quantization(model, x, y, train, seq_len, cfg, bos)
+    result["extrapolation"] = extrapolation(model, test, seq_len, cfg.factors, cfg.extrapolation_tokens, bos=bos)
     result["state"] = decode_state(model, seq_len)
     return result
 
@@ -95,14 +108,14 @@ def analyze_run(run_dir: str | Path, out_dir: str | Path | None = None,
     from .report import write_report
 
     cfg = cfg or AnalysisConfig()
-    model, train_cfg, streams = load_trained(run_dir)
-    result = analyze(model, as_tensor(streams["test"]), as_tensor(streams["train"], 4 * cfg.calibration_batches
-                                                                    * cfg.batch_size * train_cfg.lm.seq_len),
-                     train_cfg.lm.seq_len, cfg)
+    trained = load_trained(run_dir)
+    seq_len = trained.config.lm.seq_len
+    calibration = as_tensor(trained.streams["train"], 4 * cfg.calibration_batches * cfg.batch_size * seq_len)
+    result = analyze(trained.model, as_tensor(trained.streams["test"]), calibration, seq_len, cfg, trained.bos)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "analysis"
     gate_values = result.pop("gate_values")
     result["run"] = str(run_dir)
-    result["mixer"] = train_cfg.model.mixer
+    result["mixer"] = trained.config.model.mixer
     write_json_atomic(out_dir / "analysis.json", result)
     write_report(result, gate_values, out_dir)
     return result

@@ -8,7 +8,8 @@ import torch
 
 from ..layers.rope import RopeScaling, RotaryEmbedding
 from ..models.lm import DecoderLM
-from .measure import perplexity_of, windows
+from ..tasks.text.windows import windows
+from ..train.tasks import perplexity
 
 
 def with_rope_scaling(model: DecoderLM, scaling: RopeScaling | None, max_len: int) -> DecoderLM:
@@ -28,7 +29,8 @@ def has_rope(model: DecoderLM) -> bool:
 
 @torch.no_grad()
 def extrapolation(model: DecoderLM, stream: torch.Tensor, train_len: int, factors: tuple[int, ...] = (1, 2, 4, 8),
-                  max_tokens: int = 16384, batch_tokens: int = 4096) -> dict[str, dict[int, float]]:
+                  max_tokens: int = 16384, batch_tokens: int = 4096, bos: int | None = None
+                  ) -> dict[str, dict[int, float]]:
     """``{method: {length: ppl}}`` on the same leading ``max_tokens`` of ``stream`` cut into windows of each
     length (``train_len * factor``). Methods: ``as_trained``, and for models with RoPE ``ntk`` and ``yarn``
     (scale factor = length / train_len; at factor 1 both equal the trained model)."""
@@ -38,9 +40,9 @@ def extrapolation(model: DecoderLM, stream: torch.Tensor, train_len: int, factor
     out: dict[str, dict[int, float]] = {m: {} for m in methods}
     for factor in factors:
         length = train_len * factor
-        x, y = windows(stream, length, max_tokens)
+        x, y = windows(stream, length, max_tokens, bos)
         batch = max(1, batch_tokens // length)
         for name, kind in methods.items():
             scaling = RopeScaling(kind, float(factor), train_len) if kind else None
-            out[name][length] = perplexity_of(with_rope_scaling(model, scaling, length), x, y, batch)
+            out[name][length] = perplexity(with_rope_scaling(model, scaling, length), x, y, batch)
     return out

@@ -2,39 +2,15 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..models.lm import DecoderLM
+from ..train.tasks import perplexity
 from .hooks import hooked
 from .metrics import ActivationMeter, GateMeter, OutlierMeter, SinkMeter
-
-
-def windows(stream: torch.Tensor, seq_len: int, max_tokens: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Consecutive windows of a token stream: inputs ``[N, seq_len]`` and next-token targets ``[N, seq_len]``
-    (every token but the first predicted once), from at most ``max_tokens`` tokens (0: all)."""
-    n = (len(stream) - 1) // seq_len
-    if max_tokens:
-        n = min(n, max(1, max_tokens // seq_len))
-    if n == 0:
-        raise ValueError(f"the evaluation stream has {len(stream)} tokens, fewer than one window of {seq_len} + 1")
-    x = stream[: n * seq_len].view(n, seq_len)
-    y = stream[1: n * seq_len + 1].view(n, seq_len)
-    return x, y
-
-
-@torch.no_grad()
-def perplexity_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """exp of the mean next-token loss over the windows."""
-    total = 0.0
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size]).logits.float()
-        total += F.cross_entropy(logits.flatten(0, 1), y[i:i + batch_size].flatten(), reduction="sum").item()
-    return math.exp(total / y.numel())
 
 
 @dataclass
@@ -90,7 +66,7 @@ def measure(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, batch_size: int 
         stack.enter_context(hooked(model, names.gates, gates))
         stack.enter_context(hooked(model, names.blocks, acts))
         stack.enter_context(hooked(model, names.blocks + names.ffn + names.out_proj, outliers))
-        ppl = perplexity_of(model, x, y, batch_size)
+        ppl = perplexity(model, x, y, batch_size)
     f_attn, m_act, out = sink.result(), acts.result(), outliers.result()
     gate_means = gates.result()
     result: dict[str, Any] = {

@@ -10,9 +10,10 @@ from safetensors.torch import load_model
 
 from ..models.lm import DecoderLM
 from ..report.plots import PALETTE
+from ..tasks.text.windows import windows
 from ..train.run import write_json_atomic
 from .analyze import AnalysisConfig, as_tensor, load_trained
-from .measure import measure, windows
+from .measure import measure
 
 SERIES = {
     "ppl": ("test perplexity", lambda r: r["ppl"]),
@@ -29,15 +30,15 @@ def trajectory(run_dir: str | Path, out_dir: str | Path | None = None,
     ``trajectory.json``, ``trajectory.md`` and ``trajectory.png``."""
     cfg = cfg or AnalysisConfig()
     run_dir = Path(run_dir)
-    final, train_cfg, streams = load_trained(run_dir)
+    trained = load_trained(run_dir)
     files = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no kept checkpoints in {run_dir / 'checkpoints'}: train with "
                                 "--set checkpoint_every=N --set keep_checkpoints=true")
-    x, y = windows(as_tensor(streams["test"]), train_cfg.lm.seq_len, cfg.eval_tokens)
+    x, y = windows(as_tensor(trained.streams["test"]), trained.config.lm.seq_len, cfg.eval_tokens, trained.bos)
     points = []
     for path in files:
-        model = DecoderLM(final.config)
+        model = DecoderLM(trained.model.config)
         load_model(model, str(path))
         r = measure(model, x, y, cfg.batch_size, keep_gate_values=False)
         points.append({"step": int(path.stem.split("-")[1]), **{k: f(r) for k, (_, f) in SERIES.items()},

@@ -43,7 +43,9 @@ class LMTaskConfig:
     files. ``tokenizer``: word (PTB's protocol), byte, gpt2 (GPT-2 BPE) or bpe (trained on the corpus);
     ``vocab_size`` caps the word vocabulary (0: every word) or sets the BPE size (0: 8192). Windows of ``seq_len``
     tokens. ``eval_tokens`` > 0 evaluates on that many leading tokens of valid and test only (for quick checks;
-    0 means the whole splits). ``cache`` keeps tokenised corpora as memory-mapped arrays in the data folder."""
+    0 means the whole splits). ``cache`` keeps tokenised corpora as memory-mapped arrays in the data folder.
+    ``bos`` starts every training and evaluation window with the tokenizer's beginning-of-sequence token
+    (``<eos>`` for words, byte 0, ``<|endoftext|>`` for the BPEs), a fixed first token for attention sinks."""
 
     data: str = "ptb"
     tokenizer: Literal["word", "byte", "gpt2", "bpe"] = "word"
@@ -51,6 +53,7 @@ class LMTaskConfig:
     seq_len: int = 128
     eval_tokens: int = 0
     cache: bool = True
+    bos: bool = False
 
 
 @dataclass(kw_only=True)

@@ -5,13 +5,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from ..models.lm import DecoderLM
 from ..tasks.base import TaskData
 from ..tasks.mqar import mqar
-from ..tasks.text import tokenized_corpus
+from ..tasks.text import bos_id, tokenized_corpus
+from ..tasks.text.windows import random_windows, windows
 from .config import TrainConfig
 
 
@@ -56,19 +56,15 @@ class MQARTask:
 
 
 @torch.no_grad()
-def perplexity(model: torch.nn.Module, stream: torch.Tensor, seq_len: int, batch_size: int, device: str) -> float:
-    """``exp`` of the mean next-token loss over a token stream cut into consecutive windows of seq_len inputs:
-    every token but the first is predicted exactly once (the usual word-level LM protocol)."""
-    n = (len(stream) - 1) // seq_len * seq_len
-    x = stream[:n].view(-1, seq_len)
-    y = stream[1:n + 1].view(-1, seq_len)
-    total, count = 0.0, 0
+def perplexity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: str = "cpu") -> float:
+    """``exp`` of the mean next-token loss of ``model`` over windows ``x`` with targets ``y`` (``[N, T]`` each,
+    from ``windows``: every token predicted once, the usual word-level LM protocol)."""
+    total = 0.0
     for i in range(0, len(x), batch_size):
         logits = model(x[i:i + batch_size].to(device)).logits.float()
         target = y[i:i + batch_size].to(device)
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum").item()
-        count += target.numel()
-    return math.exp(total / count)
+    return math.exp(total / y.numel())
 
 
 class LMTask:
@@ -79,8 +75,8 @@ class LMTask:
     def __init__(self, cfg: TrainConfig):
         self.tokenizer, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
         self.train_stream = streams["train"]
-        limit = cfg.lm.eval_tokens + 1 if cfg.lm.eval_tokens else None
-        self.eval_streams = {s: torch.from_numpy(np.asarray(streams[s][:limit], dtype=np.int64))
+        self.bos = bos_id(self.tokenizer) if cfg.lm.bos else None
+        self.eval_windows = {s: windows(streams[s], cfg.lm.seq_len, cfg.lm.eval_tokens, self.bos)
                              for s in ("valid", "test")}
         self.seq_len = cfg.lm.seq_len
         self.vocab_size, self.max_len = self.tokenizer.vocab_size, cfg.lm.seq_len
@@ -92,12 +88,10 @@ class LMTask:
         stream, T = self.train_stream, self.seq_len
         while True:
             starts = torch.randint(0, len(stream) - T - 1, (batch_size,), generator=generator).numpy()
-            window = torch.from_numpy(stream[starts[:, None] + np.arange(T + 1)].astype(np.int64))   # (B, T + 1)
-            yield window[:, :-1], window[:, 1:]
+            yield random_windows(stream, starts, T, self.bos)
 
     def evaluate(self, model: DecoderLM, batch_size: int, device: str) -> dict[str, float]:
-        return {f"{s}/ppl": perplexity(model, self.eval_streams[s], self.seq_len, batch_size, device)
-                for s in ("valid", "test")}
+        return {f"{s}/ppl": perplexity(model, *self.eval_windows[s], batch_size, device) for s in ("valid", "test")}
 
 
 def build_task(cfg: TrainConfig) -> MQARTask | LMTask:

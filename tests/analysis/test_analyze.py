@@ -13,7 +13,7 @@ def test_analyze_and_trajectory_of_a_small_run(tmp_path, monkeypatch, capsys):
     assert main(["train", "--task", "lm", "--data", str(data), "--mixer", "gated_attn,gla", "--out", str(run),
                  "--no-progress", "--set", "model.d_model=16", "--set", "model.n_layers=2", "--set", "max_steps=6",
                  "--set", "eval_every=3", "--set", "lm.seq_len=16", "--set", "batch_size=4",
-                 "--set", "checkpoint_every=3", "--set", "keep_checkpoints=true"]) == 0
+                 "--set", "checkpoint_every=3", "--set", "keep_checkpoints=true", "--set", "lm.bos=true"]) == 0
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000003.safetensors",
                                                                        "step-000006.safetensors"]
     assert main(["analyze", str(run), "--eval-tokens", "512", "--bits", "8:8,4:8"]) == 0

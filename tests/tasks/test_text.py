@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from gatelab.tasks.text import (
     BPETokenizer,
@@ -162,3 +163,21 @@ def test_check_same_tokenizer_refuses_another_vocabulary():
     check_same_tokenizer(a.to_dict(), WordTokenizer.train("x y\n"), "a run")
     with pytest.raises(ValueError, match="tokenizer mismatch with a run"):
         check_same_tokenizer(a.to_dict(), b, "a run")
+
+
+def test_windows_predict_every_token_once_with_or_without_bos():
+    from gatelab.tasks.text.windows import random_windows, windows
+
+    stream = torch.arange(1, 22)   # 21 tokens
+    x, y = windows(stream, 5)
+    assert x.tolist() == [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10], [11, 12, 13, 14, 15], [16, 17, 18, 19, 20]]
+    assert torch.equal(y, x + 1)
+    x, y = windows(stream, 5, bos=0)
+    assert x[:2].tolist() == [[0, 1, 2, 3, 4], [0, 5, 6, 7, 8]] and y[:2].tolist() == [[1, 2, 3, 4, 5],
+                                                                                         [5, 6, 7, 8, 9]]
+    assert torch.equal(y[:, 1:], x[:, 1:] + 1) and len(x) == 5   # 20 predicted tokens in windows of 4 + BOS
+    x, y = random_windows(stream.numpy(), np.array([0, 10]), 4, bos=99)
+    assert x.tolist() == [[99, 1, 2, 3], [99, 11, 12, 13]] and y.tolist() == [[1, 2, 3, 4], [11, 12, 13, 14]]
+    assert windows(stream, 5, max_tokens=10)[0].shape == (2, 5)
+    with pytest.raises(ValueError, match="fewer than one window"):
+        windows(stream[:3], 5)

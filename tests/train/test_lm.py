@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gatelab.models import LMOutput, ModelConfig
+from gatelab.tasks.text.windows import windows
 from gatelab.train import LMTaskConfig, TrainConfig, train
 from gatelab.train.tasks import perplexity
 
@@ -22,8 +23,8 @@ class Uniform(torch.nn.Module):
 
 
 def test_uniform_model_perplexity_is_the_vocabulary_size():
-    stream = torch.randint(0, 37, (1000,))
-    ppl = perplexity(Uniform(37), stream, seq_len=32, batch_size=4, device="cpu")
+    x, y = windows(torch.randint(0, 37, (1000,)), seq_len=32)
+    ppl = perplexity(Uniform(37), x, y, batch_size=4, device="cpu")
     assert ppl == pytest.approx(37, rel=1e-5)  # float32 log-softmax
 
 

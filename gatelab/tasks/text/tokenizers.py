@@ -158,6 +158,14 @@ class BPETokenizer:
         return {"kind": self.kind, "tokenizer": json.loads(self.tokenizer.to_str())}
 
 
+def bos_id(tok: Tokenizer) -> int:
+    """The id that starts a sequence: ``<eos>`` (the sentence boundary) for words, byte 0 (absent from text),
+    ``<|endoftext|>`` for GPT-2 (50256) and the trained BPE (0)."""
+    if isinstance(tok, WordTokenizer):
+        return tok.index[EOS]
+    return {"byte": 0, "gpt2": 50256, "bpe": 0}[tok.kind]
+
+
 def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
     """Rebuild a tokenizer saved with ``to_dict`` (stored with checkpoints so a mismatch can be detected)."""
     kind = data.get("kind")
