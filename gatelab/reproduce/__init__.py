@@ -1,0 +1,7 @@
+"""``gatelab reproduce``: small-scale, end-to-end reproductions of the papers' claims with verdicts."""
+from . import gated_attention, lr_stability, quantizable
+
+REPRODUCTIONS = {"gated-attention": gated_attention.reproduce, "quantizable": quantizable.reproduce,
+                 "lr-stability": lr_stability.reproduce}
+
+__all__ = ["REPRODUCTIONS"]

@@ -1,0 +1,174 @@
+"""The shared machinery of ``gatelab reproduce``: scales, parameter-matched variants trained over seeds, the
+per-run measurements, and the report with the paper's numbers and a verdict per claim."""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..analysis.analyze import AnalysisConfig, as_tensor, load_trained, quantization
+from ..analysis.measure import measure
+from ..models.lm import ModelConfig
+from ..models.params import count_params, match_params
+from ..tasks.text import tokenized_corpus
+from ..tasks.text.windows import windows
+from ..train.config import LMTaskConfig, TrainConfig
+from ..train.run import environment, write_json_atomic
+from ..train.sweep import SweepRun, finished_result
+from .verdict import Claim, Verdict, judge, mean_std
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Model and training size of a reproduction mode."""
+
+    d_model: int
+    n_layers: int
+    seq_len: int
+    batch_size: int
+    steps: int
+    eval_tokens: int
+    lr: float
+    n_heads: int = 4
+
+
+SCALES = {
+    "smoke": Scale(d_model=16, n_layers=2, seq_len=16, batch_size=4, steps=4, eval_tokens=256, lr=3e-3, n_heads=2),
+    "quick": Scale(d_model=64, n_layers=4, seq_len=64, batch_size=16, steps=150, eval_tokens=4096, lr=3e-3),
+    "full": Scale(d_model=128, n_layers=4, seq_len=128, batch_size=32, steps=800, eval_tokens=32768, lr=2e-3),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    mixer: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def lm_config(scale: Scale, data: str, mixer: str, options: dict[str, Any], seed: int, lr: float) -> TrainConfig:
+    """Word-level LM with a BOS token at position 0 of every window (where sinks form), pre-norm SwiGLU blocks."""
+    cfg = TrainConfig(task="lm", lm=LMTaskConfig(data=data, seq_len=scale.seq_len, eval_tokens=scale.eval_tokens,
+                                                 bos=True),
+                      model=ModelConfig(d_model=scale.d_model, n_layers=scale.n_layers, n_heads=scale.n_heads,
+                                        mixer=mixer, mixer_options={mixer: dict(options)} if options else {},
+                                        channel="swiglu"),
+                      batch_size=scale.batch_size, max_steps=scale.steps, eval_every=scale.steps, seed=seed)
+    cfg.optim.lr = lr
+    return cfg
+
+
+def variant_runs(variants: list[Variant], scale: Scale, seeds: int, data: str) -> list[SweepRun]:
+    """Every (variant, seed) run, each variant parameter-matched to the first by its SwiGLU width."""
+    vocab = tokenized_corpus(data, "word")[0].vocab_size
+    runs = []
+    reference = None
+    for v in variants:
+        model = lm_config(scale, data, v.mixer, v.options, 0, scale.lr).model
+        model.vocab_size = vocab
+        reference = reference or count_params(model)
+        d_ff = match_params(model, reference).d_ff if v is not variants[0] else 0
+        for seed in range(seeds):
+            cfg = lm_config(scale, data, v.mixer, v.options, seed, scale.lr)
+            cfg.model.d_ff = d_ff
+            runs.append(SweepRun(f"{v.name}-s{seed}", {"variant": v.name, "seed": seed}, cfg))
+    return runs
+
+
+def measure_run(run_dir: Path, scale: Scale, quantize: bool) -> dict[str, Any]:
+    """The measurements a reproduction compares, cached in ``RUN/measure.json``."""
+    cached = run_dir / "measure.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    trained = load_trained(run_dir)
+    x, y = windows(as_tensor(trained.streams["test"]), scale.seq_len, scale.eval_tokens, trained.bos)
+    r = measure(trained.model, x, y, keep_gate_values=False)
+    out = {"ppl": r["ppl"], "f_attn": r["f_attn"]["mean"], "m_act": r["m_act"]["mean"],
+           "gate_score": r["gate_score"]["per_kind"].get("gate.probe"),
+           "max_inf_norm": r["outliers"]["max_inf_norm"], "avg_kurtosis": r["outliers"]["avg_kurtosis"]}
+    if quantize:
+        calibration = as_tensor(trained.streams["train"], 16 * 16 * scale.seq_len)
+        q = quantization(trained.model, x, y, calibration, scale.seq_len, AnalysisConfig(bits=((8, 8),)),
+                         trained.bos)
+        out.update({"w8a8_ppl": q["W8A8"], "w8a8_gap": q["W8A8"] - q["float"]})
+    write_json_atomic(cached, out)
+    return out
+
+
+def train_and_measure(runs: list[SweepRun], out: Path, scale: Scale, quantize: bool = False,
+                      progress: bool = True) -> list[dict[str, Any]]:
+    """Train (or read back) every run under ``out/runs`` and measure it."""
+    from ..train.loop import train
+
+    records = []
+    for i, run in enumerate(runs):
+        run_dir = out / "runs" / run.name
+        if finished_result(run_dir, run.config) is None:
+            if progress:
+                print(f"[{i + 1}/{len(runs)}] training {run.name}", flush=True)
+            train(copy.deepcopy(run.config), run_dir, progress=False)
+        records.append({**run.coords, **measure_run(run_dir, scale, quantize)})
+    return records
+
+
+def by_variant(records: list[dict[str, Any]], metric: str) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {}
+    for r in records:
+        if r.get(metric) is not None:
+            groups.setdefault(r["variant"], []).append(r[metric])
+    return groups
+
+
+def verdicts(records: list[dict[str, Any]], claims: list[Claim]) -> list[tuple[Claim, Verdict]]:
+    out = []
+    for c in claims:
+        groups = by_variant(records, c.metric)
+        out.append((c, judge(groups.get(c.control, []), groups.get(c.treatment, []), c.direction)))
+    return out
+
+
+def write_report(out: Path, title: str, command: str, records: list[dict[str, Any]], columns: dict[str, str],
+                 claims: list[Claim], notes: list[str], settings: list[str]) -> Path:
+    """``report.md`` (+ ``records.json``): per-variant means ± std, then each claim with the paper's numbers, our
+    numbers, the effect in standard errors and over the seed std, and the verdict."""
+    variants = list(dict.fromkeys(r["variant"] for r in records))
+    header = ["variant", "seeds", *columns.values()]
+    lines = [f"# {title}", "", f"Command: `{command}`", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for v in variants:
+        cells = [v, str(sum(r["variant"] == v for r in records))]
+        for metric in columns:
+            vals = by_variant(records, metric).get(v)
+            cells.append("–" if not vals else "{:.4g} ± {:.2g}".format(*mean_std(vals)))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Claims", "",
+              "Verdict: reproduced if the effect in the paper's direction exceeds 2 standard errors of the difference",
+              "of means (Welch), not reproduced if the opposite does, inconclusive otherwise. 'effect / seed std' is",
+              "the difference over the pooled standard deviation across seeds.", "",
+              "| claim | paper | ours (control → treatment, mean ± std) | effect / SE | effect / seed std | verdict |",
+              "|---|---|---|---|---|---|"]
+    for c, v in verdicts(records, claims):
+        ours = f"{v.control[0]:.4g} ± {v.control[1]:.2g} → {v.treatment[0]:.4g} ± {v.treatment[1]:.2g}"
+        lines.append(f"| {c.text} | {c.paper} | {ours} | {v.z:.1f} | {v.effect_over_noise:.1f} | **{v.verdict}** |")
+    lines += ["", *notes, "", "## Settings", "", *settings, "", "## Environment", "",
+              *[f"- {k}: {val}" for k, val in environment("cpu").items()], ""]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "records.json", records)
+    (out / "report.md").write_text("\n".join(lines))
+    return out / "report.md"
+
+
+def mode_note(mode: str) -> list[str]:
+    """Smoke runs check the pipeline only; say so where the verdicts are."""
+    return ["**Smoke mode: a few steps of a tiny model to check the pipeline. These verdicts say nothing about the "
+            "papers.**"] if mode == "smoke" else []
+
+
+def settings_lines(scale: Scale, seeds: int, data: str) -> list[str]:
+    return [f"- data {data} (word level, a BOS token at position 0 of every window); {seeds} seeds per variant",
+            f"- {scale.n_layers} layers, d_model {scale.d_model}, {scale.n_heads} heads, SwiGLU (width matched so "
+            f"every variant has the first variant's parameter count), sequence length {scale.seq_len}",
+            f"- {scale.steps} steps of batch {scale.batch_size}, AdamW lr {scale.lr:g} with warmup and cosine decay; "
+            f"measured on the first {scale.eval_tokens} test tokens"]
