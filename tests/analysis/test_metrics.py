@@ -109,3 +109,23 @@ def test_yarn_matches_transformers(head_dim, original, factor):
     ours, our_factor = rope_frequencies(head_dim, 10000.0, RopeScaling("yarn", factor, original), torch.float64)
     torch.testing.assert_close(ours, theirs.double(), rtol=1e-6, atol=1e-9)   # theirs is float32
     assert our_factor == pytest.approx(their_factor) and our_factor == pytest.approx(0.1 * math.log(factor) + 1)
+
+
+def test_f_attn_of_an_attention_layer_forced_onto_token_zero_is_one():
+    """A real attention layer whose keys make token 0 win every query's softmax, read through its probe."""
+    from gatelab.analysis.hooks import hooked
+    from gatelab.registry import MIXERS
+
+    layer = MIXERS.get("attn")(4, n_heads=1, rope=False)
+    with torch.no_grad():
+        for proj in (layer.q_proj, layer.k_proj, layer.v_proj):
+            proj.weight.zero_()
+        layer.q_proj.weight[1, 0] = 10.0   # q = (0, 10, 0, 0): every token carries x_0 = 1
+        layer.k_proj.weight[1, 1] = 1.0    # k = (0, x_1, 0, 0): only token 0 has x_1 = 10
+    x = torch.zeros(2, 9, 4)
+    x[..., 0] = 1.0
+    x[:, 0, 1] = 10.0
+    meter = SinkMeter()
+    with hooked(layer, ["attn_probe"], meter):
+        layer(x)
+    assert meter.result()["attn_probe"] == pytest.approx(1.0, abs=1e-12)
