@@ -242,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS,
                    help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
                         "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
-                        "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min (each "
-                        "mixer's best PTB model in 30 minutes of training, 3 seeds)")
+                        "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min "
+                        "(each mixer's best PTB model in 30 minutes of training, 3 seeds)")
     p.add_argument("--quick", action="store_true", help="the task's quick preset (quick or lm-quick)")
     p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
     p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
