@@ -15,8 +15,9 @@ def small(mixer: str, **kw) -> DecoderLM:
     return DecoderLM(ModelConfig(vocab_size=40, d_model=16, n_layers=2, n_heads=2, mixer=mixer, **kw)).eval()
 
 
-def test_save_and_load_through_the_auto_classes_gives_identical_logits(tmp_path):
-    model = small("gla,attn", short_conv=3)
+@pytest.mark.parametrize("tie", [True, False])
+def test_save_and_load_through_the_auto_classes_gives_identical_logits(tmp_path, tie):
+    model = small("gla,attn", short_conv=3, tie_embeddings=tie)
     save_run_model(model, tmp_path, ByteTokenizer())
     assert (tmp_path / "model.safetensors").exists()
     assert isinstance(AutoConfig.from_pretrained(tmp_path), GatelabConfig)
@@ -24,7 +25,7 @@ def test_save_and_load_through_the_auto_classes_gives_identical_logits(tmp_path)
     assert isinstance(loaded, GatelabForCausalLM)
     x = torch.randint(0, 40, (2, 9))
     assert torch.equal(loaded(x).logits, model(x).logits)
-    assert loaded.model.head.weight.data_ptr() == loaded.model.embed.weight.data_ptr()  # still tied
+    assert (loaded.model.head.weight.data_ptr() == loaded.model.embed.weight.data_ptr()) == tie
 
 
 def test_labels_follow_the_transformers_convention():
