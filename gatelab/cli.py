@@ -104,6 +104,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
     if args.budget_minutes is not None:
+        if args.steps:
+            raise ConfigError("give --steps or --budget-minutes, not both: a budget sets each model's steps")
         grid.budget_minutes = args.budget_minutes
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "

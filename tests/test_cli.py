@@ -136,3 +136,4 @@ def test_a_time_budget_gives_each_mixer_its_own_step_count(tmp_path, monkeypatch
     assert steps == {"attn": 12, "gla": 6}   # 3 s of training at 0.25 s and 0.5 s per step
     assert len(json.loads((out / "budget.json").read_text())) == 4   # two mixers x two lengths, measured once
     assert "a budget of 0.05 minutes" in (out / "report.md").read_text()
+    assert main(["compare", "--quick", "--budget-minutes", "1", "--steps", "5", "--out", str(out)]) == 2
