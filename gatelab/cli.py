@@ -104,9 +104,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
     if args.budget_minutes is not None:
-        if args.steps:
-            raise ConfigError("give --steps or --budget-minutes, not both: a budget sets each model's steps")
         grid.budget_minutes = args.budget_minutes
+    if grid.budget_minutes and args.steps:
+        raise ConfigError("a time budget (--budget-minutes, or the preset's) sets each model's steps; "
+                          "give --budget-minutes 0 to use --steps")
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
