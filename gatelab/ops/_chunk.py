@@ -10,18 +10,20 @@ from einops import rearrange
 from ._common import pad_time
 
 
-def to_chunks(x: torch.Tensor, chunk_size: int, dtype: torch.dtype) -> torch.Tensor:
-    """``[B, T, H, D]`` -> ``[B, H, N, C, D]`` in ``dtype``, zero-padding T up to a whole number of chunks.
+def to_chunks(x: torch.Tensor, chunk_size: int, dtype: torch.dtype, chunks_first: bool = False) -> torch.Tensor:
+    """``[B, T, H, D]`` -> ``[B, H, N, C, D]`` (or ``[N, B, H, C, D]`` with ``chunks_first``) in ``dtype``,
+    zero-padding T up to a whole number of chunks.
 
     Zero padding is harmless for every op here: padded tokens have k = v = 0 and log gate 0, so they add nothing
     and leave the state as it was.
     """
-    return rearrange(pad_time(x.to(dtype), chunk_size), "b (n c) h d -> b h n c d", c=chunk_size)
+    layout = "n b h c d" if chunks_first else "b h n c d"
+    return rearrange(pad_time(x.to(dtype), chunk_size), f"b (n c) h d -> {layout}", c=chunk_size)
 
 
-def from_chunks(o: torch.Tensor, T: int) -> torch.Tensor:
-    """``[B, H, N, C, V]`` -> ``[B, T, H, V]``, dropping the padding."""
-    return rearrange(o, "b h n c v -> b (n c) h v")[:, :T]
+def from_chunks(o: torch.Tensor, T: int, chunks_first: bool = False) -> torch.Tensor:
+    """``[B, H, N, C, V]`` (or ``[N, B, H, C, V]``) -> ``[B, T, H, V]``, dropping the padding."""
+    return rearrange(o, f"{'n b h' if chunks_first else 'b h n'} c v -> b (n c) h v")[:, :T]
 
 
 def pass_states(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Tensor,

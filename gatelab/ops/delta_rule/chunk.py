@@ -9,6 +9,7 @@ import torch
 from .._chunk import from_chunks, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
 from .ref import check_beta
+from .state_pass import DeltaStatePass
 
 
 def chunk_gated_delta_rule(
@@ -36,27 +37,24 @@ def chunk_gated_delta_rule(
     scale = K**-0.5 if scale is None else scale
     C = chunk_size
     g = q.new_zeros(B, T, H) if g is None else g
-    q, k, v, g, beta = (to_chunks(x, C, ct) for x in (q * scale, k, v, g.unsqueeze(-1), beta.unsqueeze(-1)))
-    G = g.cumsum(dim=-2)                                                    # (B, H, N, C, 1)
+    # chunks lead (N, B, H, C, D), so the sequential pass reads contiguous per-chunk slices
+    q, k, v, g, beta = (to_chunks(x, C, ct, chunks_first=True) for x in (q * scale, k, v, g.unsqueeze(-1),
+                                                                          beta.unsqueeze(-1)))
+    G = g.cumsum(dim=-2)                                                    # (N, B, H, C, 1)
     lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()      # (C, C) j <= i
-    decay = (G - G.transpose(-1, -2)).masked_fill(~lower, float("-inf")).exp()  # (B, H, N, C, C)
+    decay = (G - G.transpose(-1, -2)).masked_fill(~lower, float("-inf")).exp()  # (N, B, H, C, C)
     eye = torch.eye(C, dtype=ct, device=q.device)
-    qk_kk = torch.cat([q, k], dim=-2) @ k.transpose(-1, -2)                 # (B, H, N, 2C, C) q.k and k.k
-    attn = qk_kk[..., :C, :] * decay                                        # (B, H, N, C, C)
-    A = (beta * qk_kk[..., C:, :] * decay).masked_fill(lower.logical_not().logical_or(eye.bool()), 0.0)
-    rhs = torch.cat([beta * v, beta * G.exp() * k], dim=-1)                 # (B, H, N, C, V + K)
-    solved = torch.linalg.solve_triangular(eye + A, rhs, upper=False, unitriangular=True)
-    u, w = solved.split([V, K], dim=-1)                                     # (B, H, N, C, V), (B, H, N, C, K)
+    attn = (q @ k.transpose(-1, -2)) * decay                                # (N, B, H, C, C)
+    A = (beta * (k @ k.transpose(-1, -2)) * decay).masked_fill(lower.logical_not().logical_or(eye.bool()), 0.0)
+    M = eye + A                                                             # (N, B, H, C, C) unit lower triangular
+    u = torch.linalg.solve_triangular(M, beta * v, upper=False, unitriangular=True)            # (N, B, H, C, V)
+    w = torch.linalg.solve_triangular(M, beta * G.exp() * k, upper=False, unitriangular=True)  # (N, B, H, C, K)
     # o_n = (q e^G) S_n + attn (u - w S_n) = (q e^G - attn w) S_n + attn u: only S_n is sequential.
-    o_local, attn_w = (attn @ solved).split([V, K], dim=-1)                 # (B, H, N, C, V), (B, H, N, C, K)
-    q_state = q * G.exp() - attn_w                                          # (B, H, N, C, K)
-    k_to_end = (k * (G[..., -1:, :] - G).exp()).transpose(-1, -2)           # (B, H, N, K, C)
-    chunk_decay = G[..., -1, :].exp().unsqueeze(-1)                         # (B, H, N, 1, 1)
-    h = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
-    starts = []
-    for u_n, w_n, k_n, decay_n in zip(u.unbind(2), w.unbind(2), k_to_end.unbind(2), chunk_decay.unbind(2),
-                                      strict=True):                         # sequential over chunks, not tokens
-        starts.append(h)
-        h = decay_n * h + k_n @ (u_n - w_n @ h)                             # (B, H, K, V)
-    o = q_state @ torch.stack(starts, dim=2) + o_local                      # (B, H, N, C, V)
-    return from_chunks(o, T).to(dtype), (h if output_final_state else None)
+    o_local = attn @ u                                                      # (N, B, H, C, V)
+    q_state = q * G.exp() - attn @ w                                        # (N, B, H, C, K)
+    k_to_end = (k * (G[..., -1:, :] - G).exp()).transpose(-1, -2)           # (N, B, H, K, C)
+    chunk_decay = G[..., -1, :].exp().unsqueeze(-1)                         # (N, B, H, 1, 1)
+    h0 = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
+    starts, h = DeltaStatePass.apply(u, w, k_to_end, chunk_decay, h0)       # sequential over chunks, not tokens
+    o = q_state @ starts + o_local                                          # (N, B, H, C, V)
+    return from_chunks(o, T, chunks_first=True).to(dtype), (h if output_final_state else None)
