@@ -67,6 +67,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default="benchmarks/results/recurrent_ops")
+    parser.add_argument("--only-transformers", action="store_true",
+                        help="only the comparison with transformers' gated delta rule (part 1)")
     args = parser.parse_args()
     rows = []
 
@@ -92,6 +94,9 @@ def main() -> None:
                          "seconds": round(t, 5)})
         print(f"gated delta rule B=8 T=512 H=4 K=V=64 fwd+bwd: gatelab {times[ours] * 1e3:.1f} ms, transformers "
               f"{times[theirs] * 1e3:.1f} ms: {times[theirs] / times[ours]:.2f}x faster", flush=True)
+    if args.only_transformers:
+        write_rows(rows, Path(args.out))
+        return
 
     for T, versus in ((2048, "recurrence"), (8192, "sdpa")):
         cases = op_cases(1, T, 8, 64)
