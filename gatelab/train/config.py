@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
+from ..config import from_dict, to_dict
 from ..models.lm import ModelConfig
 from ..tasks.mqar import MQARConfig
 from .optim import OptimConfig
@@ -83,6 +86,12 @@ class TrainConfig:
     keep_checkpoints: bool = False
     seed: int = 0
     device: str = "cpu"
+
+    @classmethod
+    def stored(cls, path: Path) -> dict:
+        """The config saved in a run's ``config.json``, with fields added to TrainConfig since it was written set
+        to their defaults (so a run folder from an older version still matches the same configuration)."""
+        return to_dict(from_dict(cls, json.loads(Path(path).read_text())))
 
     def resolved(self, vocab_size: int | None = None) -> TrainConfig:
         """A copy with the fields the task decides filled in: the model's vocabulary (MQAR's from its config, a

@@ -99,7 +99,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, progress: bool, resume:
         if isinstance(task, LMTask):
             check_same_tokenizer(json.loads((Path(run_dir) / "tokenizer.json").read_text()), task.tokenizer,
                                  f"the run in {run_dir}")
-        RunDir(run_dir).check_config(to_dict(cfg))
+        RunDir(run_dir).check_config(to_dict(cfg), TrainConfig.stored(Path(run_dir) / "config.json"))
         saved = load_checkpoint(ckpt, model, opt)
         if run:
             run.truncate_log(saved["step"])

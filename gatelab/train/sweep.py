@@ -1,7 +1,6 @@
 """Run a list of configurations into one folder, skipping those already finished with the same config."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None
     result = run.result()
     if result is None:
         return None
-    stored = json.loads((run.path / "config.json").read_text())
+    stored = TrainConfig.stored(run.path / "config.json")
     vocab = stored["model"]["vocab_size"] if config.task == "lm" else None   # the tokenizer's, decided by config
     return result if stored == to_dict(config.resolved(vocab)) else None
 

@@ -65,3 +65,17 @@ def test_resume_refuses_another_configuration(tmp_path):
     other.model.d_model = 32
     with pytest.raises(ValueError, match="another configuration"):
         train(other, tmp_path / "run", progress=False, resume=True)
+
+
+def test_a_run_written_before_a_config_field_existed_still_matches(tmp_path):
+    from gatelab.train.sweep import finished_result
+
+    cfg = config()
+    train(cfg, tmp_path / "run", progress=False)
+    path = tmp_path / "run" / "config.json"
+    stored = json.loads(path.read_text())
+    del stored["keep_checkpoints"], stored["lm"]["bos"]          # as an older version wrote it
+    path.write_text(json.dumps(stored))
+    assert finished_result(tmp_path / "run", cfg) is not None
+    cfg.keep_checkpoints = True                                    # a non-default value is a different config
+    assert finished_result(tmp_path / "run", cfg) is None
