@@ -166,9 +166,10 @@ def mode_note(mode: str) -> list[str]:
             "papers.**"] if mode == "smoke" else []
 
 
-def settings_lines(scale: Scale, seeds: int, data: str) -> list[str]:
+def settings_lines(scale: Scale, seeds: int, data: str, lrs: list[float] | None = None) -> list[str]:
     return [f"- data {data} (word level, a BOS token at position 0 of every window); {seeds} seeds per variant",
             f"- {scale.n_layers} layers, d_model {scale.d_model}, {scale.n_heads} heads, SwiGLU (width matched so "
             f"every variant has the first variant's parameter count), sequence length {scale.seq_len}",
-            f"- {scale.steps} steps of batch {scale.batch_size}, AdamW lr {scale.lr:g} with warmup and cosine decay; "
+            f"- {scale.steps} steps of batch {scale.batch_size}, AdamW lr "
+            f"{', '.join(f'{lr:g}' for lr in lrs or [scale.lr])} with warmup and cosine decay; "
             f"measured on the first {scale.eval_tokens} test tokens"]

@@ -71,6 +71,6 @@ def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progres
     notes = mode_note(mode) + [
         "A diverged run counts as an infinite final loss. Gradient clipping at 1.0 (the default) is on for both "
         "mixers, as in the paper's training."]
+    columns = {"final_loss": "final train loss", "spikes": "spikes", "diverged": "diverged", "valid_ppl": "valid ppl"}
     return write_report(out, "Reproduction: learning-rate stability of gated attention (Qiu et al. 2025)", command,
-                        records, {"final_loss": "final train loss", "spikes": "spikes", "diverged": "diverged",
-                                  "valid_ppl": "valid ppl"}, claims, notes, settings_lines(scale, seeds, data))
+                        records, columns, claims, notes, settings_lines(scale, seeds, data, LRS[mode]))
