@@ -49,6 +49,10 @@ class Trained:
     streams: dict[str, np.ndarray]
     bos: int | None
 
+    def calibration_stream(self, cfg: AnalysisConfig) -> torch.Tensor:
+        """The leading training tokens that quantization calibrates on (as many as its windows read)."""
+        return as_tensor(self.streams["train"], cfg.calibration_batches * cfg.batch_size * self.config.lm.seq_len)
+
 
 def load_trained(run_dir: str | Path) -> Trained:
     """The trained DecoderLM of a language-model run, its config and its tokenised splits (tokenizer checked)."""
@@ -110,8 +114,8 @@ def analyze_run(run_dir: str | Path, out_dir: str | Path | None = None,
     cfg = cfg or AnalysisConfig()
     trained = load_trained(run_dir)
     seq_len = trained.config.lm.seq_len
-    calibration = as_tensor(trained.streams["train"], 4 * cfg.calibration_batches * cfg.batch_size * seq_len)
-    result = analyze(trained.model, as_tensor(trained.streams["test"]), calibration, seq_len, cfg, trained.bos)
+    result = analyze(trained.model, as_tensor(trained.streams["test"]), trained.calibration_stream(cfg), seq_len, cfg,
+                     trained.bos)
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "analysis"
     gate_values = result.pop("gate_values")
     result["run"] = str(run_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 from ..models.lm import DecoderLM
-from ..tasks.text.tokenizers import Tokenizer, check_same_tokenizer, fingerprint, tokenizer_from_dict
+from ..tasks.text.tokenizers import Tokenizer, fingerprint, tokenizer_from_dict
 from .configuration import GatelabConfig
 from .modeling import GatelabForCausalLM
 
@@ -67,4 +67,4 @@ def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
     return model.eval(), tokenizer
 
 
-__all__ = ["check_same_tokenizer", "load_run", "save_run_model", "to_hf"]
+__all__ = ["load_run", "save_run_model", "to_hf"]

@@ -89,9 +89,8 @@ def measure_run(run_dir: Path, scale: Scale, quantize: bool) -> dict[str, Any]:
            "gate_score": r["gate_score"]["per_kind"].get("gate.probe"),
            "max_inf_norm": r["outliers"]["max_inf_norm"], "avg_kurtosis": r["outliers"]["avg_kurtosis"]}
     if quantize:
-        calibration = as_tensor(trained.streams["train"], 16 * 16 * scale.seq_len)
-        q = quantization(trained.model, x, y, calibration, scale.seq_len, AnalysisConfig(bits=((8, 8),)),
-                         trained.bos)
+        w8a8 = AnalysisConfig(bits=((8, 8),))
+        q = quantization(trained.model, x, y, trained.calibration_stream(w8a8), scale.seq_len, w8a8, trained.bos)
         out.update({"w8a8_ppl": q["W8A8"], "w8a8_gap": q["W8A8"] - q["float"]})
     write_json_atomic(cached, out)
     return out
