@@ -12,13 +12,14 @@ from ._common import pad_time
 
 def to_chunks(x: torch.Tensor, chunk_size: int, dtype: torch.dtype, chunks_first: bool = False) -> torch.Tensor:
     """``[B, T, H, D]`` -> ``[B, H, N, C, D]`` (or ``[N, B, H, C, D]`` with ``chunks_first``) in ``dtype``,
-    zero-padding T up to a whole number of chunks.
+    zero-padding T up to a whole number of chunks; the result is contiguous in its new layout.
 
     Zero padding is harmless for every op here: padded tokens have k = v = 0 and log gate 0, so they add nothing
     and leave the state as it was.
     """
     layout = "n b h c d" if chunks_first else "b h n c d"
-    return rearrange(pad_time(x.to(dtype), chunk_size), f"b (n c) h d -> {layout}", c=chunk_size)
+    chunks = rearrange(pad_time(x.to(dtype), chunk_size), f"b (n c) h d -> {layout}", c=chunk_size)
+    return chunks.contiguous()  # matmuls on strided views copy every matrix, forward and backward
 
 
 def from_chunks(o: torch.Tensor, T: int, chunks_first: bool = False) -> torch.Tensor:

@@ -68,3 +68,19 @@ def test_bad_shapes_are_explained():
     args, D, _ = inputs(1, 5, 2, 3, 1.0, False)
     with pytest.raises(ValueError, match="A must be"):
         chunk_selective_scan(args[0], args[1], args[2][:1], args[3], args[4])
+
+
+def test_long_sequence_float32_gradients_strong_decay():
+    args, D, h0 = inputs(1, 2048, 8, 4, 0.1, True, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(1)
+    dy, dh = torch.randn(1, 2048, 8, generator=gen), torch.randn(1, 8, 4, generator=gen)
+
+    def grads(dtype):
+        leaves = [t.to(dtype).requires_grad_() for t in (*args, D, h0)]
+        y, h = chunk_selective_scan(*leaves[:5], D=leaves[5], initial_state=leaves[6], output_final_state=True)
+        ((y * dy.to(dtype)).sum() + (h * dh.to(dtype)).sum()).backward()
+        return [t.grad for t in leaves]
+
+    for name, exact, fast in zip(("dx", "ddt", "dA", "dB", "dC", "dD", "dh0"), grads(torch.float64),
+                                 grads(torch.float32), strict=True):
+        assert_close(name, exact, fast, 1e-5)
