@@ -8,8 +8,8 @@ import torch
 
 from .._chunk import from_chunks, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
+from .chunk_function import ChunkDeltaRule
 from .ref import check_beta
-from .state_pass import DeltaStatePass
 
 
 def chunk_gated_delta_rule(
@@ -40,23 +40,6 @@ def chunk_gated_delta_rule(
     # chunks lead (N, B, H, C, D), so the sequential pass reads contiguous per-chunk slices
     q, k, v, g, beta = (to_chunks(x, C, ct, chunks_first=True) for x in (q * scale, k, v, g.unsqueeze(-1),
                                                                           beta.unsqueeze(-1)))
-    G = g.cumsum(dim=-2)                                                    # (N, B, H, C, 1)
-    lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()      # (C, C) j <= i
-    decay = (G - G.transpose(-1, -2)).masked_fill(~lower, float("-inf")).exp()  # (N, B, H, C, C)
-    beta_k = beta * k                                                       # (N, B, H, C, K)
-    # attn_ij = (q_i . k_j) e^{G_i - G_j} and A_ij = beta_i (k_i . k_j) e^{G_i - G_j}, j <= i, from one matmul.
-    # The solve reads only A's strict lower triangle (unitriangular): I + A needs neither its diagonal nor I.
-    scores = torch.cat([q, beta_k], dim=-2) @ k.transpose(-1, -2)          # (N, B, H, 2C, C)
-    attn, A = (scores.unflatten(-2, (2, C)) * decay.unsqueeze(-3)).unbind(-3)  # (N, B, H, C, C) each
-    rhs = torch.cat([beta * v, beta_k * G.exp()], dim=-1)                  # (N, B, H, C, V + K) one solve for both
-    uw = torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)  # (N, B, H, C, V + K) = [u | w]
-    # o_n = (q e^G) S_n + attn (u - w S_n) = (q e^G - attn w) S_n + attn u: only S_n is sequential.
-    o_local, attn_w = (attn @ uw).split([V, K], dim=-1)                    # (N, B, H, C, V), (N, B, H, C, K)
-    q_state = q * G.exp() - attn_w                                          # (N, B, H, C, K)
-    u, w = uw.split([V, K], dim=-1)
-    k_to_end = (k * (G[..., -1:, :] - G).exp()).transpose(-1, -2)           # (N, B, H, K, C)
-    chunk_decay = G[..., -1, :].exp().unsqueeze(-1)                         # (N, B, H, 1, 1)
     h0 = q.new_zeros(B, H, K, V) if initial_state is None else initial_state.to(ct)  # (B, H, K, V)
-    starts, h = DeltaStatePass.apply(u, w, k_to_end, chunk_decay, h0)       # sequential over chunks, not tokens
-    o = q_state @ starts + o_local                                          # (N, B, H, C, V)
+    o, h = ChunkDeltaRule.apply(q, k, v, g, beta, h0)                       # (N, B, H, C, V), (B, H, K, V)
     return from_chunks(o, T, chunks_first=True).to(dtype), (h if output_final_state else None)

@@ -1,0 +1,84 @@
+"""The chunked (gated) delta rule as one autograd Function, its backward written out (README.md, "Backward").
+
+Every tensor has chunks leading and is contiguous: N chunks, B batch, H heads, C chunk size, K key dim, V value dim.
+"""
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .state_pass import carry_states, carry_states_backward
+
+
+def _solve(A: torch.Tensor, rhs: torch.Tensor, transpose: bool = False) -> torch.Tensor:
+    """``(I + tril(A, -1))^{-1} rhs``, or with ``transpose`` ``(I + tril(A, -1))^{-T} rhs``; the diagonal and upper
+    triangle of ``A`` are never read."""
+    if transpose:
+        return torch.linalg.solve_triangular(A.transpose(-1, -2), rhs, upper=True, unitriangular=True)
+    return torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+
+
+class ChunkDeltaRule(torch.autograd.Function):
+    """``(q, k [N,B,H,C,K], v [N,B,H,C,V], g, beta [N,B,H,C,1], h0 [B,H,K,V])`` -> ``(o [N,B,H,C,V], final)``;
+    q already scaled, g the log decay per token (0 for DeltaNet)."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, g, beta, h0):
+        C, V = q.shape[-2], v.shape[-1]
+        G = g.cumsum(dim=-2)                                                    # (N, B, H, C, 1)
+        lower = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()      # (C, C) j <= i
+        decay = (G - G.transpose(-1, -2)).masked_fill_(~lower, float("-inf")).exp_()  # (N, B, H, C, C)
+        qb = torch.cat([q, beta * k], dim=-2)                                   # (N, B, H, 2C, K) [q ; beta k]
+        scores = qb @ k.transpose(-1, -2)                                       # (N, B, H, 2C, C)
+        PA = scores.view(*scores.shape[:-2], 2, C, C) * decay.unsqueeze(-3)     # (N, B, H, 2, C, C)
+        P, A = PA.unbind(-3)                                                    # attn (j <= i), A (j < i used)
+        eG = G.exp()                                                            # (N, B, H, C, 1)
+        X = _solve(A, torch.cat([beta * v, qb[..., C:, :] * eG], dim=-1))      # (N, B, H, C, V + K) [u | w]
+        Y = P @ X                                                               # (N, B, H, C, V + K) [Pu | Pw]
+        q_state = q * eG - Y[..., V:]                                           # (N, B, H, C, K)
+        to_end = (G[..., -1:, :] - G).exp()                                     # (N, B, H, C, 1)
+        kt = (k * to_end).transpose(-1, -2).contiguous()                        # (N, B, H, K, C)
+        gamma = eG[..., -1:, :]                                                 # (N, B, H, 1, 1)
+        u, w = X[..., :V], X[..., V:]
+        starts, final = carry_states(u, w, kt, gamma, h0)                       # (N, B, H, K, V), (B, H, K, V)
+        o = q_state @ starts + Y[..., :V]                                       # (N, B, H, C, V)
+        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts)
+        return o, final
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, do, d_final):
+        q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts = ctx.saved_tensors
+        C, V = q.shape[-2], v.shape[-1]
+        P, A = PA.unbind(-3)
+        d_qstate = do @ starts.transpose(-1, -2)                                # (N, B, H, C, K)
+        d_starts = q_state.transpose(-1, -2) @ do                               # (N, B, H, K, V)
+        dY = torch.cat([do, -d_qstate], dim=-1)                                 # (N, B, H, C, V + K)
+        dPA = torch.empty_like(PA)                                              # (N, B, H, 2, C, C)
+        dP, dA = dPA.unbind(-3)
+        torch.matmul(dY, X.transpose(-1, -2), out=dP)                           # (N, B, H, C, C)
+        dX = P.transpose(-1, -2) @ dY                                           # (N, B, H, C, V + K)
+        dkt, dgamma, dh0 = carry_states_backward(X[..., :V], X[..., V:], kt, gamma, starts, d_starts, d_final,
+                                                 dX[..., :V], dX[..., V:])
+        dR = _solve(A, dX, transpose=True)                                      # (N, B, H, C, V + K)
+        torch.matmul(dR, X.transpose(-1, -2), out=dA).neg_()                    # (N, B, H, C, C) ...
+        dA.diagonal(dim1=-2, dim2=-1).zero_()                                   # ... strictly lower (decay: upper)
+        dD = (dPA * scores.view_as(PA)).sum(-3)                                 # (N, B, H, C, C)
+        dscores = dPA.mul_(decay.unsqueeze(-3)).view_as(scores)                 # (N, B, H, 2C, C)
+        dqb = dscores @ k                                                       # (N, B, H, 2C, K)
+        dk = dscores.transpose(-1, -2) @ qb                                     # (N, B, H, C, K)
+        Z = dD.mul_(decay)                                                      # (N, B, H, C, C) dL/d(G_i - G_j)
+        dG = Z.sum(-1, keepdim=True) - Z.sum(-2).unsqueeze(-1)                  # (N, B, H, C, 1)
+        dRv, dRk = dR[..., :V], dR[..., V:]
+        dv = beta * dRv                                                         # (N, B, H, C, V)
+        dbk = dqb[..., C:, :] + dRk * eG                                        # (N, B, H, C, K)
+        dq = dqb[..., :C, :] + d_qstate * eG                                    # (N, B, H, C, K)
+        dG += ((dRk * qb[..., C:, :]).sum(-1, keepdim=True) + (d_qstate * q).sum(-1, keepdim=True)) * eG
+        dk_end = dkt.transpose(-1, -2)                                          # (N, B, H, C, K)
+        dk += dk_end * to_end + dbk * beta
+        d_end = (dk_end * k).sum(-1, keepdim=True) * to_end                     # (N, B, H, C, 1) dL/d(G_C - G_i)
+        dG -= d_end
+        dG[..., -1:, :] += d_end.sum(-2, keepdim=True) + dgamma * gamma
+        dbeta = (dRv * v).sum(-1, keepdim=True) + (dbk * k).sum(-1, keepdim=True)  # (N, B, H, C, 1)
+        dg = dG.flip(-2).cumsum(-2).flip(-2)                                    # (N, B, H, C, 1) G = cumsum(g)
+        return dq, dk, dv, dg, dbeta, dh0
