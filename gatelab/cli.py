@@ -122,13 +122,12 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
     import torch
 
     from .hf import load_run
+    from .tasks.text import encode_prompt
 
     model, tokenizer = load_run(args.run)
     if tokenizer is None:
         raise ConfigError(f"{args.run} has no tokenizer (an MQAR run?); generate needs a language-model run")
-    ids = tokenizer.encode(args.prompt if tokenizer.kind != "word" else args.prompt.rstrip("\n") + "\n")
-    if tokenizer.kind == "word" and ids and ids[-1] == tokenizer.index["<eos>"] and not args.prompt.endswith("\n"):
-        ids = ids[:-1]   # a word prompt continues its sentence unless it ends with a newline
+    ids = encode_prompt(tokenizer, args.prompt)
     if not ids:
         raise ConfigError("the prompt is empty after tokenisation")
     torch.manual_seed(args.seed)

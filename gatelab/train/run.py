@@ -1,6 +1,7 @@
 """Run folders: resolved config, provenance (git commit, versions, device), metrics.jsonl, atomic writes."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -13,8 +14,12 @@ import numpy as np
 import torch
 
 
+@functools.cache
 def git_commit() -> str:
-    """The commit of the source tree gatelab runs from (``+dirty`` if it has uncommitted changes), or 'unknown'."""
+    """The commit of the source tree gatelab runs from (``+dirty`` if it has uncommitted changes), or 'unknown'.
+
+    Read once per process, so every run of a long sweep records the code the process loaded, not the commits
+    made to the tree while it ran."""
     root = Path(__file__).resolve().parents[2]
     try:
         def git(*args: str) -> str:

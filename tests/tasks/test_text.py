@@ -8,6 +8,7 @@ from gatelab.tasks.text import (
     GPT2Tokenizer,
     WordTokenizer,
     check_same_tokenizer,
+    encode_prompt,
     fingerprint,
     load_corpus,
     tokenized_corpus,
@@ -36,6 +37,15 @@ def test_word_tokenizer_round_trip_and_unknowns():
     assert tok.decode(ids) == "the cat\nthe dog sat\n"
     assert tok.decode(tok.encode("a zebra\n")) == "<unk> <unk>\n"
     assert tokenizer_from_dict(tok.to_dict()).vocab == tok.vocab
+
+
+def test_a_word_prompt_leaves_its_last_sentence_open():
+    tok = WordTokenizer.train("the cat sat\nthe dog\n")
+    eos = tok.index["<eos>"]
+    assert encode_prompt(tok, "the cat") == [tok.index["the"], tok.index["cat"]]
+    assert encode_prompt(tok, "the cat\nthe") == [tok.index["the"], tok.index["cat"], eos, tok.index["the"]]
+    assert encode_prompt(tok, "the cat\n") == tok.encode("the cat\n") == [tok.index["the"], tok.index["cat"], eos]
+    assert encode_prompt(ByteTokenizer(), "ab") == [97, 98]
 
 
 def test_byte_tokenizer_round_trip():

@@ -10,9 +10,11 @@ from .tokenizers import (
     WordTokenizer,
     bos_id,
     check_same_tokenizer,
+    encode_prompt,
     fingerprint,
     tokenizer_from_dict,
 )
 
 __all__ = ["CORPORA", "SPLITS", "TOKENIZERS", "BPETokenizer", "ByteTokenizer", "GPT2Tokenizer", "WordTokenizer",
-           "bos_id", "check_same_tokenizer", "fingerprint", "load_corpus", "tokenized_corpus", "tokenizer_from_dict"]
+           "bos_id", "check_same_tokenizer", "encode_prompt", "fingerprint", "load_corpus", "tokenized_corpus",
+           "tokenizer_from_dict"]

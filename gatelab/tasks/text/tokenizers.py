@@ -59,9 +59,14 @@ class WordTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, close_last_line: bool = True) -> list[int]:
+        """Every non-empty line's words then ``<eos>``; with ``close_last_line=False`` a last line that does not
+        end in a newline gets no ``<eos>`` (a prompt whose sentence is to be continued)."""
         unk = self.index[UNK]
-        return [self.index.get(w, unk) for line in text.splitlines() if line.strip() for w in line.split() + [EOS]]
+        lines = [line for line in text.splitlines() if line.strip()]
+        open_end = not close_last_line and lines and not text.endswith("\n")
+        ids = [self.index.get(w, unk) for line in lines for w in line.split() + [EOS]]
+        return ids[:-1] if open_end else ids
 
     def decode(self, ids: list[int]) -> str:
         words = [self.vocab[i] for i in ids]
@@ -69,6 +74,14 @@ class WordTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "vocab": self.vocab}
+
+
+def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
+    """The ids a continuation of ``text`` starts from: as ``encode``, except that a word-level prompt's unfinished
+    last line is left open (no ``<eos>``), so the model continues the sentence rather than starting a new one."""
+    if isinstance(tokenizer, WordTokenizer):
+        return tokenizer.encode(text, close_last_line=False)
+    return tokenizer.encode(text)
 
 
 class ByteTokenizer:
