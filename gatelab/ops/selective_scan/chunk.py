@@ -70,7 +70,7 @@ def chunk_selective_scan(
 
     The recurrence ``h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t`` is solved by a two-level scan (inside every
     chunk at once, then across chunks, then a fix-up), and its gradient by the same scan run backwards over the
-    adjoint ``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}``; the sums over channels and state are batched matmuls.
+    adjoint ``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}``; the sums over channels and state are einsums.
     Inputs are padded with ``dt = 0`` (a decay of exactly 1 and no write), so the final state is the last token's.
     """
     check_scan_inputs("chunk_selective_scan", x, dt, A, B, C, D, initial_state)
@@ -81,9 +81,8 @@ def chunk_selective_scan(
     if T == 0:
         state = x.new_zeros(x.shape[0], *A.shape, dtype=ct) if initial_state is None else initial_state.to(ct)
         return x.new_zeros(x.shape), (state if output_final_state else None)
-    padded = (pad_time(t.to(ct), chunk_size) for t in (x, dt, B, C))
+    xp, dtp, Bp, Cp = (pad_time(t.to(ct), chunk_size) for t in (x, dt, B, C))  # (B, T', E) and (B, T', N)
     h0 = None if initial_state is None else initial_state.to(ct)
-    xp, dtp, Bp, Cp = padded
     y, state = _SelectiveScan.apply(xp, dtp, A.to(ct), Bp, Cp, h0, chunk_size)
     y = y[:, :T]                                                                     # (B, T, E)
     if D is not None:
