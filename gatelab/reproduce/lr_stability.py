@@ -16,7 +16,7 @@ from .experiment import SCALES, Variant, mode_note, settings_lines, variant_runs
 from .verdict import Claim
 
 VARIANTS = [Variant("attn", "attn"), Variant("gated_attn", "gated_attn")]
-LRS = {"smoke": [3e-3, 3e-2], "quick": [3e-3, 1e-2, 3e-2], "full": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]}
+LRS = {"smoke": [3e-3, 3e-2], "quick": [3e-3, 1e-2, 3e-2], "full": [3e-3, 1e-2, 3e-2, 1e-1]}
 
 
 def count_spikes(losses: list[float], factor: float = 1.5, momentum: float = 0.9, skip: int = 10) -> int:
