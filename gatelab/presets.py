@@ -120,6 +120,7 @@ def preset(name: str) -> CompareGrid:
     if name == "ptb-30min":
         base = _lm_base("ptb", steps=0, batch_size=32, eval_every=300)
         base.model.d_model, base.model.dropout, base.optim.lr = 256, 0.2, 2e-3
+        base.checkpoint_every = 100   # a 4.5-hour sweep: an interrupted run resumes from its last checkpoint
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[256], seeds=3,
                            lrs=[2e-3], base=base, match_params=True, budget_minutes=30)
     if name == "lm-quick":

@@ -1,6 +1,8 @@
-"""Run a list of configurations into one folder, skipping those already finished with the same config."""
+"""Run a list of configurations into one folder, skipping those already finished with the same config and
+resuming those interrupted after a checkpoint."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -8,6 +10,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import to_dict
+from .checkpoint import CHECKPOINT
 from .config import TrainConfig
 from .loop import train
 from .run import RunDir
@@ -22,15 +25,37 @@ class SweepRun:
     config: TrainConfig
 
 
-def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
-    """The stored result if ``run_dir`` holds a finished run of exactly this config, else None."""
-    run = RunDir(run_dir)
-    result = run.result()
-    if result is None:
+def _what_it_computes(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config without the fields that only say how often the run saved itself along the way."""
+    return {k: v for k, v in config.items() if k != "checkpoint_every"}
+
+
+def _stored_if_same(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The config stored in ``run_dir`` if it describes the same computation as ``config``, else None."""
+    path = run_dir / "config.json"
+    if not path.exists():
         return None
-    stored = TrainConfig.stored(run.path / "config.json")
+    stored = TrainConfig.stored(path)
     vocab = stored["model"]["vocab_size"] if config.task == "lm" else None   # the tokenizer's, decided by config
-    return result if stored == to_dict(config.resolved(vocab)) else None
+    same = _what_it_computes(stored) == _what_it_computes(to_dict(config.resolved(vocab)))
+    return stored if same else None
+
+
+def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The stored result if ``run_dir`` holds a finished run of this config (however often it checkpointed)."""
+    result = RunDir(run_dir).result()
+    return result if result is not None and _stored_if_same(run_dir, config) is not None else None
+
+
+def run_or_resume(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """Train ``config`` into ``run_dir``; an unfinished run of the same computation that left a checkpoint is
+    resumed from it (keeping its checkpoint cadence), so an interrupted sweep loses at most the steps since the
+    last checkpoint."""
+    stored = _stored_if_same(run_dir, config)
+    if stored is not None and (run_dir / CHECKPOINT).exists():
+        return train(dataclasses.replace(config, checkpoint_every=stored["checkpoint_every"]), run_dir,
+                     progress=False, resume=True)
+    return train(config, run_dir, progress=False)
 
 
 def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
@@ -58,7 +83,7 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) 
             bar.update(task, description=run.name)
             result = finished_result(run_dir, run.config)
             if result is None:
-                result = train(run.config, run_dir, progress=False)
+                result = run_or_resume(run_dir, run.config)
             records.append({
                 **run.coords,
                 "run": run.name,

@@ -79,3 +79,31 @@ def test_a_run_written_before_a_config_field_existed_still_matches(tmp_path):
     assert finished_result(tmp_path / "run", cfg) is not None
     cfg.keep_checkpoints = True                                    # a non-default value is a different config
     assert finished_result(tmp_path / "run", cfg) is None
+
+
+def test_a_finished_run_matches_whatever_its_checkpoint_cadence(tmp_path):
+    from gatelab.train.sweep import finished_result
+
+    train(config(), tmp_path / "run", progress=False)
+    cfg = config()
+    cfg.checkpoint_every = 0                                       # how often it saved says nothing of the result
+    assert finished_result(tmp_path / "run", cfg) is not None
+
+
+def test_an_interrupted_sweep_resumes_its_run_from_the_checkpoint(tmp_path, monkeypatch):
+    from gatelab.train.sweep import SweepRun, run_sweep
+
+    runs = [SweepRun("r", {"mixer": "gla,attn"}, config())]
+    whole = run_sweep(runs, tmp_path / "whole", progress=False)
+    kill_at_step_25(tmp_path / "cut" / "runs" / "r", monkeypatch)   # killed after the checkpoint of step 20
+    real_lr_at, steps = loop.lr_at, []
+
+    def counting(step, total, cfg):
+        steps.append(step)
+        return real_lr_at(step, total, cfg)
+
+    monkeypatch.setattr(loop, "lr_at", counting)
+    resumed = run_sweep([SweepRun("r", {"mixer": "gla,attn"}, config())], tmp_path / "cut", progress=False)
+    assert steps == list(range(20, 30))                             # steps 0-19 were not trained again
+    assert losses(tmp_path / "cut" / "runs" / "r") == losses(tmp_path / "whole" / "runs" / "r")
+    assert resumed[0]["accuracy"] == whole[0]["accuracy"]
