@@ -37,18 +37,18 @@ class ChunkDeltaRule(torch.autograd.Function):
         Y = P @ X                                                               # (N, B, H, C, V + K) [Pu | Pw]
         q_state = q * eG - Y[..., V:]                                           # (N, B, H, C, K)
         to_end = (G[..., -1:, :] - G).exp()                                     # (N, B, H, C, 1)
-        k_end = k * to_end                                                      # (N, B, H, C, K)
-        kukw = k_end.transpose(-1, -2) @ X                                      # (N, B, H, K, V + K) [K^T u | K^T w]
+        kt = (k * to_end).transpose(-1, -2).contiguous()                        # (N, B, H, K, C)
         gamma = eG[..., -1:, :]                                                 # (N, B, H, 1, 1)
-        starts, final = carry_states(kukw, gamma, h0)                           # (N, B, H, K, V), (B, H, K, V)
+        u, w = X[..., :V], X[..., V:]
+        starts, final = carry_states(u, w, kt, gamma, h0)                       # (N, B, H, K, V), (B, H, K, V)
         o = q_state @ starts + Y[..., :V]                                       # (N, B, H, C, V)
-        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, k_end, kukw, starts)
+        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts)
         return o, final
 
     @staticmethod
     @once_differentiable
     def backward(ctx, do, d_final):
-        q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, k_end, kukw, starts = ctx.saved_tensors
+        q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts = ctx.saved_tensors
         C, V = q.shape[-2], v.shape[-1]
         P, A = PA.unbind(-3)
         d_qstate = do @ starts.transpose(-1, -2)                                # (N, B, H, C, K)
@@ -58,10 +58,8 @@ class ChunkDeltaRule(torch.autograd.Function):
         dP, dA = dPA.unbind(-3)
         torch.matmul(dY, X.transpose(-1, -2), out=dP)                           # (N, B, H, C, C)
         dX = P.transpose(-1, -2) @ dY                                           # (N, B, H, C, V + K)
-        gamma = eG[..., -1:, :]                                                 # (N, B, H, 1, 1)
-        d_kukw, dgamma, dh0 = carry_states_backward(kukw, gamma, starts, d_starts, d_final)
-        dX += k_end @ d_kukw                                                    # (N, B, H, C, V + K)
-        dk_end = X @ d_kukw.transpose(-1, -2)                                   # (N, B, H, C, K)
+        dkt, dgamma, dh0 = carry_states_backward(X[..., :V], X[..., V:], kt, gamma, starts, d_starts, d_final,
+                                                 dX[..., :V], dX[..., V:])
         dR = _solve(A, dX, transpose=True)                                      # (N, B, H, C, V + K)
         torch.matmul(dR, X.transpose(-1, -2), out=dA).neg_()                    # (N, B, H, C, C) ...
         dA.diagonal(dim1=-2, dim2=-1).zero_()                                   # ... strictly lower (decay: upper)
@@ -76,6 +74,7 @@ class ChunkDeltaRule(torch.autograd.Function):
         dbk = dqb[..., C:, :] + dRk * eG                                        # (N, B, H, C, K)
         dq = dqb[..., :C, :] + d_qstate * eG                                    # (N, B, H, C, K)
         dG += ((dRk * qb[..., C:, :]).sum(-1, keepdim=True) + (d_qstate * q).sum(-1, keepdim=True)) * eG
+        dk_end = dkt.transpose(-1, -2)                                          # (N, B, H, C, K)
         dk += dk_end * to_end + dbk * beta
         d_end = (dk_end * k).sum(-1, keepdim=True) * to_end                     # (N, B, H, C, 1) dL/d(G_C - G_i)
         dG -= d_end
