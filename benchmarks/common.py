@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gatelab.memory import keep_freed_memory
 from gatelab.train.run import environment
+
+keep_freed_memory()   # as the CLI does: every implementation timed here allocates under the same policy
 
 
 def median_times(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1) -> dict[str, float]:

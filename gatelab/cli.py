@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import layers  # noqa: F401  (registers mixers)
 from .config import ConfigError, apply_overrides, from_dict
+from .memory import keep_freed_memory
 from .models.lm import parse_schedule
 from .presets import PRESETS, TASK_PRESETS, preset
 from .registry import MIXERS
@@ -270,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     console = Console()
+    keep_freed_memory()
     try:
         COMMANDS[args.command](args, console)
     except (ConfigError, KeyError, ValueError, FileNotFoundError, ImportError) as e:

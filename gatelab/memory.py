@@ -1,0 +1,29 @@
+"""Process memory policy for CPU work: keep freed memory for reuse instead of handing it back to the OS.
+
+PyTorch has no caching allocator on the CPU, so every large tensor (the logits of a batch, a chunked op's
+``[B, T, ...]`` intermediates) is a fresh allocation. glibc serves blocks above its mmap threshold (128 KiB to
+32 MiB, adapting) with new pages and unmaps them on free, so the next step pays a page fault per 4 KiB again.
+Raising the mmap and trim thresholds makes freed blocks stay in the heap and get reused. Measured on the 2-core
+CPU: a PTB training step of the d_model-256 attention model 16% faster, the chunked selective scan and gated delta
+rule 20-30% faster (README, "Benchmarks"). The price is that the process keeps its peak heap.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP = 1 << 30   # bytes: blocks up to 1 GiB come from the heap, and up to 1 GiB of free heap is kept
+
+
+def keep_freed_memory() -> bool:
+    """Set glibc's mmap and trim thresholds to 1 GiB for this process; True if applied. Does nothing (False) off
+    glibc Linux or when the environment sets ``GATELAB_KEEP_FREED_MEMORY=0``. Call it once, before the work."""
+    if os.environ.get("GATELAB_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
