@@ -82,9 +82,8 @@ class RunDir:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
-    def check_config(self, config: dict[str, Any], stored: dict[str, Any] | None = None) -> None:
+    def check_config(self, config: dict[str, Any], stored: dict[str, Any]) -> None:
         """Refuse to continue a run folder with a different configuration (``stored``: its config as read)."""
-        stored = stored if stored is not None else json.loads((self.path / "config.json").read_text())
         if stored != config:
             diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
             raise ValueError(f"{self.path} holds a run of another configuration (differs in {', '.join(diff)})")

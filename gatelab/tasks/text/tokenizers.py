@@ -59,14 +59,9 @@ class WordTokenizer:
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def encode(self, text: str, close_last_line: bool = True) -> list[int]:
-        """Every non-empty line's words then ``<eos>``; with ``close_last_line=False`` a last line that does not
-        end in a newline gets no ``<eos>`` (a prompt whose sentence is to be continued)."""
+    def encode(self, text: str) -> list[int]:
         unk = self.index[UNK]
-        lines = [line for line in text.splitlines() if line.strip()]
-        open_end = not close_last_line and lines and not text.endswith("\n")
-        ids = [self.index.get(w, unk) for line in lines for w in line.split() + [EOS]]
-        return ids[:-1] if open_end else ids
+        return [self.index.get(w, unk) for line in text.splitlines() if line.strip() for w in line.split() + [EOS]]
 
     def decode(self, ids: list[int]) -> str:
         words = [self.vocab[i] for i in ids]
@@ -79,9 +74,10 @@ class WordTokenizer:
 def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
     """The ids a continuation of ``text`` starts from: as ``encode``, except that a word-level prompt's unfinished
     last line is left open (no ``<eos>``), so the model continues the sentence rather than starting a new one."""
-    if isinstance(tokenizer, WordTokenizer):
-        return tokenizer.encode(text, close_last_line=False)
-    return tokenizer.encode(text)
+    ids = tokenizer.encode(text)
+    if isinstance(tokenizer, WordTokenizer) and ids and not text.endswith("\n"):
+        return ids[:-1]                                  # the <eos> that closed the last line
+    return ids
 
 
 class ByteTokenizer:
