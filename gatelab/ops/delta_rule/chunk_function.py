@@ -10,12 +10,12 @@ from torch.autograd.function import once_differentiable
 from .state_pass import carry_states, carry_states_backward
 
 
-def _solve(A: torch.Tensor, rhs: torch.Tensor, transpose: bool = False) -> torch.Tensor:
-    """``(I + tril(A, -1))^{-1} rhs``, or with ``transpose`` ``(I + tril(A, -1))^{-T} rhs``; the diagonal and upper
-    triangle of ``A`` are never read."""
-    if transpose:
-        return torch.linalg.solve_triangular(A.transpose(-1, -2), rhs, upper=True, unitriangular=True)
-    return torch.linalg.solve_triangular(A, rhs, upper=False, unitriangular=True)
+def _unit_lower_inverse(A: torch.Tensor) -> torch.Tensor:
+    """``(I + tril(A, -1))^{-1}`` for ``A [..., C, C]``; the diagonal and upper triangle of ``A`` are never read.
+    One solve against the identity: cheaper than solving against the wider ``[V | K]`` right-hand sides, and the
+    backward pass then applies the transpose with a matmul instead of a second solve."""
+    eye = torch.eye(A.shape[-1], dtype=A.dtype, device=A.device).expand_as(A)  # (..., C, C)
+    return torch.linalg.solve_triangular(A, eye, upper=False, unitriangular=True)
 
 
 class ChunkDeltaRule(torch.autograd.Function):
@@ -33,34 +33,41 @@ class ChunkDeltaRule(torch.autograd.Function):
         PA = scores.view(*scores.shape[:-2], 2, C, C) * decay.unsqueeze(-3)     # (N, B, H, 2, C, C)
         P, A = PA.unbind(-3)                                                    # attn (j <= i), A (j < i used)
         eG = G.exp()                                                            # (N, B, H, C, 1)
-        X = _solve(A, torch.cat([beta * v, qb[..., C:, :] * eG], dim=-1))      # (N, B, H, C, V + K) [u | w]
+        T = _unit_lower_inverse(A)                                              # (N, B, H, C, C) (I + A)^-1
+        R = v.new_empty(*v.shape[:-1], V + k.shape[-1])                         # (N, B, H, C, V + K)
+        torch.mul(beta, v, out=R[..., :V])                                      # beta v
+        torch.mul(qb[..., C:, :], eG, out=R[..., V:])                           # beta e^G k
+        X = T @ R                                                               # (N, B, H, C, V + K) [u | w]
         Y = P @ X                                                               # (N, B, H, C, V + K) [Pu | Pw]
         q_state = q * eG - Y[..., V:]                                           # (N, B, H, C, K)
         to_end = (G[..., -1:, :] - G).exp()                                     # (N, B, H, C, 1)
         kt = (k * to_end).transpose(-1, -2).contiguous()                        # (N, B, H, K, C)
         gamma = eG[..., -1:, :]                                                 # (N, B, H, 1, 1)
         u, w = X[..., :V], X[..., V:]
-        starts, final = carry_states(u, w, kt, gamma, h0)                       # (N, B, H, K, V), (B, H, K, V)
+        starts, written, final = carry_states(u, w, kt, gamma, h0)              # (N, B, H, K, V), ..., (B, H, K, V)
         o = q_state @ starts + Y[..., :V]                                       # (N, B, H, C, V)
-        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts)
+        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, T, eG, X, q_state, to_end, kt, gamma, starts,
+                              written)
         return o, final
 
     @staticmethod
     @once_differentiable
     def backward(ctx, do, d_final):
-        q, k, v, beta, decay, qb, scores, PA, eG, X, q_state, to_end, kt, gamma, starts = ctx.saved_tensors
+        q, k, v, beta, decay, qb, scores, PA, T, eG, X, q_state, to_end, kt, gamma, starts, written = ctx.saved_tensors
         C, V = q.shape[-2], v.shape[-1]
-        P, A = PA.unbind(-3)
+        P = PA[..., 0, :, :]                                                    # (N, B, H, C, C)
         d_qstate = do @ starts.transpose(-1, -2)                                # (N, B, H, C, K)
         d_starts = q_state.transpose(-1, -2) @ do                               # (N, B, H, K, V)
-        dY = torch.cat([do, -d_qstate], dim=-1)                                 # (N, B, H, C, V + K)
+        dY = torch.empty_like(X)                                                # (N, B, H, C, V + K)
+        dY[..., :V] = do
+        torch.neg(d_qstate, out=dY[..., V:])
         dPA = torch.empty_like(PA)                                              # (N, B, H, 2, C, C)
         dP, dA = dPA.unbind(-3)
         torch.matmul(dY, X.transpose(-1, -2), out=dP)                           # (N, B, H, C, C)
         dX = P.transpose(-1, -2) @ dY                                           # (N, B, H, C, V + K)
-        dkt, dgamma, dh0 = carry_states_backward(X[..., :V], X[..., V:], kt, gamma, starts, d_starts, d_final,
+        dk_end, dgamma, dh0 = carry_states_backward(X[..., V:], kt, gamma, starts, written, d_starts, d_final,
                                                  dX[..., :V], dX[..., V:])
-        dR = _solve(A, dX, transpose=True)                                      # (N, B, H, C, V + K)
+        dR = T.transpose(-1, -2) @ dX                                           # (N, B, H, C, V + K)
         torch.matmul(dR, X.transpose(-1, -2), out=dA).neg_()                    # (N, B, H, C, C) ...
         dA.diagonal(dim1=-2, dim2=-1).zero_()                                   # ... strictly lower (decay: upper)
         dD = (dPA * scores.view_as(PA)).sum(-3)                                 # (N, B, H, C, C)
@@ -71,11 +78,10 @@ class ChunkDeltaRule(torch.autograd.Function):
         dG = Z.sum(-1, keepdim=True) - Z.sum(-2).unsqueeze(-1)                  # (N, B, H, C, 1)
         dRv, dRk = dR[..., :V], dR[..., V:]
         dv = beta * dRv                                                         # (N, B, H, C, V)
-        dbk = dqb[..., C:, :] + dRk * eG                                        # (N, B, H, C, K)
-        dq = dqb[..., :C, :] + d_qstate * eG                                    # (N, B, H, C, K)
+        dbk = torch.addcmul(dqb[..., C:, :], dRk, eG)                           # (N, B, H, C, K)
+        dq = torch.addcmul(dqb[..., :C, :], d_qstate, eG)                       # (N, B, H, C, K)
         dG += ((dRk * qb[..., C:, :]).sum(-1, keepdim=True) + (d_qstate * q).sum(-1, keepdim=True)) * eG
-        dk_end = dkt.transpose(-1, -2)                                          # (N, B, H, C, K)
-        dk += dk_end * to_end + dbk * beta
+        dk.addcmul_(dk_end, to_end).addcmul_(dbk, beta)
         d_end = (dk_end * k).sum(-1, keepdim=True) * to_end                     # (N, B, H, C, 1) dL/d(G_C - G_i)
         dG -= d_end
         dG[..., -1:, :] += d_end.sum(-2, keepdim=True) + dgamma * gamma

@@ -1,6 +1,7 @@
 """The sequential part of the chunked delta rule and its backward: carrying the state across chunks,
-``S_{n+1} = gamma_n S_n + K_n^T (U_n - W_n S_n)``, a handful of batched matmuls per chunk on contiguous per-chunk
-slices (the inputs have chunks in the leading dimension).
+``S_{n+1} = gamma_n S_n + K_n^T (U_n - W_n S_n)``. Only what depends on the previous chunk runs in the loop (a few
+batched matmuls on contiguous per-chunk slices; the inputs have chunks in the leading dimension); everything else is
+one matmul over all chunks before or after it.
 
 Legend: N chunks, B batch, H heads, C chunk size, K key dim, V value dim.
 """
@@ -10,34 +11,37 @@ import torch
 
 
 def carry_states(u: torch.Tensor, w: torch.Tensor, kt: torch.Tensor, gamma: torch.Tensor, h0: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(u [N,B,H,C,V], w [N,B,H,C,K], kt [N,B,H,K,C], gamma [N,B,H,1,1], h0 [B,H,K,V])`` ->
-    ``(starts [N,B,H,K,V], final [B,H,K,V])``: the state entering each chunk and the state after the last."""
+    ``(starts [N,B,H,K,V], written [N,B,H,C,V], final [B,H,K,V])``: the state entering each chunk, the values each
+    chunk writes, ``U_n - W_n S_n``, and the state after the last chunk."""
     starts = u.new_empty(u.shape[0], *h0.shape)                         # (N, B, H, K, V)
+    written = torch.empty_like(u)                                       # (N, B, H, C, V)
     h = h0
     for n in range(u.shape[0]):
         starts[n] = h
-        h = gamma[n] * h + kt[n] @ (u[n] - w[n] @ h)                    # (B, H, K, V)
-    return starts, h
+        torch.sub(u[n], w[n] @ h, out=written[n])                       # (B, H, C, V)
+        h = gamma[n] * h + kt[n] @ written[n]                           # (B, H, K, V)
+    return starts, written, h
 
 
-def carry_states_backward(u, w, kt, gamma, starts, d_starts, d_final, du, dw
+def carry_states_backward(w, kt, gamma, starts, written, d_starts, d_final, du, dw
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backward of ``carry_states``, chunk n from last to first, with ``dS`` the gradient reaching ``S_{n+1}`` and
-    ``r = U_n - W_n S_n``: ``dK_n = dS r^T``, ``dU_n = K_n dS``, ``dW_n = -dU_n S_n^T``,
-    ``dgamma_n = <dS, S_n>`` and ``dS_n = gamma_n dS - W_n^T dU_n + dstarts_n``.
+    """Backward of ``carry_states``. With ``dS`` the gradient reaching ``S_{n+1}`` and ``r_n`` the written values:
+    ``dr_n = K_n dS`` and ``dS_n = gamma_n dS - W_n^T dr_n + dstarts_n`` run from the last chunk to the first; then,
+    over all chunks at once, ``dU = dr``, ``dW = -dr S^T``, ``dK = r dS^T`` and ``dgamma = <dS, S>``.
 
-    ``du`` and ``dw`` (shaped like u and w) are added to in place; returns ``(dkt, dgamma, dh0)``.
+    ``du`` and ``dw`` (shaped like u and w) are added to in place; returns ``(dk [N,B,H,C,K], dgamma, dh0)``.
     """
-    dkt, dgamma = torch.empty_like(kt), torch.empty_like(gamma)
-    dS = torch.zeros_like(starts[0]) if d_final is None else d_final.clone()   # (B, H, K, V)
-    for n in reversed(range(u.shape[0])):
-        S = starts[n]                                                   # (B, H, K, V)
-        r = u[n] - w[n] @ S                                             # (B, H, C, V)
-        dkt[n] = dS @ r.transpose(-1, -2)                               # (B, H, K, C)
-        dr = kt[n].transpose(-1, -2) @ dS                               # (B, H, C, V)
-        du[n] += dr
-        dw[n] -= dr @ S.transpose(-1, -2)                               # (B, H, C, K)
-        dgamma[n] = (dS * S).sum(dim=(-1, -2), keepdim=True)            # (B, H, 1, 1)
-        dS = gamma[n] * dS - w[n].transpose(-1, -2) @ dr + d_starts[n]  # (B, H, K, V)
-    return dkt, dgamma, dS
+    d_next = torch.empty_like(starts)                                   # (N, B, H, K, V) dS reaching S_{n+1}
+    dr = torch.empty_like(written)                                      # (N, B, H, C, V)
+    dS = torch.zeros_like(starts[0]) if d_final is None else d_final    # (B, H, K, V)
+    for n in reversed(range(written.shape[0])):
+        d_next[n] = dS
+        torch.matmul(kt[n].transpose(-1, -2), dS, out=dr[n])            # (B, H, C, V)
+        dS = gamma[n] * dS - w[n].transpose(-1, -2) @ dr[n] + d_starts[n]  # (B, H, K, V)
+    du += dr
+    dw -= dr @ starts.transpose(-1, -2)                                 # (N, B, H, C, K)
+    dk = written @ d_next.transpose(-1, -2)                             # (N, B, H, C, K)
+    dgamma = (d_next * starts).sum(dim=(-1, -2), keepdim=True)          # (N, B, H, 1, 1)
+    return dk, dgamma, dS
