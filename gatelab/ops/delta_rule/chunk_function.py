@@ -38,35 +38,29 @@ class ChunkDeltaRule(torch.autograd.Function):
         torch.mul(beta, v, out=R[..., :V])                                      # beta v
         torch.mul(qb[..., C:, :], eG, out=R[..., V:])                           # beta e^G k
         X = T @ R                                                               # (N, B, H, C, V + K) [u | w]
-        Y = P @ X                                                               # (N, B, H, C, V + K) [Pu | Pw]
-        q_state = q * eG - Y[..., V:]                                           # (N, B, H, C, K)
         to_end = (G[..., -1:, :] - G).exp()                                     # (N, B, H, C, 1)
         kt = (k * to_end).transpose(-1, -2).contiguous()                        # (N, B, H, K, C)
         gamma = eG[..., -1:, :]                                                 # (N, B, H, 1, 1)
-        u, w = X[..., :V], X[..., V:]
-        starts, written, final = carry_states(u, w, kt, gamma, h0)              # (N, B, H, K, V), ..., (B, H, K, V)
-        o = q_state @ starts + Y[..., :V]                                       # (N, B, H, C, V)
-        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, T, eG, X, q_state, to_end, kt, gamma, starts,
-                              written)
+        starts, written, final = carry_states(X[..., :V], X[..., V:], kt, gamma, h0)  # (N,B,H,K,V), (N,B,H,C,V), ..
+        qg = q * eG                                                             # (N, B, H, C, K)
+        o = torch.matmul(qg, starts).add_(P @ written)                          # (N, B, H, C, V)
+        ctx.save_for_backward(q, k, v, beta, decay, qb, scores, PA, T, eG, X, qg, to_end, kt, gamma, starts, written)
         return o, final
 
     @staticmethod
     @once_differentiable
     def backward(ctx, do, d_final):
-        q, k, v, beta, decay, qb, scores, PA, T, eG, X, q_state, to_end, kt, gamma, starts, written = ctx.saved_tensors
+        q, k, v, beta, decay, qb, scores, PA, T, eG, X, qg, to_end, kt, gamma, starts, written = ctx.saved_tensors
         C, V = q.shape[-2], v.shape[-1]
         P = PA[..., 0, :, :]                                                    # (N, B, H, C, C)
-        d_qstate = do @ starts.transpose(-1, -2)                                # (N, B, H, C, K)
-        d_starts = q_state.transpose(-1, -2) @ do                               # (N, B, H, K, V)
-        dY = torch.empty_like(X)                                                # (N, B, H, C, V + K)
-        dY[..., :V] = do
-        torch.neg(d_qstate, out=dY[..., V:])
+        d_qg = do @ starts.transpose(-1, -2)                                    # (N, B, H, C, K)
+        d_starts = qg.transpose(-1, -2) @ do                                    # (N, B, H, K, V)
         dPA = torch.empty_like(PA)                                              # (N, B, H, 2, C, C)
         dP, dA = dPA.unbind(-3)
-        torch.matmul(dY, X.transpose(-1, -2), out=dP)                           # (N, B, H, C, C)
-        dX = P.transpose(-1, -2) @ dY                                           # (N, B, H, C, V + K)
-        dk_end, dgamma, dh0 = carry_states_backward(X[..., V:], kt, gamma, starts, written, d_starts, d_final,
-                                                 dX[..., :V], dX[..., V:])
+        torch.matmul(do, written.transpose(-1, -2), out=dP)                     # (N, B, H, C, C)
+        du, dw, dk_end, dgamma, dh0 = carry_states_backward(X[..., V:], kt, gamma, starts, written, d_starts,
+                                                             d_final, P.transpose(-1, -2) @ do)
+        dX = torch.cat([du, dw], dim=-1)                                        # (N, B, H, C, V + K)
         dR = T.transpose(-1, -2) @ dX                                           # (N, B, H, C, V + K)
         torch.matmul(dR, X.transpose(-1, -2), out=dA).neg_()                    # (N, B, H, C, C) ...
         dA.diagonal(dim1=-2, dim2=-1).zero_()                                   # ... strictly lower (decay: upper)
@@ -79,8 +73,8 @@ class ChunkDeltaRule(torch.autograd.Function):
         dRv, dRk = dR[..., :V], dR[..., V:]
         dv = beta * dRv                                                         # (N, B, H, C, V)
         dbk = torch.addcmul(dqb[..., C:, :], dRk, eG)                           # (N, B, H, C, K)
-        dq = torch.addcmul(dqb[..., :C, :], d_qstate, eG)                       # (N, B, H, C, K)
-        dG += ((dRk * qb[..., C:, :]).sum(-1, keepdim=True) + (d_qstate * q).sum(-1, keepdim=True)) * eG
+        dq = torch.addcmul(dqb[..., :C, :], d_qg, eG)                           # (N, B, H, C, K)
+        dG += ((dRk * qb[..., C:, :]).sum(-1, keepdim=True) + (d_qg * q).sum(-1, keepdim=True)) * eG
         dk.addcmul_(dk_end, to_end).addcmul_(dbk, beta)
         d_end = (dk_end * k).sum(-1, keepdim=True) * to_end                     # (N, B, H, C, 1) dL/d(G_C - G_i)
         dG -= d_end

@@ -25,23 +25,24 @@ def carry_states(u: torch.Tensor, w: torch.Tensor, kt: torch.Tensor, gamma: torc
     return starts, written, h
 
 
-def carry_states_backward(w, kt, gamma, starts, written, d_starts, d_final, du, dw
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Backward of ``carry_states``. With ``dS`` the gradient reaching ``S_{n+1}`` and ``r_n`` the written values:
-    ``dr_n = K_n dS`` and ``dS_n = gamma_n dS - W_n^T dr_n + dstarts_n`` run from the last chunk to the first; then,
-    over all chunks at once, ``dU = dr``, ``dW = -dr S^T``, ``dK = r dS^T`` and ``dgamma = <dS, S>``.
+def carry_states_backward(w, kt, gamma, starts, written, d_starts, d_final, d_written
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backward of ``carry_states``, given the gradients reaching the chunk start states and the written values from
+    outside it (``d_starts``, ``d_written``). With ``dS`` the gradient reaching ``S_{n+1}``:
+    ``dr_n = d_written_n + K_n dS`` and ``dS_n = gamma_n dS - W_n^T dr_n + dstarts_n`` run from the last chunk to
+    the first; then, over all chunks at once, ``dU = dr``, ``dW = -dr S^T``, ``dK = r dS^T`` and
+    ``dgamma = <dS, S>``.
 
-    ``du`` and ``dw`` (shaped like u and w) are added to in place; returns ``(dk [N,B,H,C,K], dgamma, dh0)``.
+    ``d_written`` becomes ``dU`` in place; returns ``(dU, dW, dK [N,B,H,C,K], dgamma, dh0)``.
     """
     d_next = torch.empty_like(starts)                                   # (N, B, H, K, V) dS reaching S_{n+1}
-    dr = torch.empty_like(written)                                      # (N, B, H, C, V)
+    dr = d_written                                                      # (N, B, H, C, V)
     dS = torch.zeros_like(starts[0]) if d_final is None else d_final    # (B, H, K, V)
     for n in reversed(range(written.shape[0])):
         d_next[n] = dS
-        torch.matmul(kt[n].transpose(-1, -2), dS, out=dr[n])            # (B, H, C, V)
+        dr[n] += kt[n].transpose(-1, -2) @ dS                           # (B, H, C, V)
         dS = gamma[n] * dS - w[n].transpose(-1, -2) @ dr[n] + d_starts[n]  # (B, H, K, V)
-    du += dr
-    dw -= dr @ starts.transpose(-1, -2)                                 # (N, B, H, C, K)
+    dw = (dr @ starts.transpose(-1, -2)).neg_()                         # (N, B, H, C, K)
     dk = written @ d_next.transpose(-1, -2)                             # (N, B, H, C, K)
     dgamma = (d_next * starts).sum(dim=(-1, -2), keepdim=True)          # (N, B, H, 1, 1)
-    return dk, dgamma, dS
+    return dr, dw, dk, dgamma, dS
