@@ -4,9 +4,8 @@ PyTorch has no caching allocator on the CPU, so every large tensor (the logits o
 ``[B, T, ...]`` intermediates) is a fresh allocation. glibc serves blocks above its mmap threshold (128 KiB to
 32 MiB, adapting) with new pages and unmaps them on free, so the next step pays a page fault per 4 KiB again.
 Raising the mmap and trim thresholds makes freed blocks stay in the heap and get reused. Measured on the 2-core
-CPU: a training step of the ``ptb-30min`` models 16-18% faster (attn) and 8-11% (gla), the chunked selective scan
-and gated delta rule 18-30% faster on one thread (README, "Benchmarks"). The price is that the process keeps its
-peak heap.
+CPU: a training step of the ``ptb-30min`` models 16-18% faster (attn) and 8-11% (gla) (README, "Benchmarks",
+"Memory policy"). The price is that the process keeps its peak heap.
 """
 from __future__ import annotations
 

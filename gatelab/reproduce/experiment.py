@@ -16,7 +16,7 @@ from ..tasks.text import tokenized_corpus
 from ..tasks.text.windows import windows
 from ..train.config import LMTaskConfig, TrainConfig
 from ..train.run import environment, write_json_atomic
-from ..train.sweep import SweepRun, finished_result
+from ..train.sweep import SweepRun, finished_result, run_or_resume
 from .verdict import Claim, Verdict, judge, mean_std
 
 
@@ -100,15 +100,13 @@ def measure_run(run_dir: Path, scale: Scale, quantize: bool) -> dict[str, Any]:
 def train_and_measure(runs: list[SweepRun], out: Path, scale: Scale, quantize: bool = False,
                       progress: bool = True) -> list[dict[str, Any]]:
     """Train (or read back) every run under ``out/runs`` and measure it."""
-    from ..train.loop import train
-
     records = []
     for i, run in enumerate(runs):
         run_dir = out / "runs" / run.name
         if finished_result(run_dir, run.config) is None:
             if progress:
                 print(f"[{i + 1}/{len(runs)}] training {run.name}", flush=True)
-            train(copy.deepcopy(run.config), run_dir, progress=False)
+            run_or_resume(run_dir, copy.deepcopy(run.config))
         records.append({**run.coords, **measure_run(run_dir, scale, quantize)})
     return records
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..train.run import RunDir
-from ..train.sweep import finished_result
+from ..train.sweep import finished_result, run_or_resume
 from .experiment import SCALES, Variant, mode_note, settings_lines, variant_runs, write_report
 from .verdict import Claim
 
@@ -31,8 +31,6 @@ def count_spikes(losses: list[float], factor: float = 1.5, momentum: float = 0.9
 
 
 def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool) -> list[dict[str, Any]]:
-    from ..train.loop import train
-
     scale = SCALES[mode]
     records = []
     for lr in LRS[mode]:
@@ -45,7 +43,7 @@ def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool) -> l
                 if progress:
                     print(f"training {run_dir.name}", flush=True)
                 try:
-                    train(cfg, run_dir, progress=False)
+                    run_or_resume(run_dir, cfg)
                 except FloatingPointError:
                     diverged = True
             losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
