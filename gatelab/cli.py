@@ -112,7 +112,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
-    records = run_sweep(runs, out, progress=not args.no_progress)
+    records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers)
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_compare_report(records, grid, out, command)
     print_summary(records, grid.task, console)
@@ -262,6 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "comparison; the measured steps are kept in OUT/budget.json)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="train this many runs at a time, each in its own process with an equal share of the threads "
+                        "(2 one-thread workers get more done on 2 cores than 1 two-thread process)")
     p.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -172,6 +172,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, progress: bool, resume:
         "train_seconds": train_time,
         "tokens_per_second": tokens / max(train_time, 1e-9),
         "processes": world.size,
+        "threads": torch.get_num_threads(),
     }
     if run:
         from ..hf.run import MODEL_DIR, save_run_model

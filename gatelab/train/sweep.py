@@ -1,12 +1,15 @@
 """Run a list of configurations into one folder, skipping those already finished with the same config and
-resuming those interrupted after a checkpoint."""
+resuming those interrupted after a checkpoint; optionally in several worker processes at once."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import to_dict
@@ -67,32 +70,68 @@ def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
 
 
-def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True) -> list[dict[str, Any]]:
+def _train_with_threads(run_dir: Path, config: TrainConfig, threads: int) -> None:
+    """A worker process's job: train one run on ``threads`` intra-op threads."""
+    torch.set_num_threads(threads)
+    run_or_resume(run_dir, config)
+
+
+def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, advance) -> None:
+    """Train every ``(run_dir, config)`` in ``workers`` fresh processes, each handed the next run as it frees up
+    and given an equal share of this process's threads; the first failure cancels the runs not yet started and is
+    raised here."""
+    threads = max(1, torch.get_num_threads() // workers)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(_train_with_threads, run_dir, config, threads) for run_dir, config in pending]
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()
+                advance()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, workers: int = 1
+              ) -> list[dict[str, Any]]:
     """Train every run under ``out_dir/runs/<name>`` (finished ones are read back, not redone).
 
-    Returns one flat record per run: its coordinates and its measured results.
+    ``workers`` > 1 trains that many runs at a time, each in its own process with an equal share of the threads
+    (on a small CPU, two one-thread processes get more done than one two-thread process: small models leave
+    threads idle). Every run's result is the same computation whichever way it was trained.
+
+    Returns one flat record per run, in the order of ``runs``: its coordinates and its measured results.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be a positive integer; got {workers}")
     out_dir = Path(out_dir)
-    records = []
+    run_dirs = [out_dir / "runs" / run.name for run in runs]
+    pending = [(d, run.config) for d, run in zip(run_dirs, runs, strict=True) if finished_result(d, run.config) is None]
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    disable=not progress)
     with bar:
-        task = bar.add_task("sweep", total=len(runs))
-        for run in runs:
-            run_dir = out_dir / "runs" / run.name
-            bar.update(task, description=run.name)
-            result = finished_result(run_dir, run.config)
-            if result is None:
-                result = run_or_resume(run_dir, run.config)
-            records.append({
-                **run.coords,
-                "run": run.name,
-                **scores(run.config.task, result),
-                "steps": result["steps"],
-                "num_params": result["num_params"],
-                "state_size": result["state_size"],
-                "tokens_per_second": result["tokens_per_second"],
-                "train_seconds": result["train_seconds"],
-            })
-            bar.advance(task)
+        task = bar.add_task("sweep", total=len(runs), completed=len(runs) - len(pending))
+        if workers == 1:
+            for run_dir, config in pending:
+                bar.update(task, description=run_dir.name)
+                run_or_resume(run_dir, config)
+                bar.advance(task)
+        elif pending:
+            bar.update(task, description=f"{min(workers, len(pending))} workers")
+            _train_in_workers(pending, workers, lambda: bar.advance(task))
+    records = []
+    for run, run_dir in zip(runs, run_dirs, strict=True):
+        result = RunDir(run_dir).result()
+        records.append({
+            **run.coords,
+            "run": run.name,
+            **scores(run.config.task, result),
+            "steps": result["steps"],
+            "num_params": result["num_params"],
+            "state_size": result["state_size"],
+            "tokens_per_second": result["tokens_per_second"],
+            "train_seconds": result["train_seconds"],
+        })
     return records

@@ -1,0 +1,54 @@
+"""A sweep trained by worker processes computes exactly what the same sweep computes in one process."""
+import dataclasses
+
+import pytest
+import torch
+
+from gatelab.train.sweep import SweepRun, run_sweep
+
+from .test_resume import config, losses
+
+
+def runs(mixers=("gla", "attn", "gla,attn")):
+    return [SweepRun(f"r{i}", {"mixer": m}, dataclasses.replace(config(), model=dataclasses.replace(
+        config().model, mixer=m), max_steps=12, checkpoint_every=0)) for i, m in enumerate(mixers)]
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # both ways then train every run on one thread: bit-identical results
+    yield
+    torch.set_num_threads(threads)
+
+
+def measured(record):
+    """A record without its timings."""
+    return {k: v for k, v in record.items() if k not in ("train_seconds", "tokens_per_second")}
+
+
+def test_workers_train_the_same_runs_as_one_process(tmp_path, one_thread):
+    together = run_sweep(runs(), tmp_path / "one", progress=False)
+    apart = run_sweep(runs(), tmp_path / "two", progress=False, workers=2)
+    assert [r["run"] for r in apart] == ["r0", "r1", "r2"]
+    for a, b in zip(together, apart, strict=True):
+        assert measured(a) == measured(b)
+        assert losses(tmp_path / "one" / "runs" / a["run"]) == losses(tmp_path / "two" / "runs" / b["run"])
+
+
+def test_workers_leave_finished_runs_alone(tmp_path, one_thread):
+    run_sweep(runs()[:1], tmp_path, progress=False)
+    finished = (tmp_path / "runs" / "r0" / "result.json").stat().st_mtime_ns
+    run_sweep(runs(), tmp_path, progress=False, workers=2)
+    assert (tmp_path / "runs" / "r0" / "result.json").stat().st_mtime_ns == finished
+    assert (tmp_path / "runs" / "r2" / "result.json").exists()
+
+
+def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):
+    with pytest.raises(KeyError, match="no_such_mixer"):
+        run_sweep(runs(("gla", "no_such_mixer")), tmp_path, progress=False, workers=2)
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="workers must be a positive integer"):
+        run_sweep(runs(), tmp_path, workers=0)
