@@ -52,18 +52,20 @@ class ChunkDeltaRule(torch.autograd.Function):
     def backward(ctx, do, d_final):
         q, k, v, beta, decay, qb, scores, PA, T, eG, X, qg, to_end, kt, gamma, starts, written = ctx.saved_tensors
         C, V = q.shape[-2], v.shape[-1]
+        # Batched matmuls run as one call only on operands whose matrices are dense and outputs that are whole
+        # tensors; anything else (an expanded gradient, an ``out=`` slice) loops over the N*B*H matrices one by one.
+        do = do.contiguous()                                                    # (N, B, H, C, V)
         P = PA[..., 0, :, :]                                                    # (N, B, H, C, C)
         d_qg = do @ starts.transpose(-1, -2)                                    # (N, B, H, C, K)
         d_starts = qg.transpose(-1, -2) @ do                                    # (N, B, H, K, V)
-        dPA = torch.empty_like(PA)                                              # (N, B, H, 2, C, C)
-        dP, dA = dPA.unbind(-3)
-        torch.matmul(do, written.transpose(-1, -2), out=dP)                     # (N, B, H, C, C)
+        dP = do @ written.transpose(-1, -2)                                     # (N, B, H, C, C)
         du, dw, dk_end, dgamma, dh0 = carry_states_backward(X[..., V:], kt, gamma, starts, written, d_starts,
                                                              d_final, P.transpose(-1, -2) @ do)
         dX = torch.cat([du, dw], dim=-1)                                        # (N, B, H, C, V + K)
         dR = T.transpose(-1, -2) @ dX                                           # (N, B, H, C, V + K)
-        torch.matmul(dR, X.transpose(-1, -2), out=dA).neg_()                    # (N, B, H, C, C) ...
+        dA = (dR @ X.transpose(-1, -2)).neg_()                                  # (N, B, H, C, C) ...
         dA.diagonal(dim1=-2, dim2=-1).zero_()                                   # ... strictly lower (decay: upper)
+        dPA = torch.stack([dP, dA], dim=-3)                                     # (N, B, H, 2, C, C)
         dD = (dPA * scores.view_as(PA)).sum(-3)                                 # (N, B, H, C, C)
         dscores = dPA.mul_(decay.unsqueeze(-3)).view_as(scores)                 # (N, B, H, 2C, C)
         dqb = dscores @ k                                                       # (N, B, H, 2C, K)
