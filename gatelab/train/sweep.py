@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +49,10 @@ def _stored_if_same(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None
 
 def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     """The stored result if ``run_dir`` holds a finished run of this config (however often it checkpointed)."""
+    if not (run_dir / "result.json").exists():     # (asking RunDir would create the folder)
+        return None
     result = RunDir(run_dir).result()
-    return result if result is not None and _stored_if_same(run_dir, config) is not None else None
+    return result if _stored_if_same(run_dir, config) is not None else None
 
 
 def run_or_resume(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
@@ -70,6 +75,17 @@ def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
 
 
+def _exit_with(parent: int) -> None:
+    """A worker's initializer: end this process once the sweep process that started it is gone (killed, say),
+    so no run goes on training unwatched."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _train_with_threads(run_dir: Path, config: TrainConfig, threads: int) -> None:
     """A worker process's job: train one run on ``threads`` intra-op threads."""
     torch.set_num_threads(threads)
@@ -79,9 +95,10 @@ def _train_with_threads(run_dir: Path, config: TrainConfig, threads: int) -> Non
 def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, advance) -> None:
     """Train every ``(run_dir, config)`` in ``workers`` fresh processes, each handed the next run as it frees up
     and given an equal share of this process's threads; the first failure cancels the runs not yet started and is
-    raised here."""
+    raised here. Workers end with this process."""
     threads = max(1, torch.get_num_threads() // workers)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with,
+                               initargs=(os.getpid(),))
     try:
         futures = [pool.submit(_train_with_threads, run_dir, config, threads) for run_dir, config in pending]
         remaining = set(futures)

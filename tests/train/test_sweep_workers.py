@@ -1,5 +1,9 @@
 """A sweep trained by worker processes computes exactly what the same sweep computes in one process."""
 import dataclasses
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -52,3 +56,40 @@ def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):
 def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         run_sweep(runs(), tmp_path, workers=0)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc")
+def test_workers_end_when_the_sweep_process_is_killed(tmp_path):
+    """A killed sweep leaves no worker training on (they would race a restarted sweep for the same runs)."""
+    script = (f"import dataclasses; from tests.train.test_sweep_workers import runs; "
+              f"from gatelab.train.sweep import run_sweep; "
+              f"run_sweep([dataclasses.replace(r, config=dataclasses.replace(r.config, max_steps=100000)) "
+              f"for r in runs()], {str(tmp_path)!r}, progress=False, workers=2)")
+    sweep = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("runs/*/metrics.jsonl"))) < 2:      # both workers are training
+            assert time.monotonic() < deadline and sweep.poll() is None
+            time.sleep(0.5)
+        workers = [pid for pid in children(sweep.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2
+    finally:
+        sweep.kill()
+        sweep.wait()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the killed sweep"
+        time.sleep(0.5)
+
+
+def children(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
