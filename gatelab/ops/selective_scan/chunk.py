@@ -35,6 +35,7 @@ class _SelectiveScan(torch.autograd.Function):
     def backward(ctx, dy, dh_final):
         # One fresh [B, T, E, N] buffer (g), reused in place: on a CPU a new one costs about a pass over it.
         x, dt, A, B, C, h0, h, decay = ctx.saved_tensors
+        dy = dy.contiguous()                       # an expanded gradient would make the einsums loop per matrix
         g = dy.unsqueeze(-1) * C.unsqueeze(2)                                        # (B, T, E, N) dL/dh_t direct
         if dh_final is not None:
             g[:, -1].add_(dh_final)
