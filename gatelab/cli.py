@@ -112,9 +112,14 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
-    records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers)
+    records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
+                        train_missing=not args.report_only)
+    if len(records) < len(runs):
+        console.print(f"{len(records)} of {len(runs)} runs finished; the report covers those")
+    if not records:
+        raise ConfigError(f"no run in {out} has finished yet; nothing to report")
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
-    paths = write_compare_report(records, grid, out, command)
+    paths = write_compare_report(records, grid, out, command, planned=len(runs))
     print_summary(records, grid.task, console)
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
 
@@ -265,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="train this many runs at a time, each in its own process with an equal share of the threads "
                         "(2 one-thread workers get more done on 2 cores than 1 two-thread process)")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs finished so far (read a long sweep while it "
+                        "runs; the report says how many of the planned runs it covers)")
     p.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -26,6 +26,20 @@ def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
 
 
+def test_compare_report_only_reports_the_finished_runs_and_trains_none(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--report-only", "--out", str(out), "--no-progress"]) == 2
+    assert "nothing to report" in capsys.readouterr().out
+    assert main(["compare", "--quick", "--mixers", "attn", "--out", str(out), "--no-progress"]) == 0
+    assert main(["compare", "--quick", "--report-only", "--out", str(out), "--no-progress"]) == 0
+    assert "2 of 4 runs finished" in capsys.readouterr().out
+    assert sorted(p.parent.name for p in out.glob("runs/*/result.json")) == ["attn-d16-T16-s0-lr0.003",
+                                                                              "attn-d16-T32-s0-lr0.003"]
+    with open(out / "results.csv") as f:
+        assert [r["mixer"] for r in csv.DictReader(f)] == ["attn", "attn"]
+    assert "**Partial:** 2 of the grid's 4 runs" in (out / "report.md").read_text()
+
+
 def test_train_writes_run_folder(tmp_path):
     out = tmp_path / "run"
     code = main(["train", "--task", "mqar", "--mixer", "gated_attn", "--out", str(out), "--no-progress",

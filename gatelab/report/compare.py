@@ -17,10 +17,12 @@ from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state, plot_learnin
 from .tables import METRICS, best_over_lrs, markdown_table, summarize, write_csv
 
 
-def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str) -> dict[str, Path]:
+def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str,
+                         planned: int | None = None) -> dict[str, Path]:
     """Write ``results.csv`` (every run), ``summary.csv`` (per cell), ``report.md`` and the task's plots: for
     MQAR ``accuracy.png`` (against length) and ``recall_vs_state.png`` (against state size); for language
-    modelling ``perplexity.png`` and ``learning_curves.png`` (valid perplexity against training tokens)."""
+    modelling ``perplexity.png`` and ``learning_curves.png`` (valid perplexity against training tokens).
+    ``planned``: the number of runs in the grid, when ``records`` covers only those finished so far."""
     out_dir = Path(out_dir)
     rows = summarize(records, grid.task)
     plots = ("accuracy.png", "recall_vs_state.png") if grid.task == "mqar" else ("perplexity.png",
@@ -43,6 +45,9 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         "",
         f"Command: `{command}`",
         "",
+        *([] if planned in (None, len(records)) else [
+            f"**Partial:** {len(records)} of the grid's {planned} runs had finished when this report was written.",
+            ""]),
         *body,
         f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
         f"learning rates {grid.lrs}",

@@ -111,21 +111,24 @@ def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, adv
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, workers: int = 1
-              ) -> list[dict[str, Any]]:
+def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, workers: int = 1,
+              train_missing: bool = True) -> list[dict[str, Any]]:
     """Train every run under ``out_dir/runs/<name>`` (finished ones are read back, not redone).
 
     ``workers`` > 1 trains that many runs at a time, each in its own process with an equal share of the threads
     (on a small CPU, two one-thread processes get more done than one two-thread process: small models leave
     threads idle). Every run's result is the same computation whichever way it was trained.
 
-    Returns one flat record per run, in the order of ``runs``: its coordinates and its measured results.
+    Returns one flat record per run, in the order of ``runs``: its coordinates and its measured results. With
+    ``train_missing=False`` nothing is trained and only the runs already finished have a record.
     """
     if workers < 1:
         raise ValueError(f"workers must be a positive integer; got {workers}")
     out_dir = Path(out_dir)
     run_dirs = [out_dir / "runs" / run.name for run in runs]
-    pending = [(d, run.config) for d, run in zip(run_dirs, runs, strict=True) if finished_result(d, run.config) is None]
+    finished = [finished_result(d, run.config) is not None for d, run in zip(run_dirs, runs, strict=True)]
+    pending = [(d, run.config) for d, run, done in zip(run_dirs, runs, finished, strict=True)
+               if not done and train_missing]
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    disable=not progress)
     with bar:
@@ -138,17 +141,19 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, 
         elif pending:
             bar.update(task, description=f"{min(workers, len(pending))} workers")
             _train_in_workers(pending, workers, lambda: bar.advance(task))
-    records = []
-    for run, run_dir in zip(runs, run_dirs, strict=True):
-        result = RunDir(run_dir).result()
-        records.append({
-            **run.coords,
-            "run": run.name,
-            **scores(run.config.task, result),
-            "steps": result["steps"],
-            "num_params": result["num_params"],
-            "state_size": result["state_size"],
-            "tokens_per_second": result["tokens_per_second"],
-            "train_seconds": result["train_seconds"],
-        })
-    return records
+    return [_record(run, RunDir(d).result()) for run, d, done in zip(runs, run_dirs, finished, strict=True)
+            if done or train_missing]
+
+
+def _record(run: SweepRun, result: dict[str, Any]) -> dict[str, Any]:
+    """One run's flat record: its coordinates and its measured results."""
+    return {
+        **run.coords,
+        "run": run.name,
+        **scores(run.config.task, result),
+        "steps": result["steps"],
+        "num_params": result["num_params"],
+        "state_size": result["state_size"],
+        "tokens_per_second": result["tokens_per_second"],
+        "train_seconds": result["train_seconds"],
+    }
