@@ -268,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
     p.add_argument("--workers", type=int, default=1,
-                   help="train this many runs at a time, each in its own process with an equal share of the threads "
-                        "(2 one-thread workers get more done on 2 cores than 1 two-thread process)")
+                   help="train this many runs at a time, each in its own process with an equal share of the "
+                        "threads (small models leave threads idle: 2 one-thread workers get more done on 2 cores "
+                        "than 1 two-thread process)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs finished so far (read a long sweep while it "
                         "runs; the report says how many of the planned runs it covers)")

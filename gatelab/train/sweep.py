@@ -117,7 +117,7 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, 
 
     ``workers`` > 1 trains that many runs at a time, each in its own process with an equal share of the threads
     (on a small CPU, two one-thread processes get more done than one two-thread process: small models leave
-    threads idle). Every run's result is the same computation whichever way it was trained.
+    threads idle). A run trained in a worker computes exactly what it computes alone on as many threads.
 
     Returns one flat record per run, in the order of ``runs``: its coordinates and its measured results. With
     ``train_missing=False`` nothing is trained and only the runs already finished have a record.
