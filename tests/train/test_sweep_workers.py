@@ -31,21 +31,16 @@ def measured(record):
     return {k: v for k, v in record.items() if k not in ("train_seconds", "tokens_per_second")}
 
 
-def test_workers_train_the_same_runs_as_one_process(tmp_path, one_thread):
+def test_workers_train_the_same_runs_as_one_process_and_leave_finished_ones_alone(tmp_path, one_thread):
     together = run_sweep(runs(), tmp_path / "one", progress=False)
+    run_sweep(runs()[:1], tmp_path / "two", progress=False)
+    finished = (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns
     apart = run_sweep(runs(), tmp_path / "two", progress=False, workers=2)
+    assert (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns == finished
     assert [r["run"] for r in apart] == ["r0", "r1", "r2"]
     for a, b in zip(together, apart, strict=True):
         assert measured(a) == measured(b)
         assert losses(tmp_path / "one" / "runs" / a["run"]) == losses(tmp_path / "two" / "runs" / b["run"])
-
-
-def test_workers_leave_finished_runs_alone(tmp_path, one_thread):
-    run_sweep(runs()[:1], tmp_path, progress=False)
-    finished = (tmp_path / "runs" / "r0" / "result.json").stat().st_mtime_ns
-    run_sweep(runs(), tmp_path, progress=False, workers=2)
-    assert (tmp_path / "runs" / "r0" / "result.json").stat().st_mtime_ns == finished
-    assert (tmp_path / "runs" / "r2" / "result.json").exists()
 
 
 def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):
