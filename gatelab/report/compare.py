@@ -79,6 +79,8 @@ def _mqar_text(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
         "Accuracy is Zoology's MQAR accuracy on held-out sequences (fraction of queried keys whose value is",
         "predicted), for the best learning rate of each cell and seed, then mean ± std over seeds.",
         "State is the number of floats a mixer holds per sequence at that length (the KV cache for attention).",
+        "Tokens/s is training throughput, median over seeds (each seed's best-lr run), on the threads each run had",
+        "(`threads` in results.csv; a sweep with `--workers 2` on 2 cores gives each run one).",
         "",
         markdown_table(rows, "mqar"),
         "",

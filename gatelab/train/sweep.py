@@ -130,7 +130,7 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool = True, 
     pending = [(d, run.config) for d, run, done in zip(run_dirs, runs, finished, strict=True)
                if not done and train_missing]
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   disable=not progress)
+                   disable=not progress or not pending)
     with bar:
         task = bar.add_task("sweep", total=len(runs), completed=len(runs) - len(pending))
         if workers == 1:
@@ -156,4 +156,5 @@ def _record(run: SweepRun, result: dict[str, Any]) -> dict[str, Any]:
         "state_size": result["state_size"],
         "tokens_per_second": result["tokens_per_second"],
         "train_seconds": result["train_seconds"],
+        "threads": result.get("threads"),          # (runs finished before it was recorded: None)
     }
