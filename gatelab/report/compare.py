@@ -84,6 +84,8 @@ def _mqar_text(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
         "",
         markdown_table(rows, "mqar"),
         "",
+        "In the plots a marker is the mean over seeds and its bar spans the lowest to the highest seed.",
+        "",
         "![accuracy against sequence length](accuracy.png)",
         "",
         "![accuracy against state size](recall_vs_state.png)",

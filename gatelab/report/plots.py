@@ -21,18 +21,20 @@ def _style(i: int) -> dict[str, Any]:
 
 def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: str, panel_title: str,
                 x_key: str, x_label: str, log2_ticks: bool) -> Figure:
-    """One panel per value of ``panel_key``; in each, the metric against ``x_key``, a line per mixer with
-    error bars (std over seeds), a legend beside the last panel."""
+    """One panel per value of ``panel_key``; in each, the metric against ``x_key``, a line per mixer through
+    its mean over seeds, with bars spanning its lowest to highest seed, a legend beside the last panel."""
     panels = sorted({r[panel_key] for r in rows})
     fig = Figure(figsize=(4.4 * len(panels) + 1.6, 3.8))
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)
     for ax, value in zip(axes[0], panels, strict=True):
         for i, mixer in enumerate(dict.fromkeys(r["mixer"] for r in rows)):
-            pts = sorted((r[x_key], r[metric + "_mean"], r[metric + "_std"]) for r in rows
+            pts = sorted((r[x_key], r[metric + "_mean"], r[metric + "_min"], r[metric + "_max"]) for r in rows
                          if r["mixer"] == mixer and r[panel_key] == value)
             if pts:
-                xs, ys, es = zip(*pts, strict=True)
-                ax.errorbar(xs, ys, yerr=es, capsize=3, label=mixer, **_style(i))
+                xs, ys, lows, highs = zip(*pts, strict=True)
+                spans = ([y - lo for y, lo in zip(ys, lows, strict=True)],
+                         [hi - y for y, hi in zip(ys, highs, strict=True)])
+                ax.errorbar(xs, ys, yerr=spans, capsize=3, label=mixer, **_style(i))
         if log2_ticks:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted({r[x_key] for r in rows}))
@@ -51,7 +53,7 @@ def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: 
 
 
 def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
-    """One panel per d_model: metric against sequence length, a line per mixer, error bars = std over seeds."""
+    """One panel per d_model: metric against sequence length, a line per mixer, bars = range over seeds."""
     _panel_plot(rows, path, metric, "d_model", "d_model = {}", "seq_len", "sequence length", log2_ticks=True)
 
 

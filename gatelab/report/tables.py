@@ -44,8 +44,9 @@ def best_over_lrs(records: list[dict[str, Any]], task: str = "mqar") -> list[dic
 
 
 def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[str, Any]]:
-    """One row per cell: mean and std over seeds of each reported metric (best learning rate per seed), the
-    learning rates that won, parameters, state size (floats per sequence) and median training throughput."""
+    """One row per cell: mean, std, lowest and highest over seeds of each reported metric (best learning rate per
+    seed), the learning rates that won, parameters, state size (floats per sequence) and median training
+    throughput."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in best_over_lrs(records, task):
         groups[tuple(r[c] for c in CELL)].append(r)
@@ -56,6 +57,7 @@ def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[st
             values = [r[metric] for r in rs]
             row[f"{metric}_mean"] = statistics.fmean(values)
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            row[f"{metric}_min"], row[f"{metric}_max"] = min(values), max(values)
         rows.append({
             **row,
             "seeds": len(rs),

@@ -1,0 +1,20 @@
+"""The per-cell summary of a sweep: the best learning rate of each seed, then statistics over seeds."""
+import pytest
+
+from gatelab.report import summarize
+
+
+def record(seed, lr, accuracy, tokens_per_second=100.0):
+    return {"mixer": "gla", "d_model": 32, "seq_len": 128, "seed": seed, "lr": lr, "accuracy": accuracy,
+            "num_params": 10, "state_size": 20, "tokens_per_second": tokens_per_second}
+
+
+def test_summary_takes_each_seeds_best_lr_then_mean_std_and_range_over_seeds():
+    records = [record(0, 1e-3, 0.2), record(0, 1e-2, 0.9, 50.0), record(1, 1e-3, 0.5, 70.0), record(1, 1e-2, 0.1),
+               record(2, 1e-3, 0.3), record(2, 1e-2, 0.4, 90.0)]
+    (row,) = summarize(records)
+    assert row["seeds"] == 3 and row["best_lrs"] == "0.001 0.01"
+    assert row["accuracy_mean"] == pytest.approx(0.6)
+    assert row["accuracy_std"] == pytest.approx(0.2645751311)
+    assert (row["accuracy_min"], row["accuracy_max"]) == (0.4, 0.9)
+    assert row["tokens_per_second"] == 70.0
