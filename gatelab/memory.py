@@ -17,13 +17,23 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _KEEP = 1 << 30   # bytes: blocks up to 1 GiB come from the heap, and up to 1 GiB of free heap is kept
 
 
+_applied = False
+
+
 def keep_freed_memory() -> bool:
     """Set glibc's mmap and trim thresholds to 1 GiB for this process; True if applied. Does nothing (False) off
     glibc Linux or when the environment sets ``GATELAB_KEEP_FREED_MEMORY=0``. Call it once, before the work."""
+    global _applied
     if os.environ.get("GATELAB_KEEP_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
+    _applied = bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP))
+    return _applied
+
+
+def keeps_freed_memory() -> bool:
+    """Whether ``keep_freed_memory`` applied the policy in this process (worker processes it starts copy it)."""
+    return _applied

@@ -16,6 +16,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..config import to_dict
+from ..memory import keep_freed_memory, keeps_freed_memory
 from .checkpoint import CHECKPOINT
 from .config import TrainConfig
 from .loop import train
@@ -75,9 +76,12 @@ def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
 
 
-def _exit_with(parent: int) -> None:
-    """A worker's initializer: end this process once the sweep process that started it is gone (killed, say),
-    so no run goes on training unwatched."""
+def _start_worker(parent: int, keep_memory: bool) -> None:
+    """A worker's initializer: take on the sweep process's memory policy, and end this process once the sweep
+    process that started it is gone (killed, say), so no run goes on training unwatched."""
+    if keep_memory:
+        keep_freed_memory()
+
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
@@ -95,10 +99,10 @@ def _train_with_threads(run_dir: Path, config: TrainConfig, threads: int) -> Non
 def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, advance) -> None:
     """Train every ``(run_dir, config)`` in ``workers`` fresh processes, each handed the next run as it frees up
     and given an equal share of this process's threads; the first failure cancels the runs not yet started and is
-    raised here. Workers end with this process."""
+    raised here. Workers keep freed memory if this process does (``gatelab.memory``) and end with it."""
     threads = max(1, torch.get_num_threads() // workers)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_exit_with,
-                               initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                               initargs=(os.getpid(), keeps_freed_memory()))
     try:
         futures = [pool.submit(_train_with_threads, run_dir, config, threads) for run_dir, config in pending]
         remaining = set(futures)
