@@ -114,10 +114,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
                         train_missing=not args.report_only)
-    if len(records) < len(runs):
-        console.print(f"{len(records)} of {len(runs)} runs finished; the report covers those")
     if not records:
         raise ConfigError(f"no run in {out} has finished yet; nothing to report")
+    if len(records) < len(runs):
+        console.print(f"{len(records)} of {len(runs)} runs finished; the report covers those")
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_compare_report(records, grid, out, command, planned=len(runs))
     print_summary(records, grid.task, console)

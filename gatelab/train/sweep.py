@@ -104,8 +104,7 @@ def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, adv
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                                initargs=(os.getpid(), keeps_freed_memory()))
     try:
-        futures = [pool.submit(_train_with_threads, run_dir, config, threads) for run_dir, config in pending]
-        remaining = set(futures)
+        remaining = {pool.submit(_train_with_threads, run_dir, config, threads) for run_dir, config in pending}
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
             for future in done:
