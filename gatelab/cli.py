@@ -71,8 +71,9 @@ def number_list(kind: type, interval: str) -> Callable[[str], list]:
 def mixer_list(text: str) -> list[str]:
     """Comma-separated mixers for compare; each may be a key or a hybrid ratio such as gdn:gated_attn=3:1."""
     names = [x.strip() for x in text.split(",")]
-    if not any(names) or not all(names):
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated mixer keys or hybrid ratios, e.g. "
+    if not all(names):
+        problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"
+        raise argparse.ArgumentTypeError(f"{problem}: give comma-separated mixer keys or hybrid ratios, e.g. "
                                          f"attn,gla,gdn:gated_attn=3:1 (registered: {', '.join(MIXERS.names())})")
     for n in names:
         try:
@@ -118,6 +119,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         stored = Path(args.out) / "config.json"
         if not stored.is_file():
             raise ConfigError(f"nothing to resume in {args.out}: it has no config.json")
+        check_run_files(args.out)
         cfg = from_dict(TrainConfig, json.loads(stored.read_text()))
         check_device(cfg.device)
         result = train(cfg, args.out, progress=not args.no_progress, resume=True)
@@ -130,7 +132,12 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError(f"--data applies to --task lm (this is --task {task})")
     cfg = TrainConfig()
     if args.config:
-        cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
+        if not Path(args.config).is_file():
+            raise ConfigError(f"--config {args.config}: no such file")
+        try:
+            cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--config {args.config} is not a JSON file: {e}") from None
     task_defaults = LM_MODEL_DEFAULTS if task == "lm" and not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
     given = {"model.mixer": mixer, "lm.data": args.data}
@@ -201,7 +208,10 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
 
     from .tasks.text import encode_prompt
 
-    model, tokenizer = load_model(args.run)
+    from .hf import load_run
+
+    check_run_files(args.run)
+    model, tokenizer = load_run(args.run)
     if tokenizer is None:
         raise ConfigError(f"{args.run} has no tokenizer (an MQAR run?); generate needs a language-model run")
     ids = encode_prompt(tokenizer, args.prompt)
@@ -223,19 +233,24 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
                   markup=False, highlight=False)
 
 
-def load_model(run: str):
-    """``load_run`` with the errors of a half-written or damaged run folder turned into one line that names it."""
-    from safetensors import SafetensorError
+def check_run_files(run: str) -> None:
+    """Name the damaged file of a half-written or damaged run folder before anything loads it: every JSON file must
+    parse and every safetensors file must have a complete header (a truncated file fails here)."""
+    from safetensors import SafetensorError, safe_open
 
-    from .hf import load_run
-
-    try:
-        return load_run(run)
-    except (SafetensorError, OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise ConfigError(f"cannot load the model saved in {run} (a half-written or damaged run folder?): "
-                          f"{type(e).__name__}: {e}") from None
+    root = Path(run)
+    for path in sorted([*root.glob("*.json"), *root.glob("model/*.json")]):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is damaged or half-written (not valid JSON: {e})") from None
+    for path in sorted([*root.glob("*.safetensors"), *root.glob("model/*.safetensors"),
+                        *root.glob("checkpoints/*.safetensors")]):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except SafetensorError as e:
+            raise ConfigError(f"{path} is damaged or half-written (safetensors: {e})") from None
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
@@ -246,6 +261,7 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     if not (Path(args.run) / "config.json").is_file():
         raise ConfigError(f"{args.run} is not a run folder: it has no config.json (train one with gatelab train "
                           "--task lm)")
+    check_run_files(args.run)
     cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=args.bits)
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     if args.trajectory:

@@ -167,7 +167,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """Parse a command-line value: JSON where it parses (numbers, true/false, null, lists), else the raw string."""
+    """Parse a command-line value: JSON where it parses (numbers, true/false, null, lists), ``nan`` and ``inf`` as
+    floats (so that a range check, not a type check, rejects them), else the raw string."""
+    if text.strip().lower() in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+        return float(text)
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -191,9 +194,13 @@ def apply_overrides(cfg: C, overrides: list[str], values: dict[str, Any] | None 
     for path, value in items:
         keys = path.split(".")
         node = data
-        for depth, key in enumerate(keys[:-1]):
-            if not isinstance(node, dict) or (key not in node and depth == 0):
-                raise ConfigError(f"unknown config key {'.'.join(keys[: depth + 1])!r}; valid keys: {', '.join(node)}")
-            node = node.setdefault(key, {})
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict):
+                raise ConfigError(f"config key {'.'.join(keys[:depth])!r} holds a value, not fields; {path!r} "
+                                  "cannot be set")
+            if key not in node and depth == 0:
+                raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(node)}")
+            if depth < len(keys) - 1:
+                node = node.setdefault(key, {})
         node[keys[-1]] = value
     return from_dict(type(cfg), data)

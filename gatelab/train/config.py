@@ -147,13 +147,13 @@ class TrainConfig:
     def resolved(self, vocab_size: int | None = None) -> TrainConfig:
         """A copy with the fields the task decides filled in: the model's vocabulary (MQAR's from its config, a
         corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
+        check_ranges(self)
         if self.task == "mqar":
             vocab_size, longest = self.mqar.vocab_size, max(self.mqar.seq_lens)
         else:
             longest = self.lm.seq_len
         if vocab_size is None:
             raise ValueError("resolving an LM config needs the tokenizer's vocabulary size")
-        check_ranges(self)
         model = dataclasses.replace(self.model, vocab_size=vocab_size,
                                     max_seq_len=max(self.model.max_seq_len, longest))
         return dataclasses.replace(self, model=model)
