@@ -106,38 +106,46 @@ def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def resume(args: argparse.Namespace, console: Console) -> None:
+    """``train --resume``: continue the run in --out with its stored config; any option that would change the
+    config is refused, not ignored."""
+    given = [flag for flag, value in (("--task", args.task), ("--data", args.data), ("--mixer", args.mixer),
+                                      ("--hybrid", args.hybrid), ("--config", args.config), ("--set", args.set))
+             if value is not None]
+    if given:
+        raise ConfigError(f"--resume continues the run in --out with its stored config.json; it takes no "
+                          f"{', '.join(given)} (start a new run with another --out to change the config)")
+    if not args.out:
+        raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    stored = Path(args.out) / "config.json"
+    if not stored.is_file():
+        raise ConfigError(f"nothing to resume in {args.out}: it has no config.json")
+    check_run_files(args.out)
+    cfg = from_dict(TrainConfig, json.loads(stored.read_text()))
+    check_device(cfg.device)
+    result = train(cfg, args.out, progress=not args.no_progress, resume=True)
+    console.print(f"resumed {args.out}: finished after {result['steps']} steps")
+
+
+def read_config(path: str) -> TrainConfig:
+    """The TrainConfig in the JSON file ``path`` (``--config``)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        return from_dict(TrainConfig, json.loads(Path(path).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path} is not a JSON file: {e}") from None
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
     if args.resume:
-        given = [flag for flag, value in (("--task", args.task), ("--data", args.data), ("--mixer", args.mixer),
-                                          ("--hybrid", args.hybrid), ("--config", args.config), ("--set", args.set))
-                 if value is not None]
-        if given:
-            raise ConfigError(f"--resume continues the run in --out with its stored config.json; it takes no "
-                              f"{', '.join(given)} (start a new run with another --out to change the config)")
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
-        stored = Path(args.out) / "config.json"
-        if not stored.is_file():
-            raise ConfigError(f"nothing to resume in {args.out}: it has no config.json")
-        check_run_files(args.out)
-        cfg = from_dict(TrainConfig, json.loads(stored.read_text()))
-        check_device(cfg.device)
-        result = train(cfg, args.out, progress=not args.no_progress, resume=True)
-        console.print(f"resumed {args.out}: finished after {result['steps']} steps")
-        return
+        return resume(args, console)
     if args.mixer is not None and args.hybrid is not None:
         raise ConfigError("give --mixer or --hybrid, not both")
-    task = args.task or "mqar"
+    cfg = read_config(args.config) if args.config else TrainConfig()
+    task = args.task or cfg.task
     if args.data is not None and task != "lm":
         raise ConfigError(f"--data applies to --task lm (this is --task {task})")
-    cfg = TrainConfig()
-    if args.config:
-        if not Path(args.config).is_file():
-            raise ConfigError(f"--config {args.config}: no such file")
-        try:
-            cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"--config {args.config} is not a JSON file: {e}") from None
     task_defaults = LM_MODEL_DEFAULTS if task == "lm" and not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
     given = {"model.mixer": mixer, "lm.data": args.data}

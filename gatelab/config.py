@@ -3,8 +3,9 @@ say what is allowed.
 
 A config class declares the allowed range of each of its numeric fields in a class variable ``RANGES``, in interval
 notation (``"[1, inf)"``: an integer or float >= 1; ``"(0, 1)"``; ``"[0, inf]"`` also allows infinity). For a
-list field the range applies to every item, and the list must not be empty. ``from_dict`` checks the ranges of
-every config it builds; ``check_ranges`` checks an existing (possibly edited) config.
+list field the range applies to every item, and the list must not be empty. Rules across fields go in a method
+``check()``. ``from_dict`` checks the ranges and rules of every config it builds; ``check_ranges`` checks an
+existing (possibly edited) config.
 """
 from __future__ import annotations
 
