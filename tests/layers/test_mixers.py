@@ -45,6 +45,7 @@ CASES = (
        pytest.param("base_conv", dict(kernel_size=16), id="base_conv-long"),
        pytest.param("gam", dict(num_slots=7), id="gam-7slots"),
        pytest.param("mamba2", dict(d_state=5, chunk_size=4, expand=1), id="mamba2-N5-chunk4"),
+       pytest.param("mamba2", dict(n_groups=2, d_state=3, chunk_size=4), id="mamba2-groups2"),
        pytest.param("mamba", dict(d_state=3, chunk_size=4, dt_rank=2), id="mamba-N3-chunk4"),
        pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3"),
        pytest.param("liger", dict(window=3, chunk_size=4), id="liger-window3"),

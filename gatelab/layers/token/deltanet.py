@@ -10,7 +10,7 @@ from torch import nn
 
 from ...ops.delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from ...registry import MIXERS
-from ..base import Probe, require
+from ..base import Probe, no_weight_decay, require
 from ..conv import ShortConv
 from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
@@ -128,6 +128,7 @@ class GatedDeltaNet(DeltaNet):
         self.A_log = nn.Parameter(torch.empty(H).uniform_(1, 16).log())
         dt = torch.exp(torch.empty(H).uniform_(math.log(1e-3), math.log(1e-1))).clamp(min=1e-4)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # softplus(dt_bias) = dt
+        no_weight_decay(self, "A_log", "dt_bias")  # as flash-linear-attention (fla/layers/gated_deltanet.py)
         self.decay_probe = Probe()
 
     def decay(self, x: torch.Tensor) -> dict:

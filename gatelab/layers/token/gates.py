@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..base import Probe, require
+from ..base import Probe, no_weight_decay, require
 
 Position = Literal["g1", "g2", "g3", "g4", "g5"]
 ACTIVATIONS = {
@@ -78,6 +78,7 @@ class AttentionGate(nn.Module):
             self.bias = nn.Parameter(torch.full((n,), init_bias))
         else:
             self.logits = nn.Parameter(torch.full((n, self.width), init_bias))
+            no_weight_decay(self, "logits")  # an input-independent gate is a bias: no decay, like the biases
         self.act = ACTIVATIONS[opts.activation]
         self.probe = Probe()
 
