@@ -143,7 +143,8 @@ class HGRN2(RecurrentMixer):
     is tied to its forget gate. With the layer's lower bound ``lb [K]`` in [0, 1) (HGRN, Qin et al. 2023,
     arXiv 2311.04823: ``f = lb + (1 - lb) * sigmoid(x W_f)``, computed in log space as
     ``g = logaddexp(log lb, log(1 - lb) + logsigmoid(x W_f))``), ``k = 1 - e^g``, ``q = silu(x W_q)``,
-    ``v = x W_i``, queries unscaled; RMSNorm over all ``d_model`` channels of the output and o_proj.
+    ``v = x W_i``, queries unscaled; RMSNorm over all ``d_model`` channels of the output and o_proj. (The paper's
+    standalone code, hgru2-pytorch, differs: sigmoid on q, SiLU on v, biases; gatelab follows fla.)
 
     The bounds come from the model (``DecoderLM.lower_bounds``, ``[n_layers, K]``, zeros: softmax over the layers,
     cumulative sum, minus the first row, so the first layer's bound is 0 and higher layers forget less). A layer
