@@ -40,7 +40,8 @@ class GateOptions:
     position: g1 after SDPA (per head, before o_proj), g2 after V, g3 after K, g4 after Q, g5 after o_proj.
     kind: what acts at ``position``. ``gate`` (default): a gate with scores from x, set by the options below.
         The paper's controls, which read no x and have no scores: ``rmsnorm`` (SDPA-RMSNorm: RMSNorm over the
-        last dim of each head, one weight of size d shared by the heads, epsilon ``norm_eps``), ``silu``
+        last dim of each head, epsilon ``norm_eps``, one weight of size d shared by the heads: the paper does not
+        say, Qwen's per-head norms (q_norm, k_norm, Qwen3-Next's GDN output norm) share one), ``silu``
         (SDPA-SiLU: ``silu(Y)``, no parameters) and ``scale`` (``Y * scale``, a constant, no parameters: what a
         sigmoid gate does on average, without the input dependence).
     granularity: elementwise (a score per channel) or headwise (one score per head and token).
