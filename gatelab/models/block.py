@@ -13,8 +13,9 @@ from ..layers.conv import ShortConv
 class Block(nn.Module):
     """One layer of a sequence model. ``channel`` may be None (mixer-only blocks, as in Zoology's MQAR configs).
 
-    With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer,
-    Zoology's pairing of every sequence mixer with a short convolution.
+    With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer:
+    gatelab's MQAR protocol, an ungated convolution in every mixer layer. (Zoology's own models instead alternate
+    layers of its gated ``base_conv`` with the mixer; ``CompareGrid.pairing`` offers both.)
     ``forward(x, state, step, lower_bound)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``;
     ``step=True`` sends the token mixer down its decoding path; ``lower_bound`` (``[mixer.lower_bound_dim]``, or
     None) goes to the token mixer (see ``TokenMixer``). ``dropout`` applies to each residual branch in training.

@@ -45,8 +45,9 @@ class ModelConfig:
         every mixer receives ``d_model`` and ``n_heads`` (which mixer_options may override). Options for mixers
         that are not in the schedule are allowed (one config can serve a sweep over mixers).
     channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
-    short_conv: kernel of a short causal convolution ahead of every token mixer (0: none), as Zoology pairs every
-        sequence mixer with one for MQAR.
+    short_conv: kernel of an ungated short causal convolution ahead of every token mixer (0: none), gatelab's MQAR
+        protocol (Zoology alternates layers of its gated ``base_conv`` with the mixer instead: a schedule
+        ``base_conv,<mixer>``).
     dropout: training-time dropout on the embeddings and on each residual branch (mixer and channel outputs),
         as in GPT-2; 0 disables it. Evaluation and generation never drop.
     """
