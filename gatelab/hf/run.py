@@ -30,9 +30,10 @@ def quiet_transformers():
 
 
 def to_hf(model: DecoderLM, tokenizer: Tokenizer | None = None) -> GatelabForCausalLM:
-    """A transformers model with the weights of ``model`` (and the tokenizer's fingerprint in its config)."""
+    """A transformers model with the weights of ``model``, in their dtype (and the tokenizer's fingerprint in its
+    config)."""
     config = GatelabConfig.from_model_config(model.config, fingerprint(tokenizer) if tokenizer else "")
-    hf = GatelabForCausalLM(config)
+    hf = GatelabForCausalLM(config).to(next(model.parameters()).dtype)
     hf.model.load_state_dict(model.state_dict())
     return hf
 
