@@ -123,7 +123,7 @@ def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
     tokenizer whose fingerprint differs from the one recorded in the model's config."""
     path = Path(path)
     if not path.is_dir():
-        raise ConfigError(f"no saved model in {path}: no such folder")
+        raise ConfigError(f"no saved model in {path}: not a folder")
     folder = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
     if not (folder / "config.json").exists() and folder == path:
         raise ConfigError(f"no saved model in {path}: expected {path / MODEL_DIR}/config.json "
