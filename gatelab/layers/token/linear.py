@@ -54,7 +54,16 @@ class MultiScaleRetention(RecurrentMixer):
         self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
         self.rope = RotaryEmbedding(self.head_k, cfg.rope_base)
-        self.register_buffer("log_decay", torch.log1p(-(2.0 ** (-5.0 - torch.arange(cfg.n_heads)))), persistent=False)
+        self.register_buffer("log_decay", torch.empty(cfg.n_heads), persistent=False)                   # (H,)
+        self.reset_buffers()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Recompute the non-persistent ``log_decay [H] = log(1 - 2^(-5 - h))``, in float32 whatever the buffer's
+        dtype (so a model built, cast and reloaded in any dtype holds the same decays). Loading that builds the
+        model on the meta device (``from_pretrained``) calls this after the weights are in."""
+        heads = torch.arange(self.config.n_heads, dtype=torch.float32, device=self.log_decay.device)
+        self.log_decay.copy_(torch.log1p(-(2.0 ** (-5.0 - heads))))
 
     def features(self, x, conv_state, offset):
         B, T, _ = x.shape
