@@ -28,7 +28,7 @@ def scores_text(evals: dict[str, float]) -> str:
 def describe(result: dict[str, Any]) -> str:
     """How a run ended, in a line."""
     if result.get("diverged"):
-        return f"diverged at step {result['diverged_at']}: {result['reason']}"
+        return f"diverged: {result['reason']}"
     scores = scores_text(result["final"])
     return f"finished after {result['steps']} steps in {clock(result['train_seconds'])}" + (
         f" ({scores})" if scores else "")
@@ -91,10 +91,10 @@ class BarProgress(RunProgress):
     """Live bars in a terminal: one per training run (steps done of total, loss and last evaluation, elapsed time,
     ETA) and, in a sweep of ``runs`` runs, one counting the finished runs, above which each run's end is printed."""
 
-    def __init__(self, runs: int = 0, done: int = 0):
+    def __init__(self, runs: int = 0, done: int = 0, console: Console | None = None):
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            transient=True)
+                            console=console, transient=True)
         self.sweep = self.bar.add_task("runs", total=runs, completed=done, info="") if runs else None
         self.tasks: dict[str, Any] = {}
 

@@ -61,7 +61,8 @@ def test_the_checkpoint_is_safetensors_whose_metadata_is_json(tmp_path):
 def test_a_damaged_checkpoint_is_an_error_naming_the_file(tmp_path, damage):
     cfg, run = trained_for_a_while(tmp_path)
     data = (run / CHECKPOINT).read_bytes()
-    (run / CHECKPOINT).write_bytes({"truncated": data[:len(data) // 2], "garbage": os.urandom(256), "empty": b""}[damage])
+    damaged = {"truncated": data[:len(data) // 2], "garbage": os.urandom(256), "empty": b""}[damage]
+    (run / CHECKPOINT).write_bytes(damaged)
     with pytest.raises(ConfigError, match=f"{run / CHECKPOINT}.*truncated or corrupt"):
         train(cfg, run, progress=False, resume=True)
 
