@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 SHOWN = ("accuracy", "valid/ppl", "test/ppl")       # the evaluation results a progress report shows
 
@@ -88,13 +88,12 @@ class LineProgress(RunProgress):
 
 
 class BarProgress(RunProgress):
-    """Live bars in a terminal: one per training run (steps done of total, loss and last evaluation, elapsed time,
-    ETA) and, in a sweep of ``runs`` runs, one counting the finished runs, above which each run's end is printed."""
+    """Live bars in a terminal: one per training run (steps done of total, loss and last evaluation, ETA) and, in
+    a sweep of ``runs`` runs, one counting the finished runs, above which each run's end is printed."""
 
     def __init__(self, runs: int = 0, done: int = 0, console: Console | None = None):
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                            console=console, transient=True)
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
+                            TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=True)
         self.sweep = self.bar.add_task("runs", total=runs, completed=done, info="") if runs else None
         self.tasks: dict[str, Any] = {}
 
@@ -110,7 +109,7 @@ class BarProgress(RunProgress):
 
     def stepped(self, name: str, step: int, total: int, loss: float, evals: dict[str, float]) -> None:
         scores = scores_text(evals)
-        self.bar.update(self.tasks[name], completed=step, info=f"loss {loss:.4g}" + (f", {scores}" if scores else ""))
+        self.bar.update(self.tasks[name], completed=step, info=f"loss {loss:.3f}" + (f", {scores}" if scores else ""))
 
     def ended(self, name: str, result: dict[str, Any]) -> None:
         self.bar.remove_task(self.tasks.pop(name))

@@ -57,10 +57,14 @@ def _stored_if_same(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None
 
 def finished_result(run_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
     """The stored result if ``run_dir`` holds a finished (or diverged) run of this config (however often it
-    checkpointed)."""
+    checkpointed). A folder whose config or result cannot be read holds no finished run: training into it says
+    why, or overwrites it."""
     if not (run_dir / "result.json").exists():     # (asking RunDir would create the folder)
         return None
-    return read_json(run_dir / "result.json") if _stored_if_same(run_dir, config) is not None else None
+    try:
+        return read_json(run_dir / "result.json") if _stored_if_same(run_dir, config) is not None else None
+    except ConfigError:
+        return None
 
 
 def run_or_resume(run_dir: Path, config: TrainConfig, progress: bool | RunProgress = False,
@@ -69,12 +73,13 @@ def run_or_resume(run_dir: Path, config: TrainConfig, progress: bool | RunProgre
     resumed from it (keeping its checkpoint cadence), so an interrupted sweep loses at most the steps since the
     last checkpoint. With ``overwrite`` the run starts again from step 0 in any case, and a folder of another
     configuration is cleared instead of refused."""
+    if overwrite:
+        return train(config, run_dir, progress=progress, overwrite=True)
     stored = _stored_if_same(run_dir, config)
-    checkpointed = (run_dir / CHECKPOINT).exists() or (run_dir / LEGACY_CHECKPOINT).exists()
-    if stored is not None and checkpointed and not overwrite:
+    if stored is not None and ((run_dir / CHECKPOINT).exists() or (run_dir / LEGACY_CHECKPOINT).exists()):
         return train(dataclasses.replace(config, checkpoint_every=stored["checkpoint_every"]), run_dir,
                      progress=progress, resume=True)
-    return train(config, run_dir, progress=progress, overwrite=overwrite)
+    return train(config, run_dir, progress=progress)
 
 
 def _check_folders(pending: list[tuple[Path, TrainConfig]]) -> None:

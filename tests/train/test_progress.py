@@ -48,7 +48,7 @@ def test_bars_show_each_run_and_print_its_end_above_them():
     with BarProgress(runs=2, done=1, console=Console(file=screen, force_terminal=True, width=150)) as bars:
         bars.started("r1", 0, 10)
         bars.stepped("r1", 5, 10, 1.25, {"accuracy": 0.5})
-        assert bars.bar.tasks[1].completed == 5 and bars.bar.tasks[1].fields["info"] == "loss 1.25, accuracy 0.5"
+        assert bars.bar.tasks[1].completed == 5 and bars.bar.tasks[1].fields["info"] == "loss 1.250, accuracy 0.5"
         bars.ended("r1", {"steps": 10, "train_seconds": 61.0, "final": {"accuracy": 0.75}})
         assert bars.bar.tasks[0].completed == 2 and len(bars.bar.tasks) == 1
     assert "r1: finished after 10 steps in 0:01:01 (accuracy 0.75)" in screen.getvalue()

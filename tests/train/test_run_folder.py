@@ -169,3 +169,13 @@ def test_every_file_a_run_writes_has_the_mode_the_umask_gives(tmp_path):
     assert "model/model.safetensors" in modes and "checkpoint.safetensors" in modes
     assert "checkpoints/step-000002.safetensors" in modes
     assert set(modes.values()) == {0o640}, modes
+
+
+def test_a_sweep_names_an_unreadable_config_and_overwrite_replaces_it(tmp_path):
+    runs = [SweepRun("r0", {"mixer": "gla,attn"}, short())]
+    run_sweep(runs, tmp_path, progress=False)
+    stored = tmp_path / "runs" / "r0" / "config.json"
+    stored.write_text(stored.read_text()[:40])
+    with pytest.raises(ConfigError, match=f"{stored} is not a readable run configuration"):
+        run_sweep(runs, tmp_path, progress=False)
+    assert [r["steps"] for r in run_sweep(runs, tmp_path, progress=False, overwrite=True)] == [4]
