@@ -103,5 +103,5 @@ def load_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimiz
         opt.load_state_dict({"state": state, "param_groups": groups})
         torch.set_rng_state(tensors["rng.torch"])
         return json.loads(meta["progress"])
-    except (KeyError, ValueError, RuntimeError) as e:
-        raise ConfigError(f"{path} does not fit this model and optimiser ({e})") from e
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as e:
+        raise ConfigError(f"{path} does not fit this model and optimiser ({e!r})") from e
