@@ -70,7 +70,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     cfg = apply_overrides(cfg, [f"task={args.task}", *task_defaults] + ([f"model.mixer={mixer}"] if mixer else [])
                           + ([f"lm.data={args.data}"] if args.data else []) + (args.set or []))
     out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
-    result = train(cfg, out, progress=not args.no_progress)
+    result = train(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
         return
     final = result["final"]
@@ -113,7 +113,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
-                        train_missing=not args.report_only)
+                        train_missing=not args.report_only, overwrite=args.overwrite)
     if not records:
         raise ConfigError(f"no run in {out} has finished yet; nothing to report")
     if len(records) < len(runs):
@@ -213,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/train-<mixer>-s<seed>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint (needs checkpoint_every > 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even if it holds a run of another configuration (its outputs are removed)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("generate", help="continue a prompt with a trained language model")
@@ -274,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs finished so far (read a long sweep while it "
                         "runs; the report says how many of the planned runs it covers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run folders in --out that hold another configuration, and unfinished runs, train again from "
+                        "the start (their old outputs are removed); finished runs of this grid are still reused")
     p.add_argument("--no-progress", action="store_true")
     return parser
 
