@@ -1,19 +1,25 @@
 """CPU float32 timings of the core ops and attention layers, as ratios measured in the same run.
 
-    python benchmarks/ops.py [--lengths 512,2048,8192] [--repeats 5] [--out benchmarks/results/ops]
+    python -m benchmarks.ops [--lengths 512,2048,8192] [--repeats 5] [--out runs/benchmarks/ops] [--smoke]
+    (or python benchmarks/ops.py ...; --out benchmarks/results/ops rewrites the committed results)
 
 Ops at B=1, H=8, D=64: chunked GLA, the GLA recurrence, causal SDPA (forward, and forward+backward).
 Layers at d_model=512, 8 heads of 64: gated_attn (elementwise and headwise G1) against attn.
 """
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
+
+if not __package__:   # run as a file (python benchmarks/ops.py): import this checkout's benchmarks and gatelab
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import median_times, write_rows
+from benchmarks.common import benchmark_parser, int_list, median_times, start, write_rows
 from gatelab.layers import GatedAttention, SoftmaxAttention
 from gatelab.ops import chunk_gla, recurrent_gla, sdpa_attention
 
@@ -63,14 +69,19 @@ def layer_fns(T: int, backward: bool) -> dict[str, callable]:
     return {name: run(layer) for name, layer in layers.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", default="512,2048,8192")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="benchmarks/results/ops")
-    args = parser.parse_args()
+def build_parser() -> argparse.ArgumentParser:
+    parser = benchmark_parser("ops", __doc__, repeats=5)
+    parser.add_argument("--lengths", type=int_list, default=[512, 2048, 8192],
+                        help="comma-separated sequence lengths T (default 512,2048,8192)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    start(args)
+    lengths = [16] if args.smoke else args.lengths
     rows = []
-    for T in [int(t) for t in args.lengths.split(",")]:
+    for T in lengths:
         for backward in (False, True):
             mode = "fwd+bwd" if backward else "fwd"
             ops = op_fns(T, backward)
@@ -84,7 +95,7 @@ def main() -> None:
                   f"chunk vs sdpa {times['sdpa_causal'] / times['gla_chunk']:5.2f}x  "
                   f"gate overhead elementwise {times['gated_attn_elementwise'] / times['attn'] - 1:+.1%} "
                   f"headwise {times['gated_attn_headwise'] / times['attn'] - 1:+.1%}", flush=True)
-    write_rows(rows, Path(args.out))
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

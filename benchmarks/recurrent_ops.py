@@ -1,6 +1,7 @@
 """CPU float32 timings of the recurrent ops, as ratios measured in the same run.
 
-    python -m benchmarks.recurrent_ops [--repeats 5] [--out benchmarks/results/recurrent_ops]
+    python -m benchmarks.recurrent_ops [--repeats 5] [--out runs/benchmarks/recurrent_ops] [--only-transformers]
+    (or python benchmarks/recurrent_ops.py ...; --out benchmarks/results/recurrent_ops rewrites the committed results)
 
 1. Chunked gated delta rule against transformers' pure-torch ``torch_chunk_gated_delta_rule`` (Qwen3-Next) at
    B=8, T=512, H=4, K=V=64, forward+backward, each with chunks of 64 (both defaults) and of 32.
@@ -9,14 +10,18 @@
 """
 from __future__ import annotations
 
-import argparse
-import os
+import sys
 from pathlib import Path
+
+if not __package__:   # run as a file (python benchmarks/recurrent_ops.py): import this checkout's code
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import median_times, write_rows
+from benchmarks.common import benchmark_parser, median_times, start, transformers_torch_function, write_rows
 from gatelab.ops import (
     chunk_gated_delta_rule,
     chunk_gla,
@@ -63,49 +68,62 @@ def op_cases(B: int, T: int, H: int, D: int) -> dict[str, tuple]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", default="benchmarks/results/recurrent_ops")
+# (B, T, H, D) of the comparison with transformers; (T, versus) and (H, D) of the op-against-op part.
+FULL = {"gdn": (8, 512, 4, 64), "lengths": ((2048, "recurrence"), (8192, "sdpa")), "heads": (8, 64)}
+SMOKE = {"gdn": (1, 32, 2, 16), "lengths": ((32, "recurrence"), (64, "sdpa")), "heads": (2, 16)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = benchmark_parser("recurrent_ops", __doc__, repeats=5)
     parser.add_argument("--only-transformers", action="store_true",
                         help="only the comparison with transformers' gated delta rule (part 1)")
-    args = parser.parse_args()
-    rows = []
+    return parser
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    try:
-        from transformers.models.qwen3_next.modeling_qwen3_next import torch_chunk_gated_delta_rule
-    except ImportError:
-        torch_chunk_gated_delta_rule = None
-    if torch_chunk_gated_delta_rule is not None:
-        gen = torch.Generator().manual_seed(0)
-        B, T, H, D = 8, 512, 4, 64
-        q, k = (F.normalize(torch.randn(B, T, H, D, generator=gen), dim=-1) for _ in range(2))
-        v, g = torch.randn(B, T, H, D, generator=gen), F.logsigmoid(torch.randn(B, T, H, generator=gen))
-        beta = torch.rand(B, T, H, generator=gen)
-        ins = leaves(q, k, v, g, beta)
-        impls = {"gatelab chunk_gated_delta_rule": chunk_gated_delta_rule,
-                 "transformers torch_chunk_gated_delta_rule": torch_chunk_gated_delta_rule}
-        fns = {(name, C): fwd_bwd(lambda q, k, v, g, b, fn=fn, C=C: fn(q, k, v, g=g, beta=b, chunk_size=C), ins)
-               for name, fn in impls.items() for C in (64, 32)}
-        times = median_times(fns, args.repeats)
-        baseline = times[("transformers torch_chunk_gated_delta_rule", 64)]  # its default chunk size
-        for (name, C), t in times.items():
-            rows.append({"bench": "gdn_vs_transformers", "name": name, "chunk_size": C, "T": T, "mode": "fwd+bwd",
-                         "seconds": round(t, 5)})
-            print(f"gated delta rule B=8 T=512 H=4 K=V=64 fwd+bwd, {name} chunk {C}: {t * 1e3:.1f} ms, "
-                  f"{baseline / t:.2f}x transformers at its default chunk 64", flush=True)
+
+def versus_transformers(B: int, T: int, H: int, D: int, repeats: int) -> list[dict]:
+    """Part 1: chunk_gated_delta_rule against transformers' pure-torch one, forward+backward, chunks of 64 and 32."""
+    theirs = transformers_torch_function("transformers.models.qwen3_next.modeling_qwen3_next",
+                                         "torch_chunk_gated_delta_rule")
+    if theirs is None:
+        return []
+    gen = torch.Generator().manual_seed(0)
+    q, k = (F.normalize(torch.randn(B, T, H, D, generator=gen), dim=-1) for _ in range(2))
+    v, g = torch.randn(B, T, H, D, generator=gen), F.logsigmoid(torch.randn(B, T, H, generator=gen))
+    beta = torch.rand(B, T, H, generator=gen)
+    ins = leaves(q, k, v, g, beta)
+    impls = {"gatelab chunk_gated_delta_rule": chunk_gated_delta_rule,
+             "transformers torch_chunk_gated_delta_rule": theirs}
+    fns = {(name, C): fwd_bwd(lambda q, k, v, g, b, fn=fn, C=C: fn(q, k, v, g=g, beta=b, chunk_size=C), ins)
+           for name, fn in impls.items() for C in (64, 32)}
+    times = median_times(fns, repeats)
+    baseline = times[("transformers torch_chunk_gated_delta_rule", 64)]  # its default chunk size
+    rows = []
+    for (name, C), t in times.items():
+        rows.append({"bench": "gdn_vs_transformers", "name": name, "chunk_size": C, "T": T, "mode": "fwd+bwd",
+                     "seconds": round(t, 5)})
+        print(f"gated delta rule B={B} T={T} H={H} K=V={D} fwd+bwd, {name} chunk {C}: {t * 1e3:.1f} ms, "
+              f"{baseline / t:.2f}x transformers at its default chunk 64", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    start(args)
+    shapes = SMOKE if args.smoke else FULL
+    rows = versus_transformers(*shapes["gdn"], args.repeats)
     if args.only_transformers:
-        write_rows(rows, Path(args.out))
+        if rows:
+            write_rows(rows, args.out)
         return
 
-    for T, versus in ((2048, "recurrence"), (8192, "sdpa")):
-        cases = op_cases(1, T, 8, 64)
-        q, k, v = leaves(*(torch.randn(1, T, 8, 64) for _ in range(3)))
+    H, D = shapes["heads"]
+    for T, versus in shapes["lengths"]:
+        cases = op_cases(1, T, H, D)
+        q, k, v = leaves(*(torch.randn(1, T, H, D) for _ in range(3)))
         fns = {f"{name} chunk": fwd_bwd(chunk, ins, **kw) for name, (chunk, _, ins, kw) in cases.items()}
         if versus == "sdpa":
             fns["sdpa causal"] = fwd_bwd(sdpa_attention, [q, k, v])
-        times = median_times(fns, args.repeats if T < 8192 else max(1, args.repeats // 2))
+        times = median_times(fns, args.repeats if versus == "recurrence" else max(1, args.repeats // 2))
         if versus == "recurrence":
             times.update(median_times({f"{name} recurrent": fwd_bwd(ref, ins, **kw)
                                        for name, (_, ref, ins, kw) in cases.items()}, 1, warmup=0))
@@ -115,7 +133,7 @@ def main() -> None:
             other = times[f"{name} recurrent"] if versus == "recurrence" else times["sdpa causal"]
             print(f"T={T} {name:17s} chunk {times[f'{name} chunk'] * 1e3:8.1f} ms   vs {versus}: "
                   f"{other / times[f'{name} chunk']:6.1f}x", flush=True)
-    write_rows(rows, Path(args.out))
+    write_rows(rows, args.out)
 
 
 if __name__ == "__main__":

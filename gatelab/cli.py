@@ -110,7 +110,8 @@ def resume(args: argparse.Namespace, console: Console) -> None:
     """``train --resume``: continue the run in --out with its stored config; any option that would change the
     config is refused, not ignored."""
     given = [flag for flag, value in (("--task", args.task), ("--data", args.data), ("--mixer", args.mixer),
-                                      ("--hybrid", args.hybrid), ("--config", args.config), ("--set", args.set))
+                                      ("--hybrid", args.hybrid), ("--config", args.config), ("--set", args.set),
+                                      ("--overwrite", args.overwrite or None))
              if value is not None]
     if given:
         raise ConfigError(f"--resume continues the run in --out with its stored config.json; it takes no "
@@ -154,7 +155,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     check_device(cfg.device)
     check_buildable(cfg)
     out = Path(args.out) if args.out else default_run_folder(cfg)
-    result = train(cfg, out, progress=not args.no_progress)
+    result = train(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
         return
     final = result["final"]
@@ -198,7 +199,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
-                        train_missing=not args.report_only)
+                        train_missing=not args.report_only, overwrite=args.overwrite)
     if not records:
         raise ConfigError(f"no run in {out} has finished yet; nothing to report")
     if len(records) < len(runs):
@@ -340,6 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/train-lm-ptb-gated_attn-s0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
                    "(needs checkpoint_every > 0), with its stored config: no other option is taken")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even if it holds a run of another configuration (its outputs are removed)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("generate", help="continue a prompt with a trained language model")
@@ -411,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs finished so far (read a long sweep while it "
                         "runs; the report says how many of the planned runs it covers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run folders in --out that hold another configuration, and unfinished runs, train again from "
+                        "the start (their old outputs are removed); finished runs of this grid are still reused")
     p.add_argument("--no-progress", action="store_true")
     return parser
 

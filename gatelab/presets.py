@@ -32,7 +32,14 @@ class CompareGrid:
     mixer's channel-mixer width is set so its model has as many parameters as the first mixer's at the same
     width (language-model grids; MQAR models have no channel mixer and compare at equal width, as Zoology does).
     With ``budget_minutes`` > 0, each cell trains for the number of steps its model does in that many minutes on
-    this machine (measured once and recorded; ``base.max_steps`` is then ignored): an equal-time comparison."""
+    this machine (measured once and recorded; ``base.max_steps`` is then ignored): an equal-time comparison.
+
+    ``pairing`` says what mixes tokens beside the mixer under test. ``short_conv`` (gatelab's MQAR protocol): each
+    of the ``n_layers`` blocks passes its normalised input through ``h + conv(h)``, an ungated depthwise causal
+    convolution of kernel ``base.model.short_conv``, ahead of the mixer, so every layer is a mixer layer.
+    ``base_conv`` (Zoology's ``Hybrid``, as its experiment configs build MQAR models): the layers alternate between
+    Zoology's gated convolution ``BaseConv`` (layers 0, 2, ...) and the mixer (layers 1, 3, ...), with no short
+    convolution, so a 2-layer model has one mixer layer."""
 
     mixers: list[str]
     seq_lens: list[int]
@@ -42,6 +49,7 @@ class CompareGrid:
     base: TrainConfig = field(default_factory=TrainConfig)
     match_params: bool = False
     budget_minutes: float = 0.0
+    pairing: str = "short_conv"
 
     RANGES: ClassVar[dict[str, str]] = {"seq_lens": "[1, inf)", "d_models": "[1, inf)", "seeds": "[1, inf)",
                                         "lrs": "(0, inf)", "budget_minutes": "[0, inf)"}
@@ -59,12 +67,25 @@ class CompareGrid:
     def model_for(self, mixer: str, d_model: int, vocab_size: int) -> ModelConfig:
         """The model of one cell (parameter-matched to the first mixer when the grid asks for it)."""
         model = copy.deepcopy(self.base.model)
-        model.mixer, model.d_model, model.vocab_size = mixer, d_model, vocab_size
+        model.d_model, model.vocab_size = d_model, vocab_size
+        self._pair(model, mixer)
         if not self.match_params or mixer == self.mixers[0]:
             return model
         reference = copy.deepcopy(model)
-        reference.mixer = self.mixers[0]
+        self._pair(reference, self.mixers[0])
         return match_params(model, count_params(reference))
+
+    def _pair(self, model: ModelConfig, mixer: str) -> None:
+        """Set ``model``'s layers for ``mixer`` under the grid's pairing."""
+        if self.pairing == "short_conv":
+            model.mixer = mixer
+            return
+        if self.pairing != "base_conv":
+            raise ConfigError(f"pairing {self.pairing!r} is not known; choose short_conv or base_conv")
+        if len(parse_schedule(mixer)) != 1 or model.n_layers % 2:
+            raise ConfigError(f"pairing base_conv alternates Zoology's BaseConv with one mixer over an even number "
+                              f"of layers; got mixer {mixer!r} and n_layers={model.n_layers}")
+        model.mixer, model.short_conv = f"base_conv,{mixer}", 0
 
     def runs(self, vocab_size: int | None = None, budget_record: Path | None = None) -> list[SweepRun]:
         """Every run of the grid. ``vocab_size`` (the tokenizer's, for language models) is needed for parameter
@@ -74,7 +95,8 @@ class CompareGrid:
         for mixer in self.mixers:
             for d in self.d_models:
                 cell = copy.deepcopy(self.base)
-                cell.model.mixer, cell.model.d_model = mixer, d
+                cell.model.d_model = d
+                self._pair(cell.model, mixer)
                 check_ranges(cell)
                 check_buildable(cell)   # an option the mixer rejects fails here, before anything trains
                 model = self.model_for(mixer, d, vocab_size or self.base.model.vocab_size)
@@ -82,7 +104,8 @@ class CompareGrid:
                     for seed in range(self.seeds):
                         for lr in self.lrs:
                             cfg = copy.deepcopy(self.base)
-                            cfg.model.mixer, cfg.model.d_model, cfg.model.d_ff = mixer, d, model.d_ff
+                            cfg.model.mixer, cfg.model.short_conv = model.mixer, model.short_conv
+                            cfg.model.d_model, cfg.model.d_ff = d, model.d_ff
                             cfg.seed, cfg.optim.lr = seed, lr
                             if self.task == "lm":
                                 cfg.lm.seq_len = T
@@ -99,11 +122,13 @@ class CompareGrid:
 
 
 def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every: int = 50) -> TrainConfig:
-    """Zoology's MQAR protocol at CPU scale: 2 layers, no channel mixer, one head, a short convolution ahead of
-    every mixer, kv pairs = seq_len / 16, vocabulary 512."""
+    """gatelab's MQAR protocol at CPU scale (Zoology's task and metric; its models differ, see ``pairing``): 2
+    mixer layers with no channel mixer, each behind an ungated short convolution of kernel 3; one head, except
+    ``MULTI_SCALE_HEADS`` for the multi-scale mixers; kv pairs = seq_len / 16, vocabulary 512."""
     return TrainConfig(
         mqar=MQARTaskConfig(vocab_size=512, train_examples=train_examples, test_examples=1000),
-        model=ModelConfig(n_layers=2, n_heads=1, channel="none", short_conv=3),
+        model=ModelConfig(n_layers=2, n_heads=1, channel="none", short_conv=3,
+                          mixer_options={key: {"n_heads": MULTI_SCALE_HEADS} for key in MULTI_SCALE_MIXERS}),
         batch_size=batch_size, max_steps=steps, eval_every=eval_every,
     )
 
@@ -117,13 +142,18 @@ def _lm_base(data: str, steps: int, batch_size: int, eval_every: int) -> TrainCo
     )
 
 
+# Mixers whose heads decay at different rates (RetNet's fixed multi-scale decays; Mamba2's per-head A, initialised
+# over [1, 16]): with one head their multi-scale mechanism is gone, so the MQAR grids give them several.
+MULTI_SCALE_MIXERS = ("retnet", "mamba2")
+MULTI_SCALE_HEADS = 4
+
 PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min")
 TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 
 
 def preset(name: str) -> CompareGrid:
     """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
-    ``recall-vs-state``: Zoology's picture, every registered mixer at three widths on one length, to be read as
+    ``recall-vs-state``: Zoology's recall-vs-state picture, every registered mixer at three widths on one length, to be read as
     accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
     gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla

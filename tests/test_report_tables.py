@@ -18,3 +18,19 @@ def test_summary_takes_each_seeds_best_lr_then_mean_std_and_range_over_seeds():
     assert row["accuracy_std"] == pytest.approx(0.2645751311)
     assert (row["accuracy_min"], row["accuracy_max"]) == (0.4, 0.9)
     assert row["tokens_per_second"] == 70.0
+
+
+def test_the_best_lr_of_a_seed_is_one_that_did_not_diverge_and_diverged_seeds_are_counted():
+    from gatelab.report.tables import markdown_table, score_text
+
+    records = [{**record(0, 1e6, 0.0), "diverged": True}, record(0, 1e-3, 0.001),          # below chance, kept
+               {**record(1, 1e6, 0.0), "diverged": True}, {**record(1, 1e-3, 0.0), "diverged": True},
+               record(2, 1e-3, 0.5)]
+    (row,) = summarize(records)
+    assert row["seeds"] == 3 and row["diverged"] == 1 and row["best_lrs"] == "0.001"
+    assert row["accuracy_mean"] == pytest.approx(0.2505)
+    assert score_text(row, "accuracy") == "0.251 ± 0.353 (1 of 3 seeds diverged)"
+    assert "1 of 3 seeds diverged" in markdown_table([row])
+    (row,) = summarize([{**record(0, 1e6, 0.0), "diverged": True}])
+    assert score_text(row, "accuracy") == "diverged" and row["best_lrs"] == ""
+    assert "| diverged | 1 | - |" in markdown_table([row])

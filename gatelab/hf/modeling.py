@@ -2,6 +2,7 @@
 ``from_pretrained`` offline, ``generate`` with greedy or sampling decoding through each mixer's own state)."""
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +47,14 @@ class GatelabPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["Block"]
 
     def _init_weights(self, module: torch.nn.Module) -> None:
-        """Weights are initialised by the gatelab layers themselves; loading replaces them all."""
+        """Weights are initialised by the gatelab layers themselves and loading replaces them all; but a
+        non-persistent buffer (a value derived from the config, such as retnet's decays) is not in the checkpoint,
+        and ``from_pretrained`` builds the model on the meta device, so it comes back as uninitialised memory.
+        transformers calls this on every module after loading: a module that holds such buffers recomputes them in
+        its ``reset_buffers()``."""
+        reset = getattr(module, "reset_buffers", None)
+        if callable(reset):
+            reset()
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:
@@ -64,8 +72,24 @@ class GatelabForCausalLM(GatelabPreTrainedModel, GenerationMixin):
 
     def __init__(self, config: GatelabConfig):
         super().__init__(config)
-        self.model = DecoderLM(config.model_config())
+        # One dtype for every weight: the default dtype, which from_pretrained sets to the one it loads in (a layer
+        # that builds a tensor in an explicit dtype, as Mamba's A_log in float32, would otherwise load rounded).
+        self.model = DecoderLM(config.model_config()).to(torch.get_default_dtype())
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any):
+        """transformers' loading, then every CPU weight copied out of the memory-mapped checkpoint into memory the
+        model owns: a mapped file rewritten on disk (a run trained again) would change the model under its user,
+        and BLAS kernels round differently for operands at unaligned addresses, so the loaded model would not give
+        the saved model's logits bit for bit."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded      # (model, loading_info) when asked for
+        with torch.no_grad():
+            for tensor in itertools.chain(model.parameters(), model.buffers()):
+                if tensor.device.type == "cpu":
+                    tensor.data = tensor.data.clone()
+        return loaded
 
     @property
     def _tied_weights_keys(self) -> dict[str, str]:

@@ -33,6 +33,23 @@ def build_config(cls: type, owner: str, **options: Any) -> Any:
         raise ConfigError(f"{owner}: {e}; valid options: {names}") from None
 
 
+NO_WEIGHT_DECAY = "_no_weight_decay_names"
+
+
+def no_weight_decay(module: nn.Module, *names: str) -> None:
+    """Exempt ``module``'s parameters ``names`` from weight decay: ``build_optimizer`` puts them in its no-decay
+    group whatever their shape. For parameters whose paper's official code exempts them (mamba_ssm and
+    flash-linear-attention set ``param._no_weight_decay = True`` on A_log, D, dt_bias).
+
+    The mark is kept on the module, as the set of names under ``NO_WEIGHT_DECAY``, rather than on the Parameter
+    object: ``copy.deepcopy``, ``to_empty`` and ``load_state_dict(assign=True)`` make new Parameter objects and
+    would drop an attribute set on the old one."""
+    for name in names:
+        if not isinstance(getattr(module, name, None), nn.Parameter):
+            raise ValueError(f"{type(module).__name__} has no parameter {name!r} to exempt from weight decay")
+    setattr(module, NO_WEIGHT_DECAY, frozenset(getattr(module, NO_WEIGHT_DECAY, ())) | frozenset(names))
+
+
 def require(condition: bool, message: str) -> None:
     """Raise ConfigError(message) unless ``condition``: for construction-time checks of layer options."""
     if not condition:
@@ -46,17 +63,23 @@ class TokenMixer(nn.Module):
     ``init_state(batch_size)`` (the state before any token) and ``state_size(seq_len)`` (floats held per
     sequence after seq_len tokens). Calling forward on a prefix and then on the rest with the returned state
     equals one call on the whole sequence, and equals T calls of ``step`` on single tokens.
+
+    A mixer with ``lower_bound_dim > 0`` (HGRN's forget-gate lower bound) also accepts
+    ``forward(x, state, lower_bound=lb)`` and ``step(x, state, lower_bound=lb)`` with ``lb [lower_bound_dim]`` in
+    [0, 1): the bound of its layer, which a model computes from parameters it shares across layers
+    (``DecoderLM.lower_bounds``). Without one (a layer used on its own, or a model's first layer) the bound is 0.
     """
 
     description: str = ""
     paper: str = ""
+    lower_bound_dim: int = 0
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
-    def step(self, x: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
+    def step(self, x: torch.Tensor, state: Any, **layer_inputs: Any) -> tuple[torch.Tensor, Any]:
         """Process a few new tokens ``[B, T, d_model]`` given the state: the decoding path."""
-        return self.forward(x, state)
+        return self.forward(x, state, **layer_inputs)
 
     def init_state(self, batch_size: int) -> Any:
         raise NotImplementedError

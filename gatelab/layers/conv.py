@@ -11,8 +11,8 @@ class ShortConv(nn.Module):
 
     ``forward(x [B, T, d], state) -> (y [B, T, d], state)``: y_t mixes x_{t-k+1..t} channel by channel. The
     state is the last ``k - 1`` inputs ``[B, k - 1, d]`` (zeros before the first token). Parameters:
-    ``d * k`` (+ ``d`` with bias). Used ahead of token mixers as in Zoology's MQAR protocol (Arora et al. 2023),
-    where every sequence mixer is paired with a short convolution, and inside mixers that need one (GDN).
+    ``d * k`` (+ ``d`` with bias). Used ahead of token mixers in gatelab's MQAR protocol (``model.short_conv``)
+    and inside mixers that need one (GDN).
     """
 
     def __init__(self, d_model: int, kernel_size: int, bias: bool = True):

@@ -1,4 +1,5 @@
-"""Rotary position embedding (Su et al. 2021, RoFormer), rotate-half layout as in LLaMA, with optional
+"""Rotary position embedding (Su et al. 2021, RoFormer), rotate-half layout as in LLaMA, optionally on a leading
+fraction of each head's dims only (partial rotary, as Qwen3-Next's ``partial_rotary_factor``), with optional
 context-extension scaling: NTK-aware (a larger base) and YaRN (Peng et al. 2023: per-frequency interpolation
 plus an attention temperature)."""
 from __future__ import annotations
@@ -9,6 +10,8 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from ..config import ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,15 @@ def _yarn_correction_dim(rotations: float, dim: int, base: float, max_len: int) 
 
 def rope_frequencies(head_dim: int, base: float, scaling: RopeScaling | None, dtype: torch.dtype,
                      device: torch.device | None = None) -> tuple[torch.Tensor, float]:
-    """``inv_freq [D/2]`` and the factor applied to cos and sin."""
+    """``inv_freq [D/2]`` for a head whose ``D = head_dim`` dims all rotate (pass the rotary dim for a partial
+    rotary), and the factor applied to cos and sin."""
     half = head_dim // 2
     idx = torch.arange(half, device=device, dtype=dtype)                                 # (D/2,)
     if scaling is None or scaling.factor == 1.0:
         return base ** (-idx / half), 1.0
-    if scaling.kind == "ntk":
-        return (base * scaling.factor ** (head_dim / (head_dim - 2))) ** (-idx / half), 1.0
+    if scaling.kind == "ntk":  # a 2-dim head has the one frequency base^0 = 1, whatever the base
+        exponent = head_dim / (head_dim - 2) if head_dim > 2 else 0.0
+        return (base * scaling.factor ** exponent) ** (-idx / half), 1.0
     extrapolated = base ** (-idx / half)                                                  # (D/2,)
     interpolated = extrapolated / scaling.factor
     low = max(math.floor(_yarn_correction_dim(scaling.beta_fast, head_dim, base, scaling.original_max_len)), 0)
@@ -50,27 +55,44 @@ def rope_frequencies(head_dim: int, base: float, scaling: RopeScaling | None, dt
     return extrapolated * (1 - ramp) + interpolated * ramp, 0.1 * math.log(scaling.factor) + 1.0
 
 
+def rotary_dim(head_dim: int, fraction: float) -> int:
+    """The number of leading dims of a head that rotate: ``int(head_dim * fraction)`` (as transformers' partial
+    rotary), which must be even and at least 2; ``fraction`` in (0, 1]."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"rotary_fraction must lie in (0, 1]; got {fraction}")
+    dim = int(head_dim * fraction)
+    if dim < 2 or dim % 2:
+        raise ConfigError(f"rotary_fraction={fraction} of head_dim={head_dim} rotates {dim} dims; RoPE needs an "
+                          "even number of at least 2 (choose the fraction or head_dim accordingly)")
+    return dim
+
+
 class RotaryEmbedding(nn.Module):
-    """Rotates pairs ``(x_i, x_{i + D/2})`` of each head by angle ``pos * base^(-2i/D)``.
+    """Rotates pairs ``(x_i, x_{i + R/2})``, ``i < R/2``, of each head by angle ``pos * base^(-2i/R)``, where
+    ``R = rotary_dim(D, rotary_fraction)`` (``R = D`` by default); dims ``R .. D-1`` pass unchanged. Qwen3-Next
+    rotates the first quarter of each head (``rotary_fraction=0.25``), as transformers' ``apply_rotary_pos_emb``
+    with ``partial_rotary_factor``: frequencies, and YaRN's correction range, are those of an R-dim head.
 
     ``forward(x, offset)`` takes ``[B, T, H, D]`` at absolute positions ``offset .. offset + T - 1``.
     No parameters; angles are computed in float32 (float64 for float64 inputs). ``scaling`` (None by default)
     selects a context-extension method for evaluation beyond the training length.
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0, scaling: RopeScaling | None = None):
+    def __init__(self, head_dim: int, base: float = 10000.0, scaling: RopeScaling | None = None,
+                 rotary_fraction: float = 1.0):
         super().__init__()
-        if head_dim % 2:
-            raise ValueError(f"RotaryEmbedding needs an even head_dim; got {head_dim}")
+        self.rotary_dim = rotary_dim(head_dim, rotary_fraction)
         self.head_dim, self.base, self.scaling = head_dim, base, scaling
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-        half = self.head_dim // 2
-        inv_freq, factor = rope_frequencies(self.head_dim, self.base, self.scaling, ct, x.device)   # (D/2,)
+        R = self.rotary_dim
+        inv_freq, factor = rope_frequencies(R, self.base, self.scaling, ct, x.device)     # (R/2,)
         pos = torch.arange(offset, offset + x.shape[1], device=x.device, dtype=ct)      # (T,)
-        angles = pos.unsqueeze(1) * inv_freq                                              # (T, D/2)
-        cos = (angles.cos() * factor)[None, :, None, :]                                  # (1, T, 1, D/2)
+        angles = pos.unsqueeze(1) * inv_freq                                              # (T, R/2)
+        cos = (angles.cos() * factor)[None, :, None, :]                                  # (1, T, 1, R/2)
         sin = (angles.sin() * factor)[None, :, None, :]
-        x1, x2 = x.to(ct)[..., :half], x.to(ct)[..., half:]                               # (B, T, H, D/2)
-        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+        xc = x.to(ct)
+        x1, x2 = xc[..., :R // 2], xc[..., R // 2:R]                                      # (B, T, H, R/2)
+        rotated = [x1 * cos - x2 * sin, x2 * cos + x1 * sin]
+        return torch.cat(rotated + [xc[..., R:]], dim=-1).to(x.dtype)                   # (B, T, H, D)

@@ -13,10 +13,12 @@ from ..layers.conv import ShortConv
 class Block(nn.Module):
     """One layer of a sequence model. ``channel`` may be None (mixer-only blocks, as in Zoology's MQAR configs).
 
-    With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer,
-    Zoology's pairing of every sequence mixer with a short convolution.
-    ``forward(x, state, step)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``; ``step=True``
-    sends the token mixer down its decoding path. ``dropout`` applies to each residual branch in training.
+    With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer:
+    gatelab's MQAR protocol, an ungated convolution in every mixer layer. (Zoology's own models instead alternate
+    layers of its gated ``base_conv`` with the mixer; ``CompareGrid.pairing`` offers both.)
+    ``forward(x, state, step, lower_bound)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``;
+    ``step=True`` sends the token mixer down its decoding path; ``lower_bound`` (``[mixer.lower_bound_dim]``, or
+    None) goes to the token mixer (see ``TokenMixer``). ``dropout`` applies to each residual branch in training.
     """
 
     def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None,
@@ -31,14 +33,15 @@ class Block(nn.Module):
         conv_state = self.conv.init_state(batch_size) if self.conv is not None else None
         return conv_state, self.mixer.init_state(batch_size)
 
-    def forward(self, x: torch.Tensor, state: tuple[Any, Any] | None = None, step: bool = False
-                ) -> tuple[torch.Tensor, tuple[Any, Any]]:
+    def forward(self, x: torch.Tensor, state: tuple[Any, Any] | None = None, step: bool = False,
+                lower_bound: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[Any, Any]]:
         conv_state, mixer_state = state if state is not None else (None, None)
         h = self.mixer_norm(x)
         if self.conv is not None:
             c, conv_state = self.conv(h, conv_state)
             h = h + c
-        y, mixer_state = self.mixer.step(h, mixer_state) if step else self.mixer(h, mixer_state)
+        layer_inputs = {} if lower_bound is None else {"lower_bound": lower_bound}
+        y, mixer_state = (self.mixer.step if step else self.mixer)(h, mixer_state, **layer_inputs)
         x = x + self.dropout(y)
         if self.channel is not None:
             x = x + self.dropout(self.channel(self.channel_norm(x)))

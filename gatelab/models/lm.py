@@ -45,8 +45,9 @@ class ModelConfig:
         every mixer receives ``d_model`` and ``n_heads`` (which mixer_options may override). Options for mixers
         that are not in the schedule are allowed (one config can serve a sweep over mixers).
     channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
-    short_conv: kernel of a short causal convolution ahead of every token mixer (0: none), as Zoology pairs every
-        sequence mixer with one for MQAR.
+    short_conv: kernel of an ungated short causal convolution ahead of every token mixer (0: none), gatelab's MQAR
+        protocol (Zoology alternates layers of its gated ``base_conv`` with the mixer instead: a schedule
+        ``base_conv,<mixer>``).
     dropout: training-time dropout on the embeddings and on each residual branch (mixer and channel outputs),
         as in GPT-2; 0 disables it. Evaluation and generation never drop.
     """
@@ -92,6 +93,11 @@ class DecoderLM(nn.Module):
     ``forward(input_ids [B, T], labels=None, states=None, step=False)`` returns logits ``[B, T, vocab]``, the
     mean cross-entropy over labels != -100 (labels aligned with the inputs: position t predicts labels[t]), the
     summed auxiliary loss of the channel mixers, and the per-layer mixer states.
+
+    When a layer's mixer takes a forget-gate lower bound (``mixer.lower_bound_dim > 0``: hgrn2), the model holds
+    ``lower_bounds [n_layers, lower_bound_dim]`` (zeros) and gives each such layer its row of
+    ``layer_lower_bounds()``, as HGRN's models do (Qin et al. 2023, arXiv 2311.04823; flash-linear-attention's
+    HGRN2Model, which leaves ``lower_bounds`` under weight decay, as here).
     """
 
     def __init__(self, config: ModelConfig):
@@ -107,6 +113,11 @@ class DecoderLM(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.embed_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(self._block(key) for key in schedule)
+        widths = {b.mixer.lower_bound_dim for b in self.blocks} - {0}
+        if len(widths) > 1:
+            raise ConfigError(f"model.mixer schedule {schedule}: the mixers that take a forget-gate lower bound want "
+                              f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
+        self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
@@ -127,6 +138,16 @@ class DecoderLM(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def layer_lower_bounds(self) -> list[torch.Tensor | None]:
+        """Each layer's forget-gate lower bound ``[lower_bound_dim]``: the softmax of ``lower_bounds`` over the
+        layers (in float32 or wider), its cumulative sum minus the first row, so bounds grow from 0 at the first
+        layer towards 1 at the top. None for the first layer (bound 0) and for layers whose mixer takes none."""
+        if self.lower_bounds is None:
+            return [None] * len(self.blocks)
+        p = self.lower_bounds.softmax(0, dtype=torch.promote_types(self.lower_bounds.dtype, torch.float32))
+        bounds = p.cumsum(0) - p[0]                                                      # (n_layers, width)
+        return [bounds[i] if i > 0 and b.mixer.lower_bound_dim else None for i, b in enumerate(self.blocks)]
+
     def init_states(self, batch_size: int) -> list[Any]:
         return [block.init_state(batch_size) for block in self.blocks]
 
@@ -143,8 +164,8 @@ class DecoderLM(nn.Module):
         x = self.embed_dropout(self.embed(input_ids))
         states = states if states is not None else [None] * len(self.blocks)
         new_states = []
-        for block, state in zip(self.blocks, states, strict=True):
-            x, state = block(x, state, step=step)
+        for block, state, bound in zip(self.blocks, states, self.layer_lower_bounds(), strict=True):
+            x, state = block(x, state, step=step, lower_bound=bound)
             new_states.append(state)
         logits = self.head(self.norm(x))
         aux = [a for a in (b.aux_loss() for b in self.blocks) if a is not None]

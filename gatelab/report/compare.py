@@ -14,7 +14,7 @@ from rich.table import Table
 from ..config import to_dict
 from ..train.run import environment, write_json_atomic
 from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state, plot_learning_curves, plot_perplexity
-from .tables import METRICS, best_over_lrs, markdown_table, summarize, write_csv
+from .tables import METRICS, best_over_lrs, diverged, markdown_table, score_text, summarize, write_csv
 
 
 def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str,
@@ -48,6 +48,7 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         *([] if planned in (None, len(records)) else [
             f"**Partial:** {len(records)} of the grid's {planned} runs had finished when this report was written.",
             ""]),
+        *_diverged_text(records, grid.task),
         *body,
         f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
         f"learning rates {grid.lrs}",
@@ -64,6 +65,18 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
         "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")}, "base": base}})
     return paths
+
+
+def _diverged_text(records: list[dict[str, Any]], task: str) -> list[str]:
+    """What the report says about runs that diverged (nothing if none did)."""
+    n = sum(diverged(r) for r in records)
+    if not n:
+        return []
+    worst = "accuracy 0" if task == "mqar" else "perplexity inf"
+    return [f"**Diverged:** {n} of {len(records)} runs stopped on a non-finite loss or gradient (`diverged` and "
+            f"`diverged_at` in results.csv, where they score {worst}). Each seed's best learning rate is chosen "
+            "among its runs that did not diverge; a seed whose runs all diverged is counted in the table, not "
+            "averaged.", ""]
 
 
 def _steps_text(grid: Any, records: list[dict[str, Any]]) -> str:
@@ -125,6 +138,8 @@ def valid_curves(records: list[dict[str, Any]], out_dir: Path, base: Any) -> dic
     """Valid perplexity against training tokens for each cell's best-lr runs, averaged over seeds."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in best_over_lrs(records, "lm"):
+        if diverged(r):
+            continue
         label = f"{r['mixer']} d{r['d_model']} T{r['seq_len']}"
         tokens_per_step = base.batch_size * r["seq_len"]
         for line in (out_dir / "runs" / r["run"] / "metrics.jsonl").read_text().splitlines():
@@ -142,7 +157,7 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
     for col in ("mixer", "d_model", "seq_len", *m.labels, "params", "state", "tokens/s"):
         table.add_column(col, justify="left" if col == "mixer" else "right")
     for r in summarize(records, task):
-        scores = [f"{m.fmt.format(r[k + '_mean'])} ± {m.fmt.format(r[k + '_std'])}" for k in m.reported]
+        scores = [score_text(r, k, task) for k in m.reported]
         table.add_row(r["mixer"], str(r["d_model"]), str(r["seq_len"]), *scores, f"{r['num_params']:,}",
                       f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
     console.print(table)

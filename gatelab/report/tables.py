@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,13 +33,23 @@ METRICS = {
 }
 
 
+def diverged(record: dict[str, Any]) -> bool:
+    """Whether a run stopped on a non-finite loss, gradient or weight (records from before this was recorded: no)."""
+    return bool(record.get("diverged"))
+
+
 def best_over_lrs(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[str, Any]]:
-    """Per (mixer, d_model, seq_len, seed): the record with the best selection metric over learning rates."""
+    """Per (mixer, d_model, seq_len, seed): the record with the best selection metric over learning rates, among
+    the runs that did not diverge where there are any (Zoology's best-over-lr; a diverged run is the worst)."""
     m = METRICS[task]
     best: dict[tuple, dict[str, Any]] = {}
     for r in records:
         key = tuple(r[c] for c in CELL) + (r["seed"],)
-        if key not in best or m.better(r[m.select], best[key][m.select]):
+        if key not in best:
+            best[key] = r
+        elif diverged(r) != diverged(best[key]):
+            best[key] = best[key] if diverged(r) else r
+        elif m.better(r[m.select], best[key][m.select]):
             best[key] = r
     return list(best.values())
 
@@ -46,27 +57,40 @@ def best_over_lrs(records: list[dict[str, Any]], task: str = "mqar") -> list[dic
 def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[str, Any]]:
     """One row per cell: mean, std, lowest and highest over seeds of each reported metric (best learning rate per
     seed), the learning rates that won, parameters, state size (floats per sequence) and median training
-    throughput."""
+    throughput. A seed whose runs all diverged is counted in ``diverged`` and left out of the statistics (NaN when
+    every seed diverged)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in best_over_lrs(records, task):
         groups[tuple(r[c] for c in CELL)].append(r)
     rows = []
     for key, rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
         row: dict[str, Any] = dict(zip(CELL, key, strict=True))
+        kept = [r for r in rs if not diverged(r)]
         for metric in METRICS[task].reported:
-            values = [r[metric] for r in rs]
+            values = [r[metric] for r in kept] or [math.nan]
             row[f"{metric}_mean"] = statistics.fmean(values)
-            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0 if kept else math.nan
             row[f"{metric}_min"], row[f"{metric}_max"] = min(values), max(values)
         rows.append({
             **row,
             "seeds": len(rs),
-            "best_lrs": " ".join(sorted({f"{r['lr']:g}" for r in rs})),
+            "diverged": len(rs) - len(kept),
+            "best_lrs": " ".join(sorted({f"{r['lr']:g}" for r in kept})),
             "num_params": rs[0]["num_params"],
             "state_size": rs[0]["state_size"],
             "tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
         })
     return rows
+
+
+def score_text(row: dict[str, Any], metric: str, task: str = "mqar") -> str:
+    """A summary row's ``mean ± std`` of ``metric`` over seeds, saying how many seeds diverged ("diverged" if all
+    did)."""
+    fmt, n = METRICS[task].fmt, row.get("diverged", 0)
+    if n and n == row["seeds"]:
+        return "diverged"
+    text = f"{fmt.format(row[metric + '_mean'])} ± {fmt.format(row[metric + '_std'])}"
+    return text + (f" ({n} of {row['seeds']} seeds diverged)" if n else "")
 
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -83,8 +107,9 @@ def markdown_table(rows: list[dict[str, Any]], task: str = "mqar") -> str:
               "params", "state (floats/seq)", "tokens/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        scores = [f"{m.fmt.format(r[k + '_mean'])} ± {m.fmt.format(r[k + '_std'])}" for k in m.reported]
-        cells = [r["mixer"], r["d_model"], r["seq_len"], *scores, r["seeds"], r["best_lrs"], f"{r['num_params']:,}",
+        scores = [score_text(r, k, task) for k in m.reported]
+        cells = [r["mixer"], r["d_model"], r["seq_len"], *scores, r["seeds"], r["best_lrs"] or "-",
+                 f"{r['num_params']:,}",
                  f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

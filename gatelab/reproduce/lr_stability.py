@@ -4,6 +4,7 @@ training loss, loss spikes (a step whose loss exceeds 1.5x the running average o
 divergence (a non-finite loss)."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -38,16 +39,14 @@ def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool) -> l
             cfg = copy.deepcopy(run.config)
             cfg.optim.lr = lr
             run_dir = out / "runs" / f"{run.name}-lr{lr:g}"
-            diverged = (run_dir / "nonfinite_batch.pt").exists()
-            if not diverged and finished_result(run_dir, cfg) is None:
+            if finished_result(run_dir, cfg) is None:
                 if progress:
                     print(f"training {run_dir.name}", flush=True)
-                try:
+                with contextlib.suppress(FloatingPointError):       # a diverged run's result says so
                     run_or_resume(run_dir, cfg)
-                except FloatingPointError:
-                    diverged = True
             losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
             result = RunDir(run_dir).result()
+            diverged = bool(result and result.get("diverged"))
             tail = losses[-max(1, len(losses) // 10):]
             records.append({"variant": f"{run.coords['variant']} lr={lr:g}", "mixer": run.coords["variant"],
                             "lr": lr, "seed": run.coords["seed"],

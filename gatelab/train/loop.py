@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, to_dict
 from ..models.lm import DecoderLM
 from ..tasks.text import check_same_tokenizer
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint, save_weights
+from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT, first_nonfinite, load_checkpoint, save_checkpoint, save_weights
 from .config import TrainConfig
-from .diagnostics import first_nonfinite_module
+from .diagnostics import TrainingDiverged, first_nonfinite_gradient, first_nonfinite_module
 from .distributed import World, close_world, init_world, mean_across, shard
+from .files import atomic_file, make_readable, read_json, write_json_atomic
+from .lock import folder_lock
 from .optim import build_optimizer, lr_at
-from .run import RunDir, write_json_atomic
+from .progress import RunProgress, reporting
+from .run import NONFINITE_BATCH, RunDir, stored_config
 from .tasks import LMTask, MQARTask, build_task
 
 
@@ -46,16 +50,36 @@ def autocast_for(precision: str, device: str) -> contextlib.AbstractContextManag
     return torch.autocast(kind, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
 
-def stop_on_nonfinite(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, step: int, loss: torch.Tensor,
-                      run: RunDir | None) -> None:
-    """Save the batch that produced a non-finite loss and stop, naming the first layer that went non-finite."""
+def save_batch(run: RunDir | None, step: int, x: torch.Tensor, y: torch.Tensor) -> str:
+    """Keep the batch a run diverged on as ``nonfinite_batch.safetensors`` (``inputs``, ``labels``; its step in
+    the metadata) and say where, for the error message."""
+    if run is None:
+        return ""
+    path = run.path / NONFINITE_BATCH
+    with atomic_file(path) as tmp:
+        save_file({"inputs": x.detach().cpu().contiguous(), "labels": y.detach().cpu().contiguous()}, str(tmp),
+                  metadata={"step": str(step + 1)})
+    return f"; the batch is saved in {path}"
+
+
+def nonfinite_loss(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, step: int, loss: torch.Tensor,
+                   run: RunDir | None) -> str:
+    """Why training stops on a non-finite loss: the first layer that went non-finite (the batch is saved)."""
     where = first_nonfinite_module(model, x) or "the loss itself (every layer output was finite)"
-    saved = ""
-    if run:
-        torch.save({"step": step + 1, "inputs": x.cpu(), "labels": y.cpu()}, run.path / "nonfinite_batch.pt")
-        saved = f"; the batch is saved in {run.path / 'nonfinite_batch.pt'}"
-    raise FloatingPointError(f"non-finite training loss ({loss.item()}) at step {step + 1}: first non-finite output "
-                             f"in {where}{saved}")
+    return (f"non-finite training loss ({loss.item()}) at step {step + 1}: first non-finite output in "
+            f"{where}{save_batch(run, step, x, y)}")
+
+
+def grad_norm(model: DecoderLM) -> torch.Tensor:
+    """The L2 norm of all gradients together (NaN or infinity if any gradient is not finite)."""
+    return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+
+
+def nonfinite_gradient(model: DecoderLM, norm: float, step: int) -> str:
+    """Why training stops on a non-finite gradient: the first parameter whose gradient is not finite."""
+    bad = first_nonfinite_gradient(model)
+    where = f"first in {bad}" if bad else "every gradient is finite, but their norm overflowed"
+    return f"non-finite gradient (norm {norm}) at step {step + 1}, {where}; the update was not applied"
 
 
 def check_split(cfg: TrainConfig, world: World) -> None:
@@ -65,24 +89,86 @@ def check_split(cfg: TrainConfig, world: World) -> None:
                           f"grad_accum={cfg.grad_accum} micro-batches")
 
 
-def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = True,
-          resume: bool = False) -> dict[str, Any]:
+def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool | RunProgress = True,
+          resume: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Train one model as configured; returns (and, with ``run_dir``, stores) the final metrics.
 
     MQAR runs stop early once test accuracy reaches ``target_accuracy``; LM runs report valid and test perplexity.
     With ``checkpoint_every`` the run folder keeps an atomically written checkpoint; ``resume=True`` continues
     from it exactly (same batches, same optimiser state), as if the run had never stopped. Launched by
     ``torchrun``, every process trains its share of each batch and rank 0 writes the run folder.
+
+    The run folder is locked while the run trains (a second process on it gets a ConfigError naming the pid that
+    holds it) and belongs to one configuration: a new run clears the outputs of the one before, and one of another
+    configuration is refused unless ``overwrite``. A non-finite loss, gradient or weight is never applied nor
+    checkpointed: the run stops with TrainingDiverged naming the layer, and its ``result.json`` records that it
+    diverged, where and why. ``progress``: True shows bars in a terminal and plain lines otherwise, or pass a
+    ``RunProgress`` to receive the reports.
     """
     world, device = init_world(cfg.device)
     try:
-        return _train(cfg, run_dir, progress and world.is_main, resume, world, device)
+        lock = folder_lock(run_dir) if run_dir is not None and world.is_main else contextlib.nullcontext()
+        with lock, reporting(progress if world.is_main else False) as reporter:
+            return _train(cfg, run_dir, reporter, resume, overwrite, world, device)
     finally:
         close_world(world)
 
 
-def _train(cfg: TrainConfig, run_dir: str | Path | None, progress: bool, resume: bool, world: World,
-           device: str) -> dict[str, Any]:
+@dataclass
+class RunState:
+    """How far a run has got: steps done, tokens trained on, training seconds, best and last evaluation (what a
+    checkpoint keeps besides the tensors)."""
+
+    step: int = 0
+    tokens: int = 0
+    train_time: float = 0.0
+    best: dict[str, float] = field(default_factory=dict)
+    last_eval: dict[str, float] = field(default_factory=dict)
+
+
+def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, task: MQARTask | LMTask,
+              model: DecoderLM, opt: torch.optim.Optimizer, resume: bool, overwrite: bool, device: str) -> RunState:
+    """Start the run folder afresh, or continue the run in it from its checkpoint; returns where training starts."""
+    if not resume:
+        if run:
+            run.start(to_dict(cfg), device, overwrite)
+            if isinstance(task, LMTask):
+                write_json_atomic(run.path / "tokenizer.json", task.tokenizer.to_dict())
+        return RunState()
+    folder = Path(run_dir) if run_dir is not None else None
+    if folder is not None and not (folder / CHECKPOINT).exists() and (folder / LEGACY_CHECKPOINT).exists():
+        raise ConfigError(f"{folder / LEGACY_CHECKPOINT} is a checkpoint in the pickle format of older versions, "
+                          "which gatelab never loads (unpickling a file can run the code in it); train the run "
+                          "again (--overwrite) or delete the file")
+    stored = stored_config(folder) if folder is not None else None
+    if stored is None or not (folder / CHECKPOINT).exists():
+        raise FileNotFoundError(f"nothing to resume: no config.json and {CHECKPOINT} in {run_dir}")
+    if isinstance(task, LMTask):
+        check_same_tokenizer(read_json(folder / "tokenizer.json"), task.tokenizer, f"the run in {folder}")
+    RunDir(folder).check_config(to_dict(cfg), stored)
+    saved = RunState(**load_checkpoint(folder / CHECKPOINT, model, opt))
+    if run:
+        run.resume(saved.step)
+    return saved
+
+
+def _result(state: RunState, model: DecoderLM, task: MQARTask | LMTask, world: World, **extra: Any) -> dict[str, Any]:
+    return {
+        "steps": state.step,
+        "final": state.last_eval,
+        "best": state.best,
+        "num_params": model.num_params(),
+        "state_size": model.state_size(task.max_len),
+        "train_seconds": state.train_time,
+        "tokens_per_second": state.tokens / max(state.train_time, 1e-9),
+        "processes": world.size,
+        "threads": torch.get_num_threads(),
+        **extra,
+    }
+
+
+def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, resume: bool, overwrite: bool,
+           world: World, device: str) -> dict[str, Any]:
     check_split(cfg, world)
     seed_everything(cfg.seed)
     task = build_task(cfg)
@@ -91,92 +177,80 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, progress: bool, resume:
     net = DistributedDataParallel(model) if world.size > 1 else model
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None and world.is_main else None
-    ckpt = Path(run_dir) / CHECKPOINT if run_dir is not None else None
-    saved: dict[str, Any] = {"step": 0, "tokens": 0, "train_time": 0.0, "best": {}, "last_eval": {}}
-    if resume:
-        if ckpt is None or not ckpt.exists():
-            raise FileNotFoundError(f"nothing to resume: no {CHECKPOINT} in {run_dir}")
-        if isinstance(task, LMTask):
-            check_same_tokenizer(json.loads((Path(run_dir) / "tokenizer.json").read_text()), task.tokenizer,
-                                 f"the run in {run_dir}")
-        RunDir(run_dir).check_config(to_dict(cfg), TrainConfig.stored(Path(run_dir) / "config.json"))
-        saved = load_checkpoint(ckpt, model, opt)
+    state = _open_run(cfg, run_dir, run, task, model, opt, resume, overwrite, device)
+    name = Path(run_dir).name if run_dir is not None else f"train {cfg.model.mixer}"
+
+    def stop(reason: str, at: int) -> NoReturn:
+        """End a diverged run at step ``at``: its result says so, where and why (a sweep reads it back as a
+        result instead of training it again), and TrainingDiverged is raised."""
+        result = _result(state, model, task, world, diverged=True, diverged_at=at, reason=reason)
         if run:
-            run.truncate_log(saved["step"])
-    elif run:
-        run.start(to_dict(cfg), device)
-        if isinstance(task, LMTask):
-            write_json_atomic(run.path / "tokenizer.json", task.tokenizer.to_dict())
+            run.finish(result)
+        reporter.ended(name, result)
+        raise TrainingDiverged(reason)
+
     batches = task.batches(torch.Generator().manual_seed(cfg.seed), cfg.batch_size)
-    for _ in range(saved["step"]):  # the data position: the same batches as an uninterrupted run
+    for _ in range(state.step):  # the data position: the same batches as an uninterrupted run
         next(batches)
     better = (lambda a, b: a > b) if task.higher_is_better else (lambda a, b: a < b)
-    tokens, train_time, start = saved["tokens"], saved["train_time"], saved["step"]
-    step = start - 1
-    best: dict[str, float] = saved["best"]
-    last_eval: dict[str, float] = saved["last_eval"]
     precision = autocast_for(cfg.precision, device)
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not progress, transient=True)
-    with bar:
-        bar_task = bar.add_task(f"train {cfg.model.mixer}", total=cfg.max_steps, completed=start, info="")
-        for step in range(start, cfg.max_steps):
-            x, y = next(batches)
-            lr = lr_at(step, cfg.max_steps, cfg.optim)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            t0 = time.perf_counter()
-            opt.zero_grad(set_to_none=True)
-            loss = torch.zeros((), device=device)
-            micro = list(zip(shard(x, world).chunk(cfg.grad_accum), shard(y, world).chunk(cfg.grad_accum),
-                             strict=True))
-            for i, (xm, ym) in enumerate(micro):
-                xm, ym = xm.to(device), ym.to(device)
-                sync = contextlib.nullcontext() if world.size == 1 or i == len(micro) - 1 else net.no_sync()
-                with sync:
-                    with precision:
-                        out = net(xm, labels=ym)
-                        micro_loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
-                    if not bool(mean_across(torch.isfinite(micro_loss).float(), world) == 1):
-                        stop_on_nonfinite(model, xm, ym, step, micro_loss, run)
-                    (micro_loss / len(micro)).backward()
-                loss += micro_loss.detach() / len(micro)
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            opt.step()
-            train_time += time.perf_counter() - t0
-            tokens += x.numel()
-            record: dict[str, Any] = {"step": step + 1, "loss": mean_across(loss, world).item(), "lr": lr}
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-                last_eval = evaluate(model, task, 2 * cfg.batch_size, device)
-                record.update({f"eval/{k}": v for k, v in last_eval.items()})
-                if not best or better(last_eval[task.metric], best[task.metric]):
-                    best = last_eval
-                bar.update(bar_task, info=f"{task.metric} {last_eval[task.metric]:.3f}")
-            if run:
-                run.log(record)
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-                    save_checkpoint(ckpt, model, opt, {"step": step + 1, "tokens": tokens, "train_time": train_time,
-                                                       "best": best, "last_eval": last_eval})
-                    if cfg.keep_checkpoints:
-                        save_weights(model, run.path / "checkpoints" / f"step-{step + 1:06d}.safetensors")
-            bar.advance(bar_task)
-            if "eval/accuracy" in record and record["eval/accuracy"] >= cfg.target_accuracy:
-                break
-    result = {
-        "steps": step + 1,
-        "final": last_eval,
-        "best": best,
-        "num_params": model.num_params(),
-        "state_size": model.state_size(task.max_len),
-        "train_seconds": train_time,
-        "tokens_per_second": tokens / max(train_time, 1e-9),
-        "processes": world.size,
-        "threads": torch.get_num_threads(),
-    }
+    reporter.started(name, state.step, cfg.max_steps)
+    for step in range(state.step, cfg.max_steps):
+        x, y = next(batches)
+        lr = lr_at(step, cfg.max_steps, cfg.optim)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=device)
+        micro = list(zip(shard(x, world).chunk(cfg.grad_accum), shard(y, world).chunk(cfg.grad_accum), strict=True))
+        for i, (xm, ym) in enumerate(micro):
+            xm, ym = xm.to(device), ym.to(device)
+            sync = contextlib.nullcontext() if world.size == 1 or i == len(micro) - 1 else net.no_sync()
+            with sync:
+                with precision:
+                    out = net(xm, labels=ym)
+                    micro_loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
+                if not bool(mean_across(torch.isfinite(micro_loss).float(), world) == 1):
+                    stop(nonfinite_loss(model, xm, ym, step, micro_loss, run), step + 1)
+                (micro_loss / len(micro)).backward()
+            loss += micro_loss.detach() / len(micro)
+        norm = grad_norm(model)          # the same on every process: gradients are averaged by now
+        if not bool(torch.isfinite(norm)):
+            stop(nonfinite_gradient(model, norm.item(), step) + save_batch(run, step, shard(x, world),
+                                                                          shard(y, world)), step + 1)
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grads_with_norm_(model.parameters(), cfg.optim.grad_clip, norm)
+        opt.step()
+        state.train_time += time.perf_counter() - t0
+        state.tokens += x.numel()
+        state.step = step + 1
+        record: dict[str, Any] = {"step": step + 1, "loss": mean_across(loss, world).item(), "lr": lr}
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
+            state.last_eval = evaluate(model, task, 2 * cfg.batch_size, device)
+            record.update({f"eval/{k}": v for k, v in state.last_eval.items()})
+            if not state.best or better(state.last_eval[task.metric], state.best[task.metric]):
+                state.best = state.last_eval
+        checkpoint = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
+        if checkpoint and (bad := first_nonfinite(model.state_dict())):
+            stop(f"non-finite weights after step {step + 1}, first in {bad}", step + 1)
+        if run:
+            run.log(record)
+            if checkpoint:
+                save_checkpoint(run.path / CHECKPOINT, model, opt, dataclasses.asdict(state))
+                if cfg.keep_checkpoints:
+                    save_weights(model, run.path / "checkpoints" / f"step-{step + 1:06d}.safetensors")
+        reporter.stepped(name, step + 1, cfg.max_steps, record["loss"], state.last_eval)
+        if "eval/accuracy" in record and record["eval/accuracy"] >= cfg.target_accuracy:
+            break
+    if bad := first_nonfinite(model.state_dict()):
+        stop(f"non-finite weights after step {state.step}, first in {bad}", state.step)
+    result = _result(state, model, task, world)
     if run:
         from ..hf.run import MODEL_DIR, save_run_model
 
         save_run_model(model, run.path / MODEL_DIR, getattr(task, "tokenizer", None))
+        make_readable(run.path / MODEL_DIR)
         run.finish(result)
+    reporter.ended(name, result)
     return result

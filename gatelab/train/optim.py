@@ -8,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from ..layers.base import NO_WEIGHT_DECAY
+
 
 @dataclass(kw_only=True)
 class OptimConfig:
@@ -28,16 +30,25 @@ class OptimConfig:
                                         "min_lr_ratio": "[0, 1]", "grad_clip": "[0, inf)"}
 
 
-def no_decay(name: str, param: nn.Parameter) -> bool:
-    """Norm weights, biases (gate biases included) and input-independent gate logits get no weight decay."""
-    return param.dim() < 2 or name.endswith(".bias") or name.endswith("gate.logits")
+def marked_no_weight_decay(model: nn.Module) -> set[str]:
+    """Names of the parameters explicitly exempted from weight decay: those a layer names with
+    ``gatelab.layers.base.no_weight_decay``, and those carrying mamba_ssm's and flash-linear-attention's own
+    mark (``param._no_weight_decay = True``, for modules taken from those libraries)."""
+    marked = {id(getattr(module, name, None)) for _, module in model.named_modules()
+              for name in getattr(module, NO_WEIGHT_DECAY, ())}
+    return {name for name, p in model.named_parameters()
+            if id(p) in marked or getattr(p, "_no_weight_decay", False)}
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with two groups: weight decay on every parameter of 2 or more dims, none on 1-D parameters (norm
+    weights, biases, gate biases) and on the parameters marked as exempt (``marked_no_weight_decay``: Mamba's
+    A_log, D, dt_bias, ...)."""
+    exempt = marked_no_weight_decay(model)
     decay, plain = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (plain if no_decay(name, p) else decay).append(p)
+            (plain if p.dim() < 2 or name in exempt else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
 

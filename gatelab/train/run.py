@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import platform
+import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ..config import ConfigError
+from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT
+from .files import read_json, remove_orphan_temps, write_json_atomic
+
+__all__ = ["NONFINITE_BATCH", "RunDir", "device_name", "differences", "environment", "git_commit", "stored_config",
+           "what_it_computes", "write_json_atomic"]
 
 
 @functools.cache
@@ -52,31 +58,96 @@ def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
     }
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def differences(stored: dict[str, Any], config: dict[str, Any], prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """The dotted keys whose values differ between two (nested) configs, with the stored and the new value."""
+    out = []
+    for k in sorted(set(stored) | set(config)):
+        a, b = stored.get(k), config.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((f"{prefix}{k}", a, b))
+    return out
+
+
+def what_it_computes(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config without the fields that only say how often the run saved itself along the way."""
+    return {k: v for k, v in config.items() if k != "checkpoint_every"}
+
+
+def _listed(diff: list[tuple[str, Any, Any]]) -> str:
+    shown = "; ".join(f"{key}: {a!r} there, {b!r} here" for key, a, b in diff[:4])
+    return shown + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+
+
+def stored_config(folder: str | Path) -> dict[str, Any] | None:
+    """The resolved config stored in a run folder (fields added since it was written at their defaults), or None
+    if it has none; one that cannot be read is a ConfigError naming the file."""
+    from .config import TrainConfig
+
+    path = Path(folder) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        return TrainConfig.stored(path)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable run configuration ({e})") from e
+
+
+NONFINITE_BATCH = "nonfinite_batch.safetensors"      # the batch a run diverged on
+# What a finished (or diverged) run adds, and what is measured on its final model: gone once the run trains again.
+FINISHED = ("result.json", "model", "analysis", "measure.json", NONFINITE_BATCH, "nonfinite_batch.pt")
+# Everything a run writes into its folder (besides its lock), cleared when the folder starts a new run.
+OUTPUTS = ("config.json", "meta.json", "metrics.jsonl", "tokenizer.json", CHECKPOINT, LEGACY_CHECKPOINT,
+           "checkpoints", *FINISHED)
 
 
 class RunDir:
     """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``result.json``, and the trained model in
-    ``model/`` (Hugging Face format)."""
+    ``model/`` (Hugging Face format). A folder holds one resolved configuration: starting a run of another one in
+    it is an error unless asked to overwrite, and a new start clears every output of the run before."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
 
-    def start(self, config: dict[str, Any], device: str) -> None:
+    def conflict(self, config: dict[str, Any]) -> str | None:
+        """Why this folder may not take a run of ``config`` without overwriting (None if it may): it holds a
+        run of another configuration (however often either saves a checkpoint), or outputs without a config."""
+        stored = stored_config(self.path)
+        if stored is None:
+            found = [name for name in OUTPUTS if (self.path / name).exists()]
+            return f"{self.path} holds run outputs ({', '.join(found)}) but no config.json" if found else None
+        diff = differences(what_it_computes(stored), what_it_computes(config))
+        return f"{self.path} holds a run of another configuration ({_listed(diff)})" if diff else None
+
+    def clear(self, names: tuple[str, ...] = OUTPUTS) -> None:
+        """Remove the named outputs and any temporary file a killed writer left behind."""
+        for name in names:
+            path = self.path / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        remove_orphan_temps(self.path)
+        remove_orphan_temps(self.path / "checkpoints")
+
+    def start(self, config: dict[str, Any], device: str, overwrite: bool = False) -> None:
+        """Begin a new run of ``config`` here, from step 0: refuse a folder of another configuration (ConfigError)
+        unless ``overwrite``, then clear the previous run's outputs, so none of them outlives it."""
+        problem = None if overwrite else self.conflict(config)
+        if problem:
+            raise ConfigError(f"{problem}; pass --overwrite (overwrite=True) to replace it, or use another folder")
+        self.clear()
         write_json_atomic(self.path / "config.json", config)
         write_json_atomic(self.path / "meta.json", environment(device))
         (self.path / "metrics.jsonl").write_text("")
+
+    def resume(self, step: int) -> None:
+        """Continue the run here from its checkpoint at ``step``: drop later metrics (logged again) and the
+        outputs of an earlier finish (rewritten when this one finishes)."""
+        self.clear(FINISHED)
+        self.truncate_log(step)
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
@@ -84,9 +155,10 @@ class RunDir:
 
     def check_config(self, config: dict[str, Any], stored: dict[str, Any]) -> None:
         """Refuse to continue a run folder with a different configuration (``stored``: its config as read)."""
-        if stored != config:
-            diff = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-            raise ValueError(f"{self.path} holds a run of another configuration (differs in {', '.join(diff)})")
+        diff = differences(stored, config)
+        if diff:
+            raise ConfigError(f"{self.path} holds a run of another configuration ({_listed(diff)}); a run resumes "
+                              "with the configuration it started with")
 
     def truncate_log(self, step: int) -> None:
         """Drop metrics logged after ``step`` (a resumed run logs them again)."""
@@ -98,6 +170,6 @@ class RunDir:
         write_json_atomic(self.path / "result.json", result)
 
     def result(self) -> dict[str, Any] | None:
-        """The finished run's result, or None if it never finished."""
+        """The finished (or diverged) run's result, or None if it never finished."""
         path = self.path / "result.json"
-        return json.loads(path.read_text()) if path.exists() else None
+        return read_json(path) if path.exists() else None

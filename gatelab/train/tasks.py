@@ -58,13 +58,14 @@ class MQARTask:
 @torch.no_grad()
 def perplexity(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, device: str = "cpu") -> float:
     """``exp`` of the mean next-token loss of ``model`` over windows ``x`` with targets ``y`` (``[N, T]`` each,
-    from ``windows``: every token predicted once, the usual word-level LM protocol)."""
+    from ``windows``: every token predicted once, the usual word-level LM protocol); infinity past float range."""
     total = 0.0
     for i in range(0, len(x), batch_size):
         logits = model(x[i:i + batch_size].to(device)).logits.float()
         target = y[i:i + batch_size].to(device)
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten(), reduction="sum").item()
-    return math.exp(total / y.numel())
+    mean = total / y.numel()
+    return math.exp(mean) if mean < 709.0 else math.inf     # (exp overflows a float beyond ~709.78)
 
 
 class LMTask:

@@ -23,10 +23,19 @@ GATED_VARIANTS = [
     dict(gate_source="linear", gate_granularity="headwise", gate_init_prob=0.25),
     dict(gate_granularity="headwise", n_kv_heads=1, gate_position="g2"),
     dict(clip_gamma=-0.05),
+    dict(gate_kind="scale"),
+    dict(gate_kind="scale", gate_scale=0.25, gate_position="g2", n_kv_heads=1),
+    dict(gate_kind="rmsnorm"),
+    dict(gate_kind="rmsnorm", gate_norm_eps=1e-5, gate_position="g5"),
+    dict(gate_kind="silu"),
+    dict(gate_kind="silu", gate_position="g3"),
+    dict(gate_source="constant", gate_granularity="headwise"),
+    dict(qk_norm=False, rotary_fraction=0.5),
 ]
 
 ATTN_VARIANTS = [dict(n_kv_heads=1), dict(qk_norm=True), dict(rope=False), dict(clip_gamma=-0.1, clip_zeta=1.1),
-                 dict(head_dim=6)]
+                 dict(head_dim=6), dict(qk_norm=True, qk_norm_eps=1e-3), dict(rotary_fraction=0.25),
+                 dict(rotary_fraction=0.5, n_kv_heads=1, head_dim=12)]
 
 CASES = (
     [pytest.param(key, {}, id=key) for key in MIXERS.names()]
@@ -39,16 +48,21 @@ CASES = (
        pytest.param("swa", dict(window=4, n_kv_heads=1, clip_gamma=-0.05), id="swa-window4-gqa-clipped"),
        pytest.param("gdn", dict(chunk_size=4, head_dim=6), id="gdn-chunk4-headdim6"),
        pytest.param("gdn", dict(use_short_conv=False, mode="recurrent"), id="gdn-noconv-recurrent"),
+       pytest.param("gdn", dict(num_v_heads=4, expand_v=1.0, chunk_size=4), id="gdn-qwen3next-grouped-v"),
+       pytest.param("gdn", dict(num_v_heads=6, mode="recurrent", head_dim=6), id="gdn-grouped-v3-recurrent"),
+       pytest.param("swa", dict(window=4, rotary_fraction=0.5), id="swa-window4-partial-rotary"),
        pytest.param("deltanet", dict(use_output_gate=True, chunk_size=3), id="deltanet-gate-chunk3"),
        pytest.param("retnet", dict(chunk_size=5), id="retnet-chunk5"),
        pytest.param("hgrn2", dict(expand_ratio=3, chunk_size=4), id="hgrn2-ratio3"),
        pytest.param("base_conv", dict(kernel_size=16), id="base_conv-long"),
        pytest.param("gam", dict(num_slots=7), id="gam-7slots"),
        pytest.param("mamba2", dict(d_state=5, chunk_size=4, expand=1), id="mamba2-N5-chunk4"),
+       pytest.param("mamba2", dict(n_groups=2, d_state=3, chunk_size=4), id="mamba2-groups2"),
        pytest.param("mamba", dict(d_state=3, chunk_size=4, dt_rank=2), id="mamba-N3-chunk4"),
        pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3"),
        pytest.param("liger", dict(window=3, chunk_size=4), id="liger-window3"),
-       pytest.param("liger", dict(window=3, mode="recurrent", mix=0.2), id="liger-recurrent")]
+       pytest.param("liger", dict(window=3, mode="recurrent", mix=0.2), id="liger-recurrent"),
+       pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm")]
 )
 
 
@@ -104,7 +118,7 @@ def test_state_size_and_description(key):
 
 def test_documented_gate_parameter_counts():
     d, H, D = 32, 4, 8
-    base = MIXERS.get("attn")(d, n_heads=H)
+    base = MIXERS.get("attn")(d, n_heads=H, qk_norm=True)  # gated_attn has QK-norm by default
     n = sum(p.numel() for p in base.parameters())
 
     def count(**o):
@@ -114,6 +128,10 @@ def test_documented_gate_parameter_counts():
     assert count(gate_granularity="headwise") == d * H              # headwise G1
     assert count(gate_position="g5") == d * d                       # dense-output G5
     assert count(gate_source="per_head", gate_granularity="headwise") == H * (d // H + 1)
+    assert count(gate_source="constant") == H * D                   # input-independent, elementwise
+    assert count(gate_kind="rmsnorm") == D                          # SDPA-RMSNorm: one weight shared by heads
+    assert count(gate_kind="silu") == count(gate_kind="scale") == 0
+    assert count(qk_norm=False) == d * H * D - 2 * D
 
 
 def test_gate_init_prob_sets_initial_gate_and_probe_sees_it():
@@ -146,6 +164,13 @@ def test_attention_probe_reads_probabilities_only_when_hooked():
     ("gated_attn", dict(d_model=32, n_heads=4, gate_position="g7"), "'g7' is not allowed"),
     ("gated_attn", dict(d_model=32, n_heads=4, gate_source="per_head"), "headwise"),
     ("gated_attn", dict(d_model=32, n_heads=4, gate_init_prob=1.5), "init_prob"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_kind="rmsnorm", gate_source="constant"), "does not use"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_kind="rmsnorm", gate_norm_eps=0.0), "gate_norm_eps"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_kind="scale", gate_scale=float("inf")), "gate_scale"),
+    ("gated_attn", dict(d_model=32, n_heads=4, gate_colour="red"), "unknown config key.*gate_colour"),
+    ("attn", dict(d_model=32, n_heads=4, qk_norm=True, qk_norm_eps=0.0), "qk_norm_eps"),
+    ("attn", dict(d_model=32, n_heads=4, rotary_fraction=0.1), "rotary_fraction"),
+    ("gdn", dict(d_model=32, n_heads=4, num_v_heads=6), "num_v_heads must be a multiple"),
     ("gla", dict(d_model=30, n_heads=4), "multiple of n_heads"),
     ("gla", dict(d_model=32, n_heads=4, mode="fused"), "'fused' is not allowed"),
     ("gla", dict(d_model=32, n_heads=4, chunk_size=0), "chunk_size"),
@@ -161,16 +186,22 @@ def test_unknown_mixer_lists_valid_keys():
 
 
 def test_every_gate_variant_constructs_runs_and_counts_params():
+    """Every combination of the choice options: the gate's (kind 'gate') at every position, and each control in
+    place of the gate at every position."""
     from typing import get_args, get_type_hints
 
     from gatelab.layers.token.gates import GateOptions
 
-    choices = {name: get_args(tp) for name, tp in get_type_hints(GateOptions).items() if name != "init_prob"}
+    choices = {name: get_args(tp) for name, tp in get_type_hints(GateOptions).items() if get_args(tp)}
+    choices.pop("init_prob")
+    kinds = choices.pop("kind")
     x = torch.randn(1, 5, D_MODEL)
+    combos = [dict(zip(choices, c, strict=True), kind="gate") for c in itertools.product(*choices.values())]
+    combos += [dict(position=p, kind=k) for p in choices["position"] for k in kinds if k != "gate"]
     built = 0
-    for combo in itertools.product(*choices.values()):
-        opts = {f"gate_{k}": v for k, v in zip(choices, combo, strict=True)}
-        if opts["gate_source"] == "per_head" and opts["gate_granularity"] != "headwise":
+    for combo in combos:
+        opts = {f"gate_{k}": v for k, v in combo.items()}
+        if combo.get("source") == "per_head" and combo["granularity"] != "headwise":
             with pytest.raises(ConfigError, match="headwise"):
                 MIXERS.get("gated_attn")(D_MODEL, n_heads=N_HEADS, **opts)
             continue
@@ -179,4 +210,5 @@ def test_every_gate_variant_constructs_runs_and_counts_params():
         assert y.shape == x.shape and torch.isfinite(y).all()
         assert sum(p.numel() for p in mixer.parameters()) == mixer.expected_num_params()
         built += 1
-    assert built == 5 * 2 * 2 * 2 * 4 * 3 - 5 * 2 * 2 * 4  # every combination but per_head x elementwise
+    # every gate combination but per_head x elementwise, and three controls at five positions
+    assert built == 5 * 2 * 2 * 2 * 4 * 3 - 5 * 2 * 2 * 4 + 5 * 3

@@ -116,3 +116,46 @@ def test_dropout_acts_in_training_only():
     assert torch.equal(model(x).logits, model(x).logits)
     with pytest.raises(ConfigError, match="model.dropout"):
         DecoderLM(ModelConfig(dropout=1.0))
+
+
+def _bounds_seen(model: DecoderLM, ids: torch.Tensor) -> list:
+    """The lower_bound each layer's mixer received in one forward (None when it got none)."""
+    seen = [None] * len(model.blocks)
+    hooks = [b.mixer.register_forward_hook(lambda m, a, kw, out, i=i: seen.__setitem__(i, kw.get("lower_bound")),
+                                           with_kwargs=True) for i, b in enumerate(model.blocks)]
+    model(ids)
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def test_hgrn2_layers_get_hgrns_cumulative_softmax_lower_bounds():
+    model = DecoderLM(ModelConfig(vocab_size=50, d_model=16, n_layers=4, n_heads=2, mixer="hgrn2,hgrn2,attn,hgrn2"))
+    ids = torch.randint(0, 50, (1, 6))
+    assert model.lower_bounds.shape == (4, 16) and not model.lower_bounds.any()   # zeros, as flash-linear-attention
+    seen = _bounds_seen(model, ids)
+    assert seen[0] is None and seen[2] is None                # the first layer (bound 0) and the attention layer
+    torch.testing.assert_close(seen[1], torch.full((16,), 0.25))
+    torch.testing.assert_close(seen[3], torch.full((16,), 0.75))
+    with torch.no_grad():
+        model.lower_bounds.normal_()
+    p = model.lower_bounds.softmax(0)
+    torch.testing.assert_close(_bounds_seen(model, ids)[3], p[1:].sum(0))      # cumsum minus the first row
+    model(ids, labels=ids).loss.backward()
+    assert torch.isfinite(model.lower_bounds.grad).all() and model.lower_bounds.grad[1:].abs().sum() > 0
+
+
+def test_hgrn2_lower_bound_can_be_switched_off():
+    model = DecoderLM(ModelConfig(vocab_size=50, d_model=16, n_layers=2, n_heads=2, mixer="hgrn2",
+                                  mixer_options={"hgrn2": {"lower_bound": False}}))
+    assert model.lower_bounds is None and "lower_bounds" not in model.state_dict()
+    assert _bounds_seen(model, torch.randint(0, 50, (1, 6))) == [None, None]
+
+
+def test_mixers_sharing_lower_bounds_must_agree_on_width(monkeypatch):
+    from gatelab.layers.token import HGRN2
+
+    monkeypatch.setitem(MIXERS._entries, "hgrn2_copy", HGRN2)
+    with pytest.raises(ConfigError, match="one lower_bounds table"):
+        DecoderLM(ModelConfig(d_model=16, n_heads=2, mixer="hgrn2,hgrn2_copy",
+                              mixer_options={"hgrn2_copy": {"expand_ratio": 3}}))

@@ -46,16 +46,17 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_one(tmp_path, monke
     import gatelab.train.checkpoint as ckpt
 
     kill_at_step_25(tmp_path / "run", monkeypatch)  # the last checkpoint is step 20's; the next write is at 30
-    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
 
-    def dies_mid_write(obj, f):
-        f.write(b"partial")
+    def dies_mid_write(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt.torch, "save", dies_mid_write)
+    monkeypatch.setattr(ckpt, "save_file", dies_mid_write)
     with pytest.raises(KeyboardInterrupt):
         train(config(), tmp_path / "run", progress=False, resume=True)
-    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 

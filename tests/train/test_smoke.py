@@ -61,22 +61,32 @@ def test_warmup_then_cosine():
     assert torch.tensor(lrs).max() == 1.0
 
 
-def test_a_nonfinite_loss_names_the_first_bad_layer_and_saves_the_batch(tmp_path):
+def test_a_nonfinite_loss_names_the_first_bad_layer_and_saves_the_batch(tmp_path, monkeypatch):
     import pytest
+    from safetensors.torch import load_file
 
+    import gatelab.train.loop as loop
     from gatelab.models import DecoderLM
-    from gatelab.train.diagnostics import first_nonfinite_module
+    from gatelab.train.diagnostics import TrainingDiverged, first_nonfinite_module
 
     model = DecoderLM(ModelConfig(d_model=16, n_heads=2, mixer="gla,attn", channel="mlp"))
     with torch.no_grad():
         model.blocks[1].channel.w1.weight[0, 0] = float("nan")
     assert first_nonfinite_module(model, torch.randint(0, 64, (2, 8))) == "blocks.1.channel.w1"
 
+    class Poisoned(DecoderLM):
+        def __init__(self, config):
+            super().__init__(config)
+            with torch.no_grad():
+                self.blocks[1].mixer.o_proj.weight[0, 0] = float("nan")
+
+    monkeypatch.setattr(loop, "DecoderLM", Poisoned)
     cfg = tiny_config()
     cfg.max_steps, cfg.eval_every = 5, 5
-    cfg.optim.lr, cfg.optim.grad_clip, cfg.optim.warmup_frac = 1e30, 0.0, 0.0
-    message = r"non-finite training loss .* at step \d+: first non-finite output in \w+"
-    with pytest.raises(FloatingPointError, match=message):
+    message = r"non-finite training loss \(nan\) at step 1: first non-finite output in blocks.1.mixer.o_proj"
+    with pytest.raises(TrainingDiverged, match=message):
         train(cfg, tmp_path / "run", progress=False)
-    batch = torch.load(tmp_path / "run" / "nonfinite_batch.pt")
-    assert batch["inputs"].shape == (32, 32)
+    batch = load_file(tmp_path / "run" / "nonfinite_batch.safetensors")        # no pickle: safetensors
+    assert batch["inputs"].shape == (32, 32) and batch["labels"].shape == (32, 32)
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["diverged"] and result["diverged_at"] == 1 and result["steps"] == 0

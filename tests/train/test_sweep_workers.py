@@ -1,5 +1,6 @@
 """A sweep trained by worker processes computes exactly what the same sweep computes in one process."""
 import dataclasses
+import io
 import subprocess
 import sys
 import time
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gatelab.train.progress import LineProgress
 from gatelab.train.sweep import SweepRun, run_sweep
 
 from .test_resume import config, losses
@@ -35,12 +37,20 @@ def test_workers_train_the_same_runs_as_one_process_and_leave_finished_ones_alon
     together = run_sweep(runs(), tmp_path / "one", progress=False)
     run_sweep(runs()[:1], tmp_path / "two", progress=False)
     finished = (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns
-    apart = run_sweep(runs(), tmp_path / "two", progress=False, workers=2)
+    shown = io.StringIO()
+    apart = run_sweep(runs(), tmp_path / "two", progress=LineProgress(every=0.0, out=shown, runs=3, done=1),
+                      workers=2)
     assert (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns == finished
     assert [r["run"] for r in apart] == ["r0", "r1", "r2"]
     for a, b in zip(together, apart, strict=True):
         assert measured(a) == measured(b)
         assert losses(tmp_path / "one" / "runs" / a["run"]) == losses(tmp_path / "two" / "runs" / b["run"])
+    lines = shown.getvalue().splitlines()                          # the workers' runs reported here
+    for name in ("r1", "r2"):
+        assert f"{name}: started, step 0/12" in lines and any(line.startswith(f"{name}: step 12/12, loss ")
+                                                              for line in lines)
+    ends = [line.split(":")[0].split() for line in lines if line.startswith("[")]     # "[2/3] r1: finished ..."
+    assert sorted(count for count, _ in ends) == ["[2/3]", "[3/3]"] and sorted(n for _, n in ends) == ["r1", "r2"]
 
 
 def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):

@@ -12,7 +12,7 @@ from ...ops.softmax_attn import sdpa_attention, softmax_attention
 from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require
 from ..rope import RotaryEmbedding
-from .gates import AttentionGate, GateOptions
+from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
 
 
 @dataclass
@@ -28,25 +28,33 @@ class KVCache:
 @dataclass(kw_only=True)
 class AttentionConfig:
     """Options of ``attn``. ``n_kv_heads`` < ``n_heads`` is grouped-query attention; ``head_dim`` defaults to
-    ``d_model // n_heads``. ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches to the clipped softmax of
-    Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives ``gamma = -alpha / T``)."""
+    ``d_model // n_heads``. ``qk_norm`` applies an RMSNorm over head_dim (one weight per norm, shared by the heads)
+    to q and k before RoPE, as Qwen3, with epsilon ``qk_norm_eps`` (Qwen3's 1e-6); off in ``attn`` (Vaswani et al.
+    have none), on in ``gated_attn``. ``rotary_fraction`` rotates only the first ``int(head_dim * fraction)`` dims
+    of each head (Qwen3-Next: 0.25; default 1.0, every dim). ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches
+    to the clipped softmax of Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives
+    ``gamma = -alpha / T``)."""
 
     d_model: int
     n_heads: int = 4
     n_kv_heads: int | None = None
     head_dim: int | None = None
     qk_norm: bool = False
+    qk_norm_eps: float = 1e-6
     rope: bool = True
     rope_base: float = 10000.0
+    rotary_fraction: float = 1.0
     clip_gamma: float = 0.0
     clip_zeta: float = 1.0
 
 
 @MIXERS.register("attn")
 class SoftmaxAttention(TokenMixer):
-    """Causal multi-head softmax attention with RoPE, GQA, optional QK-norm and a KV-cache state.
+    """Causal multi-head softmax attention with RoPE (optionally partial), GQA, optional QK-norm and a KV-cache
+    state.
 
-    Vaswani et al. 2017 (arXiv 1706.03762); GQA: Ainslie et al. 2023; QK-norm as in Qwen3.
+    Vaswani et al. 2017 (arXiv 1706.03762); GQA: Ainslie et al. 2023; QK-norm and partial rotary as in Qwen3 and
+    Qwen3-Next (off by default here: this is the plain baseline).
     Input and output ``[B, T, d_model]``. Parameters:
     ``d_model * H * D`` (q_proj) + ``2 * d_model * Hkv * D`` (k_proj, v_proj) + ``H * D * d_model`` (o_proj)
     + ``2 * D`` with QK-norm. The attention probabilities ``[B, H, Tq, Tk]`` pass through ``attn_probe``
@@ -69,7 +77,11 @@ class SoftmaxAttention(TokenMixer):
             cfg.head_dim = d_model // cfg.n_heads
         require(cfg.n_heads % cfg.n_kv_heads == 0,
                 f"n_heads={cfg.n_heads} must be a multiple of n_kv_heads={cfg.n_kv_heads}")
-        require(not cfg.rope or cfg.head_dim % 2 == 0, f"RoPE needs an even head_dim; got {cfg.head_dim}")
+        require(cfg.qk_norm_eps > 0, f"qk_norm_eps must be > 0; got {cfg.qk_norm_eps}")
+        require(cfg.qk_norm or cfg.qk_norm_eps == 1e-6, f"qk_norm_eps={cfg.qk_norm_eps} has no effect with "
+                "qk_norm=False; set qk_norm=True or leave qk_norm_eps at its default")
+        require(cfg.rope or cfg.rotary_fraction == 1.0, f"rotary_fraction={cfg.rotary_fraction} has no effect with "
+                "rope=False; set rope=True or leave rotary_fraction at its default")
         require(cfg.clip_gamma <= 0 and cfg.clip_zeta >= 1,
                 f"clipped softmax needs clip_gamma <= 0 and clip_zeta >= 1; got {cfg.clip_gamma}, {cfg.clip_zeta}")
         self.config = cfg
@@ -78,9 +90,9 @@ class SoftmaxAttention(TokenMixer):
         self.k_proj = nn.Linear(d_model, Hkv * D, bias=False)
         self.v_proj = nn.Linear(d_model, Hkv * D, bias=False)
         self.o_proj = nn.Linear(H * D, d_model, bias=False)
-        self.q_norm = nn.RMSNorm(D) if cfg.qk_norm else None
-        self.k_norm = nn.RMSNorm(D) if cfg.qk_norm else None
-        self.rope = RotaryEmbedding(D, cfg.rope_base) if cfg.rope else None
+        self.q_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
+        self.rope = RotaryEmbedding(D, cfg.rope_base, rotary_fraction=cfg.rotary_fraction) if cfg.rope else None
         self.attn_probe = Probe()
 
     window: int | None = None
@@ -94,15 +106,16 @@ class SoftmaxAttention(TokenMixer):
         return y
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q ``[B, T, H, D]``, k and v ``[B, T, Hkv, D]`` (gated at G4/G3/G2 if so configured, QK-normed)."""
+        """q ``[B, T, H, D]``, k and v ``[B, T, Hkv, D]``: QK-normed if so configured, then gated at G4/G3/G2 if so
+        configured (after the norm, which would otherwise undo a headwise gate on q or k)."""
         cfg = self.config
         B, T, _ = x.shape
-        q = self._gate("g4", self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim), x)     # (B, T, H, D)
-        k = self._gate("g3", self.k_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
-        v = self._gate("g2", self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim), x)  # (B, T, Hkv, D)
+        q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim)                           # (B, T, H, D)
+        k = self.k_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)                        # (B, T, Hkv, D)
+        v = self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)                        # (B, T, Hkv, D)
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        return q, k, v
+        return self._gate("g4", q, x), self._gate("g3", k, x), self._gate("g2", v, x)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: KVCache | None
                ) -> tuple[torch.Tensor, KVCache]:
@@ -148,16 +161,20 @@ class SoftmaxAttention(TokenMixer):
 
 @dataclass(kw_only=True)
 class GatedAttentionConfig(AttentionConfig):
-    """Options of ``gated_attn``: those of ``attn`` plus the gate (``GateOptions``, each field prefixed
-    ``gate_``)."""
+    """Options of ``gated_attn``: those of ``attn``, with QK-norm on (the paper's Qwen3 models have it, in the
+    baseline and in the gated models), plus the gate (``GateOptions``, each field prefixed ``gate_``)."""
 
-    gate_position: str = "g1"
-    gate_granularity: str = "elementwise"
-    gate_sharing: str = "head_specific"
-    gate_mode: str = "multiplicative"
-    gate_activation: str = "sigmoid"
-    gate_source: str = "linear"
+    qk_norm: bool = True
+    gate_position: Position = "g1"
+    gate_kind: Kind = "gate"
+    gate_granularity: Granularity = "elementwise"
+    gate_sharing: Sharing = "head_specific"
+    gate_mode: Mode = "multiplicative"
+    gate_activation: Activation = "sigmoid"
+    gate_source: Source = "linear"
     gate_init_prob: float | None = None
+    gate_scale: float = 0.5
+    gate_norm_eps: float = 1e-6
 
     def gate_options(self) -> GateOptions:
         fields = {f.name: getattr(self, "gate_" + f.name) for f in dataclasses.fields(GateOptions)}
@@ -168,13 +185,17 @@ class GatedAttentionConfig(AttentionConfig):
 class GatedAttention(SoftmaxAttention):
     """Softmax attention with a gate (Qiu et al. 2025, "Gated Attention for LLMs", arXiv 2505.06708).
 
-    Default: G1, elementwise, head-specific, sigmoid, multiplicative, as in Qwen3-Next:
-    ``o_proj(SDPA(q, k, v) * sigmoid(x W_g))``. Every variant of ``GateOptions`` is available, including the
-    conditional per-head gate of Quantizable Transformers (``gate_source='per_head'``,
-    ``gate_granularity='headwise'``, ``gate_init_prob=pi_init``). Parameters: those of ``attn`` plus the
-    gate's (``AttentionGate``), whose target at G1/G4 is ``H x D``, at G2/G3 ``Hkv x D``, at G5 ``1 x d_model``;
-    e.g. elementwise G1 adds ``d_model * H * D`` and headwise G1 adds ``d_model * H``. The gate scores pass
-    through ``gate.probe``.
+    Default: G1, elementwise, head-specific, sigmoid, multiplicative, with QK-norm (eps 1e-6), as the paper's
+    Qwen3 models and Qwen3-Next: ``o_proj(SDPA(q, k, v) * sigmoid(x W_g))``. Every variant of ``GateOptions`` is
+    available, including the conditional per-head gate of Quantizable Transformers (``gate_source='per_head'``,
+    ``gate_granularity='headwise'``, ``gate_init_prob=pi_init``; that paper's models have no QK-norm:
+    ``qk_norm=False``) and the paper's controls in place of the gate: ``gate_kind='rmsnorm'`` (SDPA-RMSNorm),
+    ``'silu'`` (SDPA-SiLU), ``'scale'`` (``gate_scale`` times the output), and the input-independent gate
+    ``gate_source='constant'``. Parameters: those of ``attn`` (with QK-norm: ``+ 2 * D``) plus the gate's, whose
+    target at G1/G4 is ``H x D``, at G2/G3 ``Hkv x D``, at G5 ``1 x d_model`` (``n x d``): e.g. elementwise G1
+    adds ``d_model * H * D`` and headwise G1 adds ``d_model * H`` (``AttentionGate``); ``rmsnorm`` adds ``d``,
+    ``silu`` and ``scale`` add nothing (``GateControl``). The gate scores (the scale's constant) pass through
+    ``gate.probe``.
     """
 
     description = "softmax attention with an output gate (G1..G5, elementwise/headwise, ...)"
@@ -187,7 +208,7 @@ class GatedAttention(SoftmaxAttention):
         c = self.config
         n, d = {"g1": (c.n_heads, c.head_dim), "g4": (c.n_heads, c.head_dim), "g2": (c.n_kv_heads, c.head_dim),
                 "g3": (c.n_kv_heads, c.head_dim), "g5": (1, d_model)}[opts.position]
-        self.gate = AttentionGate(d_model, n, d, opts)
+        self.gate = build_gate(d_model, n, d, opts)
 
     def _gate(self, position: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.gate(y, x) if position == self.gate.opts.position else y

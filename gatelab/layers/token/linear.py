@@ -54,7 +54,16 @@ class MultiScaleRetention(RecurrentMixer):
         self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
         self.o_proj = nn.Linear(self.value_dim, d_model, bias=False)
         self.rope = RotaryEmbedding(self.head_k, cfg.rope_base)
-        self.register_buffer("log_decay", torch.log1p(-(2.0 ** (-5.0 - torch.arange(cfg.n_heads)))), persistent=False)
+        self.register_buffer("log_decay", torch.empty(cfg.n_heads), persistent=False)                   # (H,)
+        self.reset_buffers()
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Recompute the non-persistent ``log_decay [H] = log(1 - 2^(-5 - h))``, in float32 whatever the buffer's
+        dtype (so a model built, cast and reloaded in any dtype holds the same decays). Loading that builds the
+        model on the meta device (``from_pretrained``) calls this after the weights are in."""
+        heads = torch.arange(self.config.n_heads, dtype=torch.float32, device=self.log_decay.device)
+        self.log_decay.copy_(torch.log1p(-(2.0 ** (-5.0 - heads))))
 
     def features(self, x, conv_state, offset):
         B, T, _ = x.shape
@@ -128,22 +137,33 @@ class LinearAttention(RecurrentMixer):
 @dataclass(kw_only=True)
 class HGRN2Config(RecurrentOptions):
     """Options of ``hgrn2``. ``expand_ratio``: the forget-gate (key) width per head; default ``d_model //
-    n_heads``. Unlike flash-linear-attention, it never overrides ``n_heads``."""
+    n_heads``. Unlike flash-linear-attention, it never overrides ``n_heads``. ``lower_bound``: take the
+    per-layer forget-gate lower bound from the model (HGRN's; False drops it, the gate is then a plain sigmoid)."""
 
     d_model: int
     n_heads: int = 4
     expand_ratio: int | None = None
+    lower_bound: bool = True
 
 
 @MIXERS.register("hgrn2")
 class HGRN2(RecurrentMixer):
-    """HGRN2 (Qin et al. 2024, arXiv 2404.07904): GLA whose input gate is tied to its forget gate,
-    ``g = logsigmoid(x W_f)``, ``k = 1 - e^g``, ``q = x W_q``, ``v = x W_i``, queries unscaled; per-head RMSNorm
-    and o_proj. Parameters, with ``K = H * expand_ratio``: ``2 * d_model * K`` (q_proj, f_proj)
-    + ``d_model^2`` (i_proj) + ``d_model / H`` (o_norm) + ``d_model^2`` (o_proj). The forget gates pass
-    through ``forget_gate_probe``."""
+    """HGRN2 (Qin et al. 2024, arXiv 2404.07904), as flash-linear-attention's HGRN2Attention: GLA whose input gate
+    is tied to its forget gate. With the layer's lower bound ``lb [K]`` in [0, 1) (HGRN, Qin et al. 2023,
+    arXiv 2311.04823: ``f = lb + (1 - lb) * sigmoid(x W_f)``, computed in log space as
+    ``g = logaddexp(log lb, log(1 - lb) + logsigmoid(x W_f))``), ``k = 1 - e^g``, ``q = silu(x W_q)``,
+    ``v = x W_i``, queries unscaled; RMSNorm over all ``d_model`` channels of the output and o_proj. (The paper's
+    standalone code, hgru2-pytorch, differs: sigmoid on q, SiLU on v, biases; gatelab follows fla.)
 
-    description = "HGRN2: GLA with the input gate tied to the forget gate (k = 1 - forget)"
+    The bounds come from the model (``DecoderLM.lower_bounds``, ``[n_layers, K]``, zeros: softmax over the layers,
+    cumulative sum, minus the first row, so the first layer's bound is 0 and higher layers forget less). A layer
+    used on its own, like the first layer, has no bound. ``lower_bound_dim`` is K, or 0 with ``lower_bound=False``.
+
+    Parameters, with ``K = H * expand_ratio``: ``2 * d_model * K`` (q_proj, f_proj) + ``d_model^2`` (i_proj)
+    + ``d_model`` (o_norm) + ``d_model^2`` (o_proj); the model adds K per layer (its lower_bounds). The forget
+    gates pass through ``forget_gate_probe``."""
+
+    description = "HGRN2: GLA with the input gate tied to the forget gate (k = 1 - forget), per-layer lower bound"
     paper = "Qin et al. 2024, arXiv 2404.07904"
     Config = HGRN2Config
     chunk_op, recurrent_op = staticmethod(chunk_gla), staticmethod(recurrent_gla)
@@ -156,30 +176,35 @@ class HGRN2(RecurrentMixer):
         require(cfg.expand_ratio >= 1, f"expand_ratio must be >= 1; got {cfg.expand_ratio}")
         self.config = cfg
         self.key_dim = cfg.n_heads * cfg.expand_ratio
+        self.lower_bound_dim = self.key_dim if cfg.lower_bound else 0
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.f_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.i_proj = nn.Linear(d_model, d_model, bias=False)
-        self.o_norm = GatedRMSNorm(self.head_v, cfg.norm_eps)
+        self.o_norm = nn.RMSNorm(d_model, eps=cfg.norm_eps)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
         self.forget_gate_probe = Probe()
 
-    def features(self, x, conv_state, offset):
+    def features(self, x, conv_state, offset, lower_bound: torch.Tensor | None = None):
         B, T, _ = x.shape
         H, E = self.config.n_heads, self.config.expand_ratio
-        g = F.logsigmoid(self.f_proj(x)).view(B, T, H, E)                               # (B, T, H, E)
+        g = F.logsigmoid(self.f_proj(x))                                                 # (B, T, K)
+        if lower_bound is not None:
+            lb = lower_bound.to(g.dtype)                                                 # (K,)
+            g = torch.logaddexp(lb.log(), torch.log1p(-lb) + g)                          # log(lb + (1 - lb) f)
+        g = g.view(B, T, H, E)                                                           # (B, T, H, E)
         if self.forget_gate_probe.active:
             self.forget_gate_probe(g.exp())
-        q = self.q_proj(x).view(B, T, H, E)
+        q = F.silu(self.q_proj(x)).view(B, T, H, E)
         k = -torch.expm1(g)                                                              # 1 - e^g, tied input gate
         v = self.i_proj(x).view(B, T, H, self.head_v)
         return (q, k, v), {"g": g, "scale": 1.0}, None, None
 
     def output(self, o, gate, x):
-        return self.o_proj(self.o_norm(o, None).flatten(2))
+        return self.o_proj(self.o_norm(o.flatten(2)))                                    # (B, T, d_model)
 
     def state_size(self, seq_len: int) -> int:
         return self.key_dim * self.head_v
 
     def expected_num_params(self) -> int:
         d = self.config.d_model
-        return 2 * d * self.key_dim + d * d + self.head_v + d * d
+        return 2 * d * self.key_dim + d * d + d + d * d

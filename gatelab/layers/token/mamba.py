@@ -10,7 +10,7 @@ from torch import nn
 
 from ...ops.selective_scan import chunk_selective_scan, recurrent_selective_scan
 from ...registry import MIXERS
-from ..base import Probe, require
+from ..base import Probe, no_weight_decay, require
 from ..conv import ShortConv
 from .recurrent import RecurrentMixer, RecurrentOptions
 
@@ -38,8 +38,9 @@ class Mamba(RecurrentMixer):
 
     Parameters, with E = expand * d_model, N = d_state, R = dt_rank: ``2 d E`` (in_proj) + ``E (k + 1)`` (conv)
     + ``E (R + 2N)`` (x_proj) + ``R E + E`` (dt_proj) + ``E N`` (A_log) + ``E`` (D) + ``E d`` (out_proj).
-    The state per sequence is ``E x N`` plus the convolution's last k - 1 inputs. ``exp(dt A)`` averaged over
-    the state passes through ``decay_probe`` as ``[B, T, E]``.
+    A_log and D get no weight decay, as in mamba_ssm. The state per sequence is ``E x N`` plus the
+    convolution's last k - 1 inputs. ``exp(dt A)`` averaged over the state passes through ``decay_probe`` as
+    ``[B, T, E]``.
     """
 
     description = "Mamba: selective state space (input-dependent dt, B, C per channel)"
@@ -66,6 +67,7 @@ class Mamba(RecurrentMixer):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # softplus(bias) = dt
         self.A_log = nn.Parameter(torch.log(torch.arange(1, N + 1, dtype=torch.float32)).repeat(E, 1))
         self.D = nn.Parameter(torch.ones(E))
+        no_weight_decay(self, "A_log", "D")  # as mamba_ssm's Mamba (modules/mamba_simple.py)
         self.out_proj = nn.Linear(E, d_model, bias=False)
         self.decay_probe = Probe()
 

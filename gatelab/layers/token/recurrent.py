@@ -64,10 +64,11 @@ class RecurrentMixer(TokenMixer):
     def _conv(self) -> ShortConv | None:
         return self._modules.get("conv")
 
-    def features(self, x: torch.Tensor, conv_state: torch.Tensor | None, offset: int
+    def features(self, x: torch.Tensor, conv_state: torch.Tensor | None, offset: int, **layer_inputs: Any
                  ) -> tuple[tuple[torch.Tensor, ...], dict, Any, torch.Tensor | None]:
         """``(op_args, op_kwargs, output_gate, conv_state)`` from ``x [B, T, d_model]``; op_args is ``(q, k, v)``
-        for the linear-attention ops."""
+        for the linear-attention ops. ``layer_inputs``: what the model passes to this layer's forward besides x
+        and the state (``lower_bound``, see ``TokenMixer``); only mixers that take them accept them."""
         raise NotImplementedError
 
     def output(self, o: torch.Tensor, gate: Any, x: torch.Tensor) -> torch.Tensor:
@@ -81,17 +82,20 @@ class RecurrentMixer(TokenMixer):
         c, conv_state = self._conv(u, conv_state)
         return F.silu(c), conv_state
 
-    def _run(self, x: torch.Tensor, state: RecurrentState | None, op) -> tuple[torch.Tensor, RecurrentState]:
+    def _run(self, x: torch.Tensor, state: RecurrentState | None, op, layer_inputs: dict
+             ) -> tuple[torch.Tensor, RecurrentState]:
         state = state or RecurrentState(None, None, 0)
-        args, kw, gate, conv_state = self.features(x, state.conv, state.offset)
+        args, kw, gate, conv_state = self.features(x, state.conv, state.offset, **layer_inputs)
         o, h = op(*args, **kw, initial_state=state.h, output_final_state=True, chunk_size=self.config.chunk_size)
         return self.output(o, gate, x), RecurrentState(conv_state, h, state.offset + x.shape[1])
 
-    def forward(self, x: torch.Tensor, state: RecurrentState | None = None) -> tuple[torch.Tensor, RecurrentState]:
-        return self._run(x, state, self.chunk_op if self.config.mode == "chunk" else self.recurrent_op)
+    def forward(self, x: torch.Tensor, state: RecurrentState | None = None, **layer_inputs: Any
+                ) -> tuple[torch.Tensor, RecurrentState]:
+        return self._run(x, state, self.chunk_op if self.config.mode == "chunk" else self.recurrent_op, layer_inputs)
 
-    def step(self, x: torch.Tensor, state: RecurrentState | None) -> tuple[torch.Tensor, RecurrentState]:
-        return self._run(x, state, self.recurrent_op)
+    def step(self, x: torch.Tensor, state: RecurrentState | None, **layer_inputs: Any
+             ) -> tuple[torch.Tensor, RecurrentState]:
+        return self._run(x, state, self.recurrent_op, layer_inputs)
 
     def init_state(self, batch_size: int) -> RecurrentState:
         return RecurrentState(self._conv.init_state(batch_size) if self._conv is not None else None, None, 0)

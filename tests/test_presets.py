@@ -1,0 +1,40 @@
+"""The compare grids: how each cell's model is laid out."""
+import pytest
+
+from gatelab.config import ConfigError
+from gatelab.layers.token.convolution import BaseConv
+from gatelab.models import DecoderLM
+from gatelab.presets import MULTI_SCALE_HEADS, preset
+
+
+def test_gatelab_pairing_puts_an_ungated_short_conv_ahead_of_every_mixer_layer():
+    (run, *_) = preset("quick").runs()
+    model = DecoderLM(run.config.resolved().model)
+    assert [type(b.mixer).__name__ for b in model.blocks] == ["SoftmaxAttention"] * 2
+    assert all(b.conv is not None and b.conv.conv.kernel_size == (3,) for b in model.blocks)
+
+
+def test_zoology_pairing_alternates_base_conv_and_the_mixer_with_no_short_conv():
+    grid = preset("quick")
+    grid.pairing = "base_conv"
+    runs = grid.runs()
+    assert {r.coords["mixer"] for r in runs} == {"attn", "gla"}
+    model = DecoderLM(runs[0].config.resolved().model)
+    assert isinstance(model.blocks[0].mixer, BaseConv) and type(model.blocks[1].mixer).__name__ == "SoftmaxAttention"
+    assert all(b.conv is None for b in model.blocks)
+
+
+@pytest.mark.parametrize("mixers,n_layers", [(["gla:attn=1:1"], 2), (["gla"], 3)])
+def test_zoology_pairing_refuses_schedules_and_odd_depths(mixers, n_layers):
+    grid = preset("quick")
+    grid.pairing, grid.mixers, grid.base.model.n_layers = "base_conv", mixers, n_layers
+    with pytest.raises(ConfigError, match="pairing base_conv"):
+        grid.runs()
+
+
+def test_multi_scale_mixers_get_several_heads_in_the_mqar_grids():
+    grid = preset("default")
+    grid.mixers = ["retnet", "mamba2", "gla"]
+    heads = {r.coords["mixer"]: DecoderLM(r.config.resolved().model).blocks[0].mixer.config.n_heads
+             for r in grid.runs()}
+    assert heads == {"retnet": MULTI_SCALE_HEADS, "mamba2": MULTI_SCALE_HEADS, "gla": 1}
