@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -32,8 +33,8 @@ LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_head
                      "model.d_model=128"]
 
 
-QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few steps); its accuracies sit near "
-              "chance and say nothing about the mixers. Run without --quick for the comparison.")
+QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few steps); its scores sit near chance "
+              "and say nothing about the mixers. Run without --quick for the comparison.")
 
 
 def number(kind: type, interval: str) -> Callable[[str], float]:
@@ -194,8 +195,6 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
     runs = grid.runs(vocab, out / "budget.json")
-    if args.quick or args.preset in ("quick", "lm-quick"):
-        console.print(QUICK_NOTE)
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
@@ -215,9 +214,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
 def cmd_generate(args: argparse.Namespace, console: Console) -> None:
     import torch
 
-    from .tasks.text import encode_prompt
-
     from .hf import load_run
+    from .tasks.text import encode_prompt
 
     check_run_files(args.run)
     model, tokenizer = load_run(args.run)
@@ -451,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         COMMANDS[args.command](args, console)
     except (ConfigError, KeyError, ValueError, OSError, ImportError, FloatingPointError) as e:
-        console.print(f"[red]error:[/] {error_message(e)}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(error_message(e))}", highlight=False, soft_wrap=True)
         return 2
     return 0
 

@@ -128,8 +128,8 @@ CLI: list[tuple[str, list[str], str]] = [
     ("resume-with-data", ["train", "--resume", "--out", "{lm}", "--data", "{corpus}"], names("--resume", "--data")),
     ("resume-without-out", ["train", "--resume"], names("--resume", "--out")),
     ("resume-empty-folder", ["train", "--resume", "--out", "{empty}"], names("resume", "config.json")),
-    ("resume-no-checkpoint", ["train", "--resume", "--out", "{lm}"], names("resume", "checkpoint")),
-    ("resume-damaged-config", ["train", "--resume", "--out", "{badrunconfig}"], names("config.json", "damaged")),
+    ("resume-no-checkpoint", ["train", "--resume", "--out", "{mq}"], names("resume", "checkpoint")),
+    ("resume-damaged-config", ["train", "--resume", "--out", "{badrunconfig}"], names("badrunconfig/config.json")),
     # compare
     *[(f"compare{flag}={value or 'empty'}", COMPARE + [flag, value], names(flag, value)) for flag, value in [
         ("--steps", "0"), ("--steps", "-5"), ("--steps", "ten"), ("--seeds", "0"), ("--seeds", "-1"),
@@ -168,15 +168,15 @@ CLI: list[tuple[str, list[str], str]] = [
     ("generate-missing-run", ["generate", "--run", "{root}/nothing", "--prompt", "a"], names("nothing", "model")),
     ("generate-mqar-run", ["generate", "--run", "{mq}", "--prompt", "a"], names("tokenizer", "generate")),
     ("generate-truncated-weights", ["generate", "--run", "{truncated}", "--prompt", "a"],
-     names("model.safetensors", "damaged")),
+     names("truncated/model/model.safetensors")),
     ("generate-damaged-config", ["generate", "--run", "{badmodelconfig}", "--prompt", "a"],
-     names("config.json", "damaged")),
+     names("badmodelconfig/model/config.json")),
     ("generate-empty-prompt", ["generate", "--run", "{lm}", "--prompt", ""], r"prompt is empty"),
     ("generate-no-prompt", ["generate", "--run", "{lm}"], names("--prompt", "required")),
     # analyze
     ("analyze-missing-run", ["analyze", "{root}/nothing"], names("nothing", "config.json")),
     ("analyze-mqar-run", ["analyze", "{mq}"], names("mqar", "lm")),
-    ("analyze-truncated-weights", ["analyze", "{truncated}"], names("model.safetensors", "damaged")),
+    ("analyze-truncated-weights", ["analyze", "{truncated}"], names("truncated/model/model.safetensors")),
     *[(f"analyze{flag}={value or 'empty'}", ["analyze", "{lm}", flag, value], names(flag, value)) for flag, value in [
         ("--eval-tokens", "-1"), ("--bits", "8"), ("--bits", "1:8"), ("--bits", "a:b"), ("--bits", ""),
         ("--bits", "8:8,")]],
@@ -393,8 +393,10 @@ def api_cases(paths: dict[str, str]) -> list[tuple[str, Callable[[], Any], type 
         ("tokenizer-unknown", lambda: build_tokenizer("char", ""), ValueError, names("char", "available")),
         ("windows-bos", lambda: windows(torch.arange(10), 1, bos=0), ValueError, names("seq_len=1", "BOS")),
         ("windows-short", lambda: windows(torch.arange(3), 8), ValueError, names("3 tokens", "8")),
-        ("load_run-missing", lambda: load_run(paths["root"] + "/nothing"), FileNotFoundError,
-         names("nothing", "config.json")),
+        ("load_run-missing", lambda: load_run(paths["root"] + "/nothing"), (ConfigError, FileNotFoundError),
+         names("nothing", "model")),
+        ("load_run-truncated", lambda: load_run(paths["truncated"]), ValueError,
+         names("truncated/model/model.safetensors")),
         ("preset-unknown", lambda: preset("nope"), ValueError, names("nope", "quick")),
         ("grid-no-mixers", _grid(mixers=[]), ConfigError, r"no mixers"),
         ("grid-mixer-key", _grid(mixers=["nope"]), KeyError, names("nope", "registered")),
@@ -409,8 +411,9 @@ def api_cases(paths: dict[str, str]) -> list[tuple[str, Callable[[], Any], type 
 
 
 def make_inputs(root: Path) -> dict[str, str]:
-    """The files the cases refer to: a tiny corpus, a latin-1 one, one without a valid split, a tiny LM run and a
-    tiny MQAR run, and copies of the LM run with damaged files."""
+    """The files the cases refer to: a tiny corpus, a latin-1 one, one without a valid split, a tiny LM run (with a
+    checkpoint, so that --resume would run) and a tiny MQAR run (without one), and copies of the LM run with damaged
+    files."""
     root.mkdir(parents=True, exist_ok=True)
     paths = {"root": str(root)}
 
@@ -440,8 +443,8 @@ def make_inputs(root: Path) -> dict[str, str]:
     paths["unknownjson"] = str(root / "unknown.json")
     lm, mq = root / "lm-run", root / "mq-run"
     tiny = ["--no-progress", "--set", "model.d_model=16", "--set", "max_steps=1", "--set", "eval_every=1"]
-    assert main(["train", "--task", "lm", "--data", paths["corpus"], "--out", str(lm), *tiny,
-                 "--set", "model.n_layers=1", "--set", "lm.seq_len=8", "--set", "batch_size=2"]) == 0
+    assert main(["train", "--task", "lm", "--data", paths["corpus"], "--out", str(lm), *tiny, "--set", "model.n_layers=1",
+                 "--set", "lm.seq_len=8", "--set", "batch_size=2", "--set", "checkpoint_every=1"]) == 0
     assert main(["train", "--out", str(mq), *tiny, "--set", "mqar.train_examples=16", "--set", "mqar.test_examples=8",
                  "--set", "mqar.vocab_size=128"]) == 0
     paths["lm"], paths["mq"] = str(lm), str(mq)
@@ -489,7 +492,8 @@ def test_the_python_api_cases_are_distinct(inputs):
 
 
 def _api_ids() -> list[str]:
-    return [case[0] for case in api_cases({"root": "", "nosplit": "", "latin1": "", "damagedcache": ""})]
+    return [case[0] for case in api_cases({name: "" for name in ("root", "nosplit", "latin1", "damagedcache",
+                                                                    "truncated")})]
 
 
 @pytest.mark.parametrize("case_id", _api_ids())
