@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__
-from . import layers  # noqa: F401  (registers mixers)
+from . import __version__, layers  # noqa: F401  (importing layers registers the mixers)
 from .config import ConfigError, Interval, apply_overrides, from_dict
 from .memory import keep_freed_memory
 from .models.lm import parse_schedule

@@ -443,8 +443,9 @@ def make_inputs(root: Path) -> dict[str, str]:
     paths["unknownjson"] = str(root / "unknown.json")
     lm, mq = root / "lm-run", root / "mq-run"
     tiny = ["--no-progress", "--set", "model.d_model=16", "--set", "max_steps=1", "--set", "eval_every=1"]
-    assert main(["train", "--task", "lm", "--data", paths["corpus"], "--out", str(lm), *tiny, "--set", "model.n_layers=1",
-                 "--set", "lm.seq_len=8", "--set", "batch_size=2", "--set", "checkpoint_every=1"]) == 0
+    assert main(["train", "--task", "lm", "--data", paths["corpus"], "--out", str(lm), *tiny,
+                 "--set", "model.n_layers=1", "--set", "lm.seq_len=8", "--set", "batch_size=2",
+                 "--set", "checkpoint_every=1"]) == 0
     assert main(["train", "--out", str(mq), *tiny, "--set", "mqar.train_examples=16", "--set", "mqar.test_examples=8",
                  "--set", "mqar.vocab_size=128"]) == 0
     paths["lm"], paths["mq"] = str(lm), str(mq)
