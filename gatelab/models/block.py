@@ -6,7 +6,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.base import TokenMixer
+from ..layers.base import Probe, TokenMixer
 from ..layers.conv import ShortConv
 
 
@@ -17,6 +17,8 @@ class Block(nn.Module):
     Zoology's pairing of every sequence mixer with a short convolution.
     ``forward(x, state, step)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``; ``step=True``
     sends the token mixer down its decoding path. ``dropout`` applies to each residual branch in training.
+    The residual sums after the token mixer and after the channel mixer ``[B, T, d_model]`` pass through
+    ``mixer_sum_probe`` and ``channel_sum_probe`` (analysis reads them; simulated quantization replaces them).
     """
 
     def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None,
@@ -26,6 +28,7 @@ class Block(nn.Module):
         self.mixer_norm, self.conv, self.mixer = norm_factory(), conv, mixer
         self.channel_norm = norm_factory() if channel is not None else None
         self.channel = channel
+        self.mixer_sum_probe, self.channel_sum_probe = Probe(), Probe()
 
     def init_state(self, batch_size: int) -> tuple[Any, Any]:
         conv_state = self.conv.init_state(batch_size) if self.conv is not None else None
@@ -39,9 +42,9 @@ class Block(nn.Module):
             c, conv_state = self.conv(h, conv_state)
             h = h + c
         y, mixer_state = self.mixer.step(h, mixer_state) if step else self.mixer(h, mixer_state)
-        x = x + self.dropout(y)
+        x = self.mixer_sum_probe(x + self.dropout(y))
         if self.channel is not None:
-            x = x + self.dropout(self.channel(self.channel_norm(x)))
+            x = self.channel_sum_probe(x + self.dropout(self.channel(self.channel_norm(x))))
         return x, (conv_state, mixer_state)
 
     def aux_loss(self) -> torch.Tensor | None:
