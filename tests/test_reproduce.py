@@ -33,10 +33,10 @@ def test_a_claim_whose_precondition_fails_is_untestable_whatever_the_comparison_
     no_sink = {"f_attn": {"baseline": [0.030, 0.031, 0.029], "g1": [0.020, 0.021, 0.019]}}
     v = judge_claim(CLAIM, no_sink)
     assert v.verdict == "untestable here" and v.z > 2   # the effect is there, but no sink to remove
-    assert v.precondition == "a sink in the baseline: f_attn of baseline 0.03 < 0.07"
+    assert v.precondition == "precondition: a sink in the baseline, f_attn of baseline ≥ 0.07; measured 0.03"
     sink = {"f_attn": {"baseline": [0.47, 0.45, 0.46], "g1": [0.05, 0.06, 0.04]}}
     v = judge_claim(CLAIM, sink)
-    assert v.verdict == "reproduced" and v.precondition == "a sink in the baseline: f_attn of baseline 0.46 ≥ 0.07"
+    assert v.verdict == "reproduced" and v.precondition.endswith("measured 0.46")
     kept = {"f_attn": {"baseline": [0.47, 0.45, 0.46], "g1": [0.46, 0.45, 0.47]}}
     assert judge_claim(CLAIM, kept).verdict == "inconclusive"
     assert judge_claim(CLAIM, {"f_attn": {"g1": [0.1, 0.2]}}).verdict == "untestable here"   # nothing measured
@@ -56,7 +56,8 @@ def test_the_report_says_what_an_untestable_precondition_measured_and_keeps_tabl
     path = write_report(tmp_path, "T", "gatelab reproduce x", records, {"f_attn": "F-Attn"}, [CLAIM], ["a note"],
                         ["- a setting"])
     text = path.read_text()
-    assert "**untestable here** (a sink in the baseline: f_attn of baseline 0.0305 < 0.07)" in text
+    assert ("**untestable here** (precondition: a sink in the baseline, f_attn of baseline ≥ 0.07; measured 0.0305)"
+            in text)
     assert "- a sink in the baseline: f_attn of baseline at least 0.07 (twice uniform attention)" in text
     assert_table_rows_whole(text)
 

@@ -46,6 +46,10 @@ class AnalysisConfig:
     def __post_init__(self):
         if self.quant_scope not in SCOPES:
             raise ConfigError(f"quant_scope {self.quant_scope!r}: choose one of {', '.join(SCOPES)}")
+        for name in ("eval_tokens", "extrapolation_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"{name} must be >= 0 (0: all test tokens); got {value}")
 
     def for_run(self, config: TrainConfig) -> AnalysisConfig:
         """This config with ``eval_tokens`` None replaced by the run's ``lm.eval_tokens``."""

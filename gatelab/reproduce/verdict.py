@@ -25,13 +25,12 @@ class Precondition:
 
     def check(self, values: list[float]) -> tuple[bool, str]:
         """Whether ``values`` (the variant's per-seed metric) meet the floor, and what was measured, e.g.
-        ``"a sink in the baseline: f_attn of baseline 0.029 < 0.070"``."""
+        ``"precondition: a sink in the baseline, f_attn of baseline ≥ 0.0698; measured 0.029"``."""
+        stated = f"precondition: {self.what}, {self.metric} of {self.variant} ≥ {self.floor:.3g}"
         if not values:
-            return False, f"{self.what}: no {self.metric} of {self.variant} measured"
+            return False, f"{stated}; nothing measured"
         measured = statistics.fmean(values)
-        met = measured >= self.floor
-        relation = "≥" if met else "<"
-        return met, f"{self.what}: {self.metric} of {self.variant} {measured:.3g} {relation} {self.floor:.3g}"
+        return measured >= self.floor, f"{stated}; measured {measured:.3g}"
 
     def describe(self) -> str:
         return f"{self.what}: {self.metric} of {self.variant} at least {self.floor:.4g} ({self.why})"
