@@ -31,7 +31,9 @@ class AnalysisConfig:
     per-model measurements and quantization (0: all; None: as the run evaluated, its ``lm.eval_tokens``, so the
     test perplexity here is the one training reported); ``calibration_batches`` of ``batch_size`` training windows
     set the activation ranges; ``bits``: (weight, activation) widths to simulate; ``quant_scope``: which
-    activations are quantized (``gatelab.analysis.quant``: ``full``, the paper's, or ``linear``);
+    activations are quantized (``gatelab.analysis.quant``: ``full``, the paper's, or ``linear``) and
+    ``act_percentile`` their calibrated range (None: min-max; the paper's OPT validation uses 99.999);
+    ``weight_range``: ``minmax`` or ``mse`` (the paper's validation scripts search the range of least error);
     ``extrapolation_tokens`` per length for the extrapolation curves (None: the same tokens as the evaluation, so
     the curve at the training length is the test perplexity)."""
 
@@ -40,12 +42,16 @@ class AnalysisConfig:
     calibration_batches: int = 16
     bits: tuple[tuple[int, int], ...] = ((8, 8), (6, 6), (4, 8))
     quant_scope: str = "full"
+    act_percentile: float | None = None
+    weight_range: str = "minmax"
     factors: tuple[int, ...] = (1, 2, 4, 8)
     extrapolation_tokens: int | None = None
 
     def __post_init__(self):
         if self.quant_scope not in SCOPES:
             raise ConfigError(f"quant_scope {self.quant_scope!r}: choose one of {', '.join(SCOPES)}")
+        if self.weight_range not in ("minmax", "mse"):
+            raise ConfigError(f"weight_range {self.weight_range!r}: choose minmax or mse")
         for name in ("eval_tokens", "extrapolation_tokens"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -98,7 +104,8 @@ def quantization(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, train: torc
     calibration = list(cx.split(cfg.batch_size))
     out = {"float": perplexity(model, x, y, cfg.batch_size)}
     for w, a in cfg.bits:
-        with quantized(model, calibration, w_bits=w, a_bits=a, scope=cfg.quant_scope) as q:
+        with quantized(model, calibration, w_bits=w, a_bits=a, scope=cfg.quant_scope,
+                       percentile=cfg.act_percentile, weight_range=cfg.weight_range) as q:
             out[f"W{w}A{a}"] = perplexity(q, x, y, cfg.batch_size)
     return out
 

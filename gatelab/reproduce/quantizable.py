@@ -66,12 +66,14 @@ def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progres
     runs = variant_runs(variants(scale.seq_len), scale, seeds, data, OPT_LIKE)
     records = train_and_measure(runs, out, scale, quantize=True, progress=progress)
     notes = mode_note(mode) + [
-        "W8A8 in the paper's full scope (its quantized BERT and OPT): the weights of every linear layer "
-        "(symmetric, per tensor, min-max; the paper searches an MSE-optimal weight range) and, asymmetric per "
-        "tensor over a running min-max of 16 calibration batches of training windows, the inputs of linear "
-        "layers, the outputs of the q/k/v/o projections and of the MLP's second layer, the embedding, the "
-        "attention scores, probabilities and context, and both residual sums of every block; the output head and "
-        "the embedding weights tied to it stay in float. The paper's models trained for 125k-1M steps; outliers "
+        "W8A8 as the paper validates OPT (its quantized OPT, `--quant_setup fp32_head --percentile 99.999`): the "
+        "weights of every linear layer and the embedding lookups (symmetric, per tensor, over the range of least "
+        "squared error from a grid of 100, as its validation script) and, asymmetric "
+        "per tensor over a running range between the 0.001 and 99.999 percentiles of 16 calibration batches of "
+        "training windows, the inputs of linear layers, the outputs of the q/k/v/o projections and of the MLP's "
+        "second layer, the embedding output, the attention scores, probabilities and context, both residual sums "
+        "of every block and the final norm's output; the output head keeps float weights. The paper's models "
+        "trained for 125k-1M steps; outliers "
         "grow with training, so this scale tests the direction of each effect, not its size, and only where the "
         "baseline shows the failure the paper fixes (the preconditions)."]
     return write_report(out, "Reproduction: Quantizable Transformers (Bondarenko et al. 2023)", command, records,

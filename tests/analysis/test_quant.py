@@ -1,11 +1,20 @@
 """Simulated W8A8 in the paper's full scope: which tensors are quantized, each once per forward, and a forward
 written out by hand with a quantizer at every site gives the same logits."""
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from gatelab.analysis.analyze import AnalysisConfig
-from gatelab.analysis.quant import Site, quant_sites, quantize_asymmetric, quantized
+from gatelab.analysis.quant import (
+    RunningMinMax,
+    Site,
+    mse_limit,
+    quant_sites,
+    quantize_asymmetric,
+    quantize_symmetric,
+    quantized,
+)
 from gatelab.config import ConfigError
 from gatelab.models import DecoderLM, ModelConfig
 
@@ -21,7 +30,7 @@ def calibration(n: int = 3) -> list[torch.Tensor]:
 
 
 def expected_sites(layers: int, gate: bool) -> set[str]:
-    sites = {"embed:output"}
+    sites = {"embed:output", "head:input"}
     for i in range(layers):
         m, c = f"blocks.{i}.mixer", f"blocks.{i}.channel"
         sites |= {f"{m}.{p}:{w}" for p in ("q_proj", "k_proj", "v_proj", "o_proj") for w in ("input", "output")}
@@ -36,8 +45,7 @@ def expected_sites(layers: int, gate: bool) -> set[str]:
 def test_full_scope_quantizes_every_named_tensor_once_per_forward():
     model = tiny("gated_attn")
     linear = {str(s) for s in quant_sites(model, "linear")}
-    assert linear == {s for s in expected_sites(2, gate=True) if s.endswith(":input")}
-    assert "head:input" not in linear   # the output head stays in float
+    assert linear == {s for s in expected_sites(2, gate=True) if s.endswith(":input")} - {"head:input"}
     with quantized(model, calibration(), scope="full") as q:
         assert {str(s) for s in q.quant_state.calls} == expected_sites(2, gate=True)
         assert set(q.quant_state.calls.values()) == {0}   # calibration ran in float
@@ -50,8 +58,9 @@ def test_full_scope_quantizes_every_named_tensor_once_per_forward():
 
 
 def test_full_scope_equals_a_hand_quantized_forward():
-    """Embedding sum, q/k/v/o outputs, scores (before the mask), probabilities, context, both residual sums and
-    the w2 output rounded over their calibrated ranges, linear inputs too, weights already rounded in the copy."""
+    """Embedding (8-bit table, then its output), q/k/v/o outputs, scores (before the mask), probabilities,
+    context, both residual sums, the w2 output and the head's input rounded over their calibrated ranges, linear
+    inputs too; linear weights are already rounded in the copy, the head's (tied to the embedding) are not."""
     model = tiny("attn")
     ids = calibration(1)[0]
     with quantized(model, calibration(), scope="full") as q:
@@ -66,7 +75,7 @@ def test_full_scope_equals_a_hand_quantized_forward():
             return Q(name, "output", y) if out else y
 
         B, T = ids.shape
-        x = Q("embed", "output", q.embed.weight[ids])                                   # (B, T, d)
+        x = Q("embed", "output", quantize_symmetric(q.embed.weight, 8)[ids])             # (B, T, d)
         for i, block in enumerate(q.blocks):
             p, m, c = f"blocks.{i}", block.mixer, block.channel
             h = block.mixer_norm(x)
@@ -82,7 +91,23 @@ def test_full_scope_equals_a_hand_quantized_forward():
             h = block.channel_norm(x)
             g = F.silu(linear(f"{p}.channel.w1", c.w1, h)) * linear(f"{p}.channel.w3", c.w3, h)
             x = Q(f"{p}.channel_sum_probe", "output", x + linear(f"{p}.channel.w2", c.w2, g, True))
-        expected = q.head(q.norm(x))
+        expected = q.head(Q("head", "input", q.norm(x)))
+        assert torch.equal(q.head.weight, model.head.weight)   # the head keeps float weights
         torch.testing.assert_close(q(ids).logits, expected, rtol=0, atol=1e-12)
         with quantized(model, calibration(), scope="linear") as lin:
             assert (lin(ids).logits - expected).abs().max() > 1e-4   # the full scope rounds more than the inputs
+
+
+def test_percentile_ranges_and_the_weight_range_of_least_error():
+    x = torch.arange(1.0, 100_001.0, dtype=torch.float64)[torch.randperm(100_000)]   # 1 .. 100000, shuffled
+    r = RunningMinMax(percentile=99.999)
+    r.update(x)
+    expected = np.percentile(x.numpy(), [0.001, 99.999])
+    assert (r.lo, r.hi) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
+    assert r.lo == pytest.approx(1.99999)
+    w = torch.cat([torch.randn(4000, generator=torch.Generator().manual_seed(0)), torch.tensor([40.0])])
+    limit = mse_limit(w, 4)
+    assert 1.0 < limit < 40.0   # an outlier weight is clipped when that lowers the total error
+    assert (quantize_symmetric(w, 4, limit) - w).pow(2).sum() < (quantize_symmetric(w, 4) - w).pow(2).sum()
+    with pytest.raises(ConfigError, match="weight_range"):
+        AnalysisConfig(weight_range="percentile")
