@@ -69,12 +69,19 @@ def quantize_asymmetric(x: torch.Tensor, lo: float, hi: float, bits: int) -> tor
 
 
 def percentile(flat: torch.Tensor, q: float) -> float:
-    """The ``q``-th percentile (0..100) of a 1-D tensor, interpolated linearly between order statistics."""
+    """The ``q``-th percentile (0..100) of a 1-D tensor, interpolated linearly between the order statistics
+    ``i = floor(q / 100 * (n - 1))`` and ``i + 1``, which ``topk`` finds from the nearer end (a range percentile
+    such as 99.999 needs only a few values from each end)."""
     n = flat.numel()
     pos = q / 100 * (n - 1)
     i = int(pos)
-    below = flat.kthvalue(i + 1).values.item()
-    above = flat.kthvalue(min(i + 2, n)).values.item()
+    j = min(i + 1, n - 1)
+    if i < n - 1 - i:
+        low = flat.topk(j + 1, largest=False).values                   # ascending: order statistics 0..j
+        below, above = low[i].item(), low[j].item()
+    else:
+        high = flat.topk(n - i).values                                  # descending: order statistics n-1..i
+        below, above = high[n - 1 - i].item(), high[n - 1 - j].item()
     return below + (pos - i) * (above - below)
 
 

@@ -10,6 +10,7 @@ from gatelab.analysis.quant import (
     RunningMinMax,
     Site,
     mse_limit,
+    percentile,
     quant_sites,
     quantize_asymmetric,
     quantize_symmetric,
@@ -105,6 +106,10 @@ def test_percentile_ranges_and_the_weight_range_of_least_error():
     expected = np.percentile(x.numpy(), [0.001, 99.999])
     assert (r.lo, r.hi) == (pytest.approx(expected[0]), pytest.approx(expected[1]))
     assert r.lo == pytest.approx(1.99999)
+    for n in (1, 2, 7, 1001):
+        v = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
+        for q in (0.0, 0.001, 37.5, 50.0, 99.999, 100.0):
+            assert percentile(v, q) == pytest.approx(np.percentile(v.numpy(), q), abs=1e-12), (n, q)
     w = torch.cat([torch.randn(4000, generator=torch.Generator().manual_seed(0)), torch.tensor([40.0])])
     limit = mse_limit(w, 4)
     assert 1.0 < limit < 40.0   # an outlier weight is clipped when that lowers the total error
