@@ -6,6 +6,7 @@ import re
 import pytest
 
 from gatelab.cli import main
+from gatelab.reproduce import gated_attention, quantizable
 from gatelab.reproduce.experiment import write_report
 from gatelab.reproduce.gated_attention import sink_precondition
 from gatelab.reproduce.lr_stability import count_spikes
@@ -42,6 +43,21 @@ def test_a_claim_whose_precondition_fails_is_untestable_whatever_the_comparison_
     assert judge_claim(CLAIM, {"f_attn": {"g1": [0.1, 0.2]}}).verdict == "untestable here"   # nothing measured
     plain = Claim("G1 lowers perplexity", "ppl", "baseline", "g1", "lower", "6.0 → 5.8")
     assert judge_claim(plain, {"ppl": {"baseline": [10.0, 10.1], "g1": [9.0, 9.1]}}).verdict == "reproduced"
+
+
+def test_the_reviews_cases_are_untestable_here():
+    """The full-mode runs the review read: G2 0.030 -> 0.033 read 'reproduced' and kurtosis 'not reproduced', in
+    models whose baseline has no sink (F-Attn 0.029 at T = 128, uniform attention gives 0.035) and no outliers."""
+    g2 = next(c for c in gated_attention.claims(128) if c.treatment == "g2_elementwise")
+    f_attn = {"baseline": [0.0288, 0.0291, 0.0285], "g1_elementwise": [0.0300, 0.0318, 0.0281],
+              "g2_elementwise": [0.0332, 0.0345, 0.0318]}
+    assert judge(f_attn["g1_elementwise"], f_attn["g2_elementwise"], "higher").verdict == "reproduced"
+    assert judge_claim(g2, {"f_attn": f_attn}).verdict == "untestable here"
+    kurt = next(c for c in quantizable.CLAIMS if c.metric == "avg_kurtosis")
+    groups = {"avg_kurtosis": {"vanilla": [4.27, 4.31, 4.36], "clipped_softmax": [6.30, 6.39, 6.47]}}
+    assert judge_claim(kurt, groups).verdict == "untestable here"
+    groups["avg_kurtosis"]["vanilla"] = [3076.0, 2900.0, 3200.0]
+    assert judge_claim(kurt, groups).verdict == "reproduced"
 
 
 def test_the_sink_floor_is_twice_uniform_attention_at_the_evaluated_length():
