@@ -42,9 +42,11 @@ class Block(nn.Module):
             c, conv_state = self.conv(h, conv_state)
             h = h + c
         y, mixer_state = self.mixer.step(h, mixer_state) if step else self.mixer(h, mixer_state)
-        x = self.mixer_sum_probe(x + self.dropout(y))
+        x = x + self.dropout(y)
+        x = self.mixer_sum_probe(x)
         if self.channel is not None:
-            x = self.channel_sum_probe(x + self.dropout(self.channel(self.channel_norm(x))))
+            x = x + self.dropout(self.channel(self.channel_norm(x)))
+            x = self.channel_sum_probe(x)
         return x, (conv_state, mixer_state)
 
     def aux_loss(self) -> torch.Tensor | None:
