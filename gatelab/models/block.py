@@ -12,13 +12,13 @@ from ..layers.conv import ShortConv
 
 class Block(nn.Module):
     """One layer of a sequence model. ``channel`` may be None (mixer-only blocks, as in Zoology's MQAR configs).
+    The residual sums after the token mixer and after the channel mixer ``[B, T, d_model]`` pass through
+    ``mixer_sum_probe`` and ``channel_sum_probe`` (analysis reads them; simulated quantization replaces them).
 
     With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer,
     Zoology's pairing of every sequence mixer with a short convolution.
     ``forward(x, state, step)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``; ``step=True``
     sends the token mixer down its decoding path. ``dropout`` applies to each residual branch in training.
-    The residual sums after the token mixer and after the channel mixer ``[B, T, d_model]`` pass through
-    ``mixer_sum_probe`` and ``channel_sum_probe`` (analysis reads them; simulated quantization replaces them).
     """
 
     def __init__(self, mixer: TokenMixer, channel: nn.Module | None, norm_factory, conv: ShortConv | None = None,
