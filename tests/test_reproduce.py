@@ -7,9 +7,9 @@ import pytest
 
 from gatelab.cli import main
 from gatelab.reproduce import gated_attention, quantizable
-from gatelab.reproduce.experiment import write_report
 from gatelab.reproduce.gated_attention import sink_precondition
 from gatelab.reproduce.lr_stability import count_spikes
+from gatelab.reproduce.report import write_report
 from gatelab.reproduce.verdict import Claim, Precondition, judge, judge_claim
 
 from .utils import write_corpus

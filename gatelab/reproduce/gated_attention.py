@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.metrics import uniform_f_attn
-from .experiment import SCALES, Variant, mode_note, settings_lines, train_and_measure, variant_runs, write_report
+from .experiment import SCALES, Variant, train_and_measure, variant_runs
+from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
 
 QK = {"qk_norm": True}

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..train.run import RunDir
 from ..train.sweep import finished_result, run_or_resume
-from .experiment import SCALES, Variant, mode_note, settings_lines, variant_runs, write_report
+from .experiment import SCALES, Variant, variant_runs
+from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
 
 QK = {"qk_norm": True}

@@ -8,16 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..ops.softmax_attn.ref import clip_gamma_for_length
-from .experiment import (
-    OPT_LIKE,
-    SCALES,
-    Variant,
-    mode_note,
-    settings_lines,
-    train_and_measure,
-    variant_runs,
-    write_report,
-)
+from .experiment import OPT_LIKE, SCALES, Variant, train_and_measure, variant_runs
+from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
 
 OUTLIERS = Precondition("outliers in the baseline", "max_inf_over_median", "vanilla", 50.0,
