@@ -27,6 +27,7 @@ def test_analyze_and_trajectory_of_a_small_run(tmp_path, monkeypatch, capsys):
     assert ext["ntk"]["16"] == ext["yarn"]["16"] == ext["as_trained"]["16"]   # factor 1: no scaling
     assert 0 <= result["f_attn"]["mean"] <= 1 and list(result["f_attn"]["per_layer"]) == ["0"]
     assert {"gate.probe", "forget_gate_probe", "output_gate_probe"} <= set(result["gate_score"]["per_kind"])
+    assert not {"score_probe", "context_probe"} & set(result["gate_score"]["per_kind"])   # attention, not gates
     for name in ("analysis.md", "layers.png", "gates.png", "outliers.png", "extrapolation.png"):
         assert (run / "analysis" / name).stat().st_size > 0, name
     assert "F-Attn" in capsys.readouterr().out
