@@ -156,7 +156,7 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     bits = tuple(tuple(int(b) for b in pair.split(":")) for pair in args.bits.split(",") if pair)
     if any(len(b) != 2 or not all(2 <= v <= 16 for v in b) for b in bits):
         raise ConfigError(f"--bits {args.bits!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
-    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=bits)
+    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=bits, quant_scope=args.quant_scope)
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     if args.trajectory:
         points = trajectory(args.run, out, cfg)
@@ -182,7 +182,7 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     reproduce = REPRODUCTIONS[args.name]
     report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress)
-    console.print(report.read_text(), markup=False, highlight=False)
+    console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")
 
 
@@ -231,8 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default RUN/analysis)")
     p.add_argument("--trajectory", action="store_true",
                    help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
-    p.add_argument("--eval-tokens", type=int, default=32768, help="leading test tokens to measure on (0: all)")
+    p.add_argument("--eval-tokens", type=int, default=None,
+                   help="leading test tokens to measure on (0: all; default: those the run evaluated on)")
     p.add_argument("--bits", default="8:8,6:6,4:8", help="weight:activation widths of the simulated quantization")
+    p.add_argument("--quant-scope", choices=["linear", "full"], default="full",
+                   help="activations quantized: full (the paper's: also residual sums, attention scores, "
+                   "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
