@@ -27,6 +27,7 @@ VARIANTS = [
 
 MASSIVE_RATIO = 100.0
 CONTROL = "— (control: a sigmoid gate near 0.5 halves the branch)"
+LARGEST = "— (the measured effect at this scale; the paper's claim is the row above)"
 
 
 def sink_precondition(seq_len: int, variant: str = "baseline") -> Precondition:
@@ -51,6 +52,8 @@ def claims(seq_len: int) -> list[Claim]:
               "0.467 → 0.048", sink),
         Claim("G1 elementwise removes massive activations (M-Act)", "m_act", "baseline", "g1_elementwise", "lower",
               "1053 → 94", massive),
+        Claim("G1 elementwise lowers the largest activation (M-Act), massive or not", "m_act", "baseline",
+              "g1_elementwise", "lower", LARGEST),
         Claim("elementwise G1 is sparser than headwise G1 (gate score)", "gate_score", "g1_headwise",
               "g1_elementwise", "lower", "0.172 → 0.116"),
         Claim("a head-shared gate is less sparse than head-specific", "gate_score", "g1_elementwise",
@@ -64,9 +67,9 @@ def claims(seq_len: int) -> list[Claim]:
         Claim("G1 lowers perplexity more than an input-independent learned gate", "ppl", "g1_input_independent",
               "g1_elementwise", "lower", CONTROL),
         Claim("G1 lowers M-Act more than a fixed 0.5 output scale", "m_act", "fixed_scale_0.5", "g1_elementwise",
-              "lower", CONTROL, massive),
+              "lower", CONTROL),
         Claim("G1 lowers M-Act more than an input-independent learned gate", "m_act", "g1_input_independent",
-              "g1_elementwise", "lower", CONTROL, massive),
+              "g1_elementwise", "lower", CONTROL),
     ]
 
 

@@ -23,11 +23,17 @@ W8A8_FAILURE = Precondition("a W8A8 failure in the baseline", "w8a8_rel_gap", "v
                             "W8A8 perplexity at least 5% above float: more than the paper's clipped or gated models "
                             "lose (BERT +0.13 and +0.20 on about 4.5; OPT gated +0.47 on about 16)")
 
+MEASURED = "— (the measured effect at this scale; the paper's claim is the row above, on outliers)"
+
 CLAIMS = [
     Claim("clipped softmax lowers the max infinity norm", "max_inf_norm", "vanilla", "clipped_softmax", "lower",
           "BERT 735 → 21.5; OPT 340 → 63.2", OUTLIERS),
     Claim("gated attention lowers the max infinity norm", "max_inf_norm", "vanilla", "gated_attention", "lower",
           "BERT 735 → 39.2; OPT 340 → 8.7", OUTLIERS),
+    Claim("clipped softmax lowers the max infinity norm, outliers or not", "max_inf_norm", "vanilla",
+          "clipped_softmax", "lower", MEASURED),
+    Claim("gated attention lowers the max infinity norm, outliers or not", "max_inf_norm", "vanilla",
+          "gated_attention", "lower", MEASURED),
     Claim("clipped softmax lowers the average kurtosis", "avg_kurtosis", "vanilla", "clipped_softmax", "lower",
           "BERT 3076 → 80; OPT 1778 → 19728 (up)", HEAVY_TAILS),
     Claim("gated attention lowers the average kurtosis", "avg_kurtosis", "vanilla", "gated_attention", "lower",
