@@ -56,6 +56,15 @@ class CompareGrid:
         self._pair(reference, self.mixers[0])
         return match_params(model, count_params(reference))
 
+    def heads(self, model: ModelConfig) -> str:
+        """The head count of the cell's mixer layers, as the reports print it: one number, or ``key:n`` per mixer
+        when the layers differ (the pairing's BaseConv layers have no heads and are left out)."""
+        keys = [k for k in dict.fromkeys(model.schedule()) if not (self.pairing == "base_conv" and k == "base_conv")]
+        counts = {k: model.mixer_options.get(k, {}).get("n_heads", model.n_heads) for k in keys}
+        if len(set(counts.values())) == 1:
+            return str(next(iter(counts.values())))
+        return " ".join(f"{k}:{n}" for k, n in counts.items())
+
     def _pair(self, model: ModelConfig, mixer: str) -> None:
         """Set ``model``'s layers for ``mixer`` under the grid's pairing."""
         if self.pairing == "short_conv":
@@ -89,7 +98,8 @@ class CompareGrid:
                             if self.budget_minutes:
                                 probe = cfg.resolved(vocab_size)
                                 cfg.max_steps = steps_for_budget(probe, 60 * self.budget_minutes, budget_record)
-                            coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
+                            coords = {"mixer": mixer, "d_model": d, "heads": self.heads(model), "seq_len": T,
+                                      "seed": seed, "lr": lr}
                             name = mixer.replace(":", "-").replace("=", "_").replace(",", "+")
                             out.append(SweepRun(f"{name}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
         return out
