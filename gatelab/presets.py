@@ -2,16 +2,26 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from .config import ConfigError
+from .config import ConfigError, check_ranges
 from .models.lm import ModelConfig, parse_schedule
 from .models.params import count_params, match_params
 from .registry import MIXERS
 from .train.budget import steps_for_budget
-from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig
+from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig, check_buildable
 from .train.sweep import SweepRun
+
+
+def safe_name(text: str) -> str:
+    """``text`` as part of a file name that every filesystem accepts: a hybrid's ``,`` ``:`` ``=`` become ``+``
+    ``-`` ``_`` (``gdn:gated_attn=3:1`` -> ``gdn-gated_attn_3-1``) and any other character outside
+    ``[A-Za-z0-9._+-]`` becomes ``_``."""
+    text = text.replace(":", "-").replace("=", "_").replace(",", "+")
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
 
 
 @dataclass(kw_only=True)
@@ -40,6 +50,15 @@ class CompareGrid:
     match_params: bool = False
     budget_minutes: float = 0.0
     pairing: str = "short_conv"
+
+    RANGES: ClassVar[dict[str, str]] = {"seq_lens": "[1, inf)", "d_models": "[1, inf)", "seeds": "[1, inf)",
+                                        "lrs": "(0, inf)", "budget_minutes": "[0, inf)"}
+
+    def check(self) -> None:
+        if not self.mixers:
+            raise ConfigError("the grid has no mixers: give at least one mixer key or hybrid")
+        for mixer in self.mixers:
+            parse_schedule(mixer)
 
     @property
     def task(self) -> str:
@@ -80,9 +99,15 @@ class CompareGrid:
     def runs(self, vocab_size: int | None = None, budget_record: Path | None = None) -> list[SweepRun]:
         """Every run of the grid. ``vocab_size`` (the tokenizer's, for language models) is needed for parameter
         matching, since embeddings count. ``budget_record`` keeps the step counts of a time budget."""
+        check_ranges(self)
         out = []
         for mixer in self.mixers:
             for d in self.d_models:
+                cell = copy.deepcopy(self.base)
+                cell.model.d_model = d
+                self._pair(cell.model, mixer)
+                check_ranges(cell)
+                check_buildable(cell)   # an option the mixer rejects fails here, before anything trains
                 model = self.model_for(mixer, d, vocab_size or self.base.model.vocab_size)
                 for T in self.seq_lens:
                     for seed in range(self.seeds):
@@ -95,13 +120,14 @@ class CompareGrid:
                                 cfg.lm.seq_len = T
                             else:
                                 cfg.mqar.seq_lens = [T]
+                            check_ranges(cfg)
                             if self.budget_minutes:
                                 probe = cfg.resolved(vocab_size)
                                 cfg.max_steps = steps_for_budget(probe, 60 * self.budget_minutes, budget_record)
                             coords = {"mixer": mixer, "d_model": d, "heads": self.heads(model), "seq_len": T,
                                       "seed": seed, "lr": lr}
-                            name = mixer.replace(":", "-").replace("=", "_").replace(",", "+")
-                            out.append(SweepRun(f"{name}-d{d}-T{T}-s{seed}-lr{lr:g}", coords, cfg))
+                            name = safe_name(f"{mixer}-d{d}-T{T}-s{seed}-lr{lr:g}")
+                            out.append(SweepRun(name, coords, cfg))
         return out
 
 
@@ -156,7 +182,7 @@ def preset(name: str) -> CompareGrid:
     if name == "quick":
         base = _mqar_base(steps=20, train_examples=256, batch_size=16, eval_every=10)
         base.mqar.test_examples = 64
-        base.mqar.vocab_size = 64
+        base.mqar.vocab_size, base.mqar.seq_lens = 64, [16]   # a valid base: the vocabulary must exceed the length
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[16, 32], d_models=[16], seeds=1, lrs=[3e-3], base=base)
     if name == "recall-vs-state":
         return CompareGrid(mixers=MIXERS.names(), seq_lens=[128], d_models=[32, 64, 128], seeds=2, lrs=[3e-3, 1e-2],
@@ -166,7 +192,7 @@ def preset(name: str) -> CompareGrid:
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[128], seeds=2,
                            lrs=[3e-3], base=base, match_params=True)
     if name == "ptb-30min":
-        base = _lm_base("ptb", steps=0, batch_size=32, eval_every=300)
+        base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=300)   # steps: set by the budget
         base.model.d_model, base.model.dropout, base.optim.lr = 256, 0.2, 2e-3
         base.checkpoint_every = 100   # a 4.5-hour sweep: an interrupted run resumes from its last checkpoint
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[256], seeds=3,

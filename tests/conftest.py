@@ -1,5 +1,28 @@
+import os
+from pathlib import Path
+
 import pytest
 import torch
+
+from gatelab.tasks.text.assets import FILES, data_home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_home(tmp_path_factory):
+    """Tests write token caches into a temporary data folder, never into the user's ``~/.cache/gatelab``; the
+    installed assets (``gatelab install-data``) are linked into it, so the tests that need them still find them."""
+    installed = data_home()
+    home = tmp_path_factory.mktemp("gatelab-data")
+    for name in FILES.values():
+        if (installed / name).exists():
+            (home / name).symlink_to(installed / name)
+    before = os.environ.get("GATELAB_DATA")
+    os.environ["GATELAB_DATA"] = str(home)
+    yield Path(home)
+    if before is None:
+        del os.environ["GATELAB_DATA"]
+    else:
+        os.environ["GATELAB_DATA"] = before
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,12 @@
 import csv
 import json
+import re
+from pathlib import Path
 
-from gatelab.cli import main
+from gatelab import __version__
+from gatelab.cli import default_run_folder, main
+from gatelab.presets import preset, safe_name
+from gatelab.train import TrainConfig
 
 from .utils import write_corpus
 
@@ -12,6 +17,55 @@ def test_mixers_lists_every_key(capsys):
     assert "gated_attn" in out and "gla" in out and "attn" in out
 
 
+def test_piped_tables_are_not_cut_at_80_columns(capsys):
+    from gatelab.registry import MIXERS
+
+    assert main(["mixers"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    for key in MIXERS.names():   # one line per mixer, with its whole class name, description and paper
+        cls = MIXERS.get(key)
+        assert any(cls.__name__ in row and cls.paper in row and cls.description in row for row in rows), key
+
+
+def test_version_and_help(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"gatelab {__version__}"
+    assert main(["install-data", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "[]" not in text and "gpt2, kjv, shakespeare" in text
+
+
+def test_default_run_folders_carry_the_task_and_corpus_and_are_safe_file_names():
+    def folder(*overrides: str) -> str:
+        from gatelab.config import apply_overrides
+
+        return str(default_run_folder(apply_overrides(TrainConfig(), list(overrides))))
+
+    assert folder("model.mixer=gated_attn") == "runs/train-mqar-gated_attn-s0"
+    assert folder("task=lm", "lm.data=ptb", "model.mixer=gated_attn", "seed=2") == "runs/train-lm-ptb-gated_attn-s2"
+    assert folder("task=lm", "lm.data=/data/my corpus/", "model.mixer=gla") == "runs/train-lm-my_corpus-gla-s0"
+    hybrid = folder("model.mixer=gdn:gated_attn=3:1", "model.n_layers=4")
+    assert hybrid == "runs/train-mqar-gdn-gated_attn_3-1-s0"
+    assert re.fullmatch(r"runs/[A-Za-z0-9._+-]+", folder("model.mixer=gla,gla,gla,attn", "model.n_layers=4"))
+    assert safe_name("a:b=1:2,c/d e\\f*?") == "a-b_1-2+c_d_e_f__"
+
+
+def test_compare_run_names_are_safe_file_names():
+    grid = preset("quick")
+    grid.mixers = ["gdn:gated_attn=1:1", "gla"]
+    grid.base.model.n_layers = 2
+    names = [run.name for run in grid.runs()]
+    assert all(re.fullmatch(r"[A-Za-z0-9._+-]+", n) for n in names) and "gdn-gated_attn_1-1-d16-T16-s0-lr0.003" in names
+
+
+def test_train_without_out_writes_a_folder_named_for_task_and_mixer(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--mixer", "gated_attn", "--no-progress", "--set", "model.d_model=16",
+                 "--set", "max_steps=1", "--set", "eval_every=1", "--set", "mqar.train_examples=16",
+                 "--set", "mqar.test_examples=8", "--set", "mqar.vocab_size=128"]) == 0
+    assert [p.name for p in Path("runs").iterdir()] == ["train-mqar-gated_attn-s0"]
+
+
 def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
@@ -20,7 +74,8 @@ def test_compare_quick_end_to_end_and_resume(tmp_path, capsys):
     with open(out / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["mixer"] for r in rows} == {"attn", "gla"} and len(rows) == 4
-    assert "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "report:" in printed and "pipeline check" in printed   # chance-level accuracies are not a finding
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}
     assert main(["compare", "--quick", "--out", str(out), "--no-progress"]) == 0
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/result.json")}

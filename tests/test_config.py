@@ -1,6 +1,10 @@
+import dataclasses
+import math
+import re
+
 import pytest
 
-from gatelab.config import ConfigError, apply_overrides, from_dict, to_dict
+from gatelab.config import ConfigError, Interval, apply_overrides, check_ranges, from_dict, numeric_fields, to_dict
 from gatelab.train import TrainConfig
 
 
@@ -30,3 +34,107 @@ def test_overrides():
         apply_overrides(TrainConfig(), ["modle.d_model=3"])
     with pytest.raises(ConfigError, match="key.path=value"):
         apply_overrides(TrainConfig(), ["model.d_model"])
+
+
+def _user_configs() -> list[type]:
+    """Every config class a user sets: TrainConfig and the configs nested in it, MQAR slices, compare grids."""
+    from gatelab.presets import CompareGrid
+    from gatelab.tasks.mqar import MQARConfig
+
+    found, todo = [], [TrainConfig, MQARConfig, CompareGrid]
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            todo += [f.default_factory().__class__ for f in dataclasses.fields(cls)
+                     if f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory())]
+    return found
+
+
+def test_every_numeric_field_of_every_user_config_has_a_range():
+    classes = {cls.__name__ for cls in _user_configs()}
+    assert {"TrainConfig", "MQARTaskConfig", "LMTaskConfig", "ModelConfig", "OptimConfig", "MQARConfig",
+            "CompareGrid"} <= classes
+    for cls in _user_configs():
+        ranges = getattr(cls, "RANGES", {})
+        assert sorted(ranges) == sorted(numeric_fields(cls)), cls.__name__   # every number, and no stale name
+        for name, interval in ranges.items():
+            Interval(interval)   # parses
+
+
+def _range_cases() -> list[tuple[type, str, object]]:
+    """For every declared range, a value just outside it (or NaN)."""
+    cases = []
+    for cls in _user_configs():
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for name, interval in getattr(cls, "RANGES", {}).items():
+            low, high = (float(x) for x in interval[1:-1].split(","))
+            integer = "int" in str(types[name])
+            bad = (low - 1 if interval[0] == "[" else low) if low > -math.inf else high + 1
+            value = int(bad) if integer else (math.nan if name.endswith("_frac") else bad)
+            cases.append((cls, name, [value] if "list" in str(types[name]) else value))
+    return cases
+
+
+@pytest.mark.parametrize(("cls", "name", "value"), _range_cases(),
+                         ids=[f"{c.__name__}.{n}" for c, n, _ in _range_cases()])
+def test_every_range_is_enforced_with_a_message_that_names_field_value_and_range(cls, name, value):
+    from gatelab.presets import preset
+
+    if cls.__name__ == "CompareGrid":
+        grid = preset("quick")
+        setattr(grid, name, value)
+        with pytest.raises(ConfigError, match=rf"{name}.*out of range.*allowed: "):
+            grid.runs()
+        return
+    with pytest.raises(ConfigError, match=rf"{name}(\[0\])?={re.escape(repr(value).strip('[]'))} is out of range: "
+                                          rf"it must be .* \(allowed: {re.escape(cls.RANGES[name])}\)"):
+        from_dict(cls, {name: value})
+
+
+def test_defaults_lie_in_their_ranges():
+    for cls in _user_configs():
+        if cls.__name__ != "CompareGrid":
+            check_ranges(cls())
+
+
+def test_intervals_read_as_words():
+    assert Interval("[1, inf)").describe(integer=True) == "an integer >= 1"
+    assert Interval("(0, inf)").describe() == "a finite number > 0"
+    assert Interval("[0, 1)").describe() == "a number >= 0 and < 1"
+    assert 1.0 not in Interval("[0, 1)") and math.inf in Interval("[0, inf]") and math.inf not in Interval("[0, inf)")
+    with pytest.raises(ValueError, match="not an interval"):
+        Interval("1..2")
+
+
+def test_nan_and_inf_on_the_command_line_are_numbers_that_the_range_rejects():
+    with pytest.raises(ConfigError, match=r"optim\.lr=nan is out of range"):
+        apply_overrides(TrainConfig(), ["optim.lr=nan"])
+    with pytest.raises(ConfigError, match=r"optim\.grad_clip=inf is out of range"):
+        apply_overrides(TrainConfig(), ["optim.grad_clip=inf"])
+
+
+def test_overrides_are_checked_together_not_one_by_one():
+    cfg = apply_overrides(TrainConfig(), ["model.mixer=gla,gla,gla,attn", "model.n_layers=4"])
+    assert cfg.model.schedule() == ["gla", "gla", "gla", "attn"]
+    with pytest.raises(ConfigError, match=r"'model\.d_model' holds a value"):
+        apply_overrides(TrainConfig(), ["model.d_model.x=1"])
+
+
+def test_a_config_edited_in_place_is_checked_when_resolved():
+    cfg = TrainConfig()
+    cfg.batch_size = -4   # the training loop's batches would never end
+    with pytest.raises(ConfigError, match=r"batch_size=-4 is out of range"):
+        cfg.resolved()
+    with pytest.raises(ConfigError, match=r"batch_size=-4 is out of range"):
+        TrainConfig(batch_size=-4)
+
+
+@pytest.mark.xfail(strict=True, reason="the mixers' option dataclasses (gatelab/layers/token/*) declare no RANGES "
+                   "yet; from_dict enforces them as soon as they do (remove this mark then)")
+def test_every_numeric_mixer_option_has_a_range():
+    from gatelab.registry import MIXERS
+
+    missing = [f"{key}.{name}" for key in MIXERS.names() for name in numeric_fields(MIXERS.get(key).Config)
+               if name not in getattr(MIXERS.get(key).Config, "RANGES", {})]
+    assert not missing, missing

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,10 @@ class ModelConfig:
     tie_embeddings: bool = True
     max_seq_len: int = 4096
     dropout: float = 0.0
+
+    RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
+                                        "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",
+                                        "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)", "dropout": "[0, 1)"}
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""

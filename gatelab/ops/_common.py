@@ -40,7 +40,22 @@ def check_recurrent_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch
         raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {state}")
     if chunk_size < 1:
         raise ValueError(f"{name}: chunk_size must be a positive integer; got {chunk_size}")
+    check_sign(name, "g", g, nonpositive=True, what="log gates (e.g. F.logsigmoid(x)), so <= 0")
     return B, T, H, K, V
+
+
+def check_sign(name: str, arg: str, x: torch.Tensor | None, *, nonpositive: bool, what: str) -> None:
+    """Raise ValueError naming ``arg`` of op ``name`` when tensor ``x`` has a value above 0 (``nonpositive``) or
+    below 0, beyond rounding (16 ulps of 1 in x's dtype: a log gate computed as ``log(lb + (1 - lb) f)`` may round
+    just above 0). A positive log gate is a growth factor that overflows the chunked forms (float32 ``g = +3`` gives
+    NaN). One reduction over the tensor (a device sync on a GPU)."""
+    if x is None or x.numel() == 0:
+        return
+    slack = 16 * torch.finfo(x.dtype).eps if x.is_floating_point() else 0
+    worst = x.max() if nonpositive else x.min()
+    if (worst > slack) if nonpositive else (worst < -slack):
+        raise ValueError(f"{name}: {arg} must be {what}; its {'largest' if nonpositive else 'smallest'} value is "
+                         f"{worst.item():.4g}")
 
 
 def pad_time(x: torch.Tensor, multiple: int) -> torch.Tensor:

@@ -13,11 +13,12 @@ seed streams.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, check_ranges
 from .base import TaskData
 
 SPLIT_STREAM = {"train": 0, "test": 1}
@@ -35,13 +36,15 @@ class MQARConfig:
     num_passes: int = 1
     random_non_queries: bool = True
 
+    RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[4, inf)", "seq_len": "[2, inf)", "num_kv_pairs": "[1, inf)",
+                                        "num_examples": "[1, inf)", "power_a": "(0, inf)", "num_passes": "[1, inf)"}
+
     def validate(self) -> None:
+        check_ranges(self, "mqar")
         if self.seq_len % 2:
             raise ConfigError(f"mqar: seq_len must be even; got {self.seq_len}")
         if self.vocab_size <= self.seq_len:
             raise ConfigError(f"mqar: vocab_size ({self.vocab_size}) must exceed seq_len ({self.seq_len})")
-        if self.num_kv_pairs < 1 or self.num_examples < 1 or self.num_passes < 1:
-            raise ConfigError("mqar: num_kv_pairs, num_examples and num_passes must be >= 1")
         needed = self.num_kv_pairs * 2 * self.num_passes + self.num_kv_pairs * 2
         if needed > self.seq_len:
             raise ConfigError(
@@ -51,8 +54,6 @@ class MQARConfig:
             )
         if self.num_kv_pairs >= self.vocab_size // 2:
             raise ConfigError(f"mqar: {self.num_kv_pairs} kv pairs need more than {self.vocab_size // 2} distinct keys")
-        if self.power_a <= 0:
-            raise ConfigError(f"mqar: power_a must be > 0; got {self.power_a}")
 
     @property
     def slice_name(self) -> str:

@@ -5,11 +5,15 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from ..config import from_dict, to_dict
+import torch
+
+from ..config import ConfigError, check_ranges, from_dict, to_dict
 from ..models.lm import ModelConfig
+from ..models.params import count_params
 from ..tasks.mqar import MQARConfig
+from ..tasks.text.cache import tokenizer_key
 from .optim import OptimConfig
 
 
@@ -26,11 +30,21 @@ class MQARTaskConfig:
     power_a: float = 0.01
     random_non_queries: bool = True
 
+    RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[4, inf)", "seq_lens": "[2, inf)", "num_kv_pairs": "[0, inf)",
+                                        "train_examples": "[1, inf)", "test_examples": "[1, inf)",
+                                        "power_a": "(0, inf)"}
+
+    def check(self) -> None:
+        """Every slice must be a valid MQAR configuration (even lengths, enough vocabulary and room for the pairs)."""
+        for split in ("train", "test"):
+            for s in self.slices(split):
+                s.validate()
+
     def slices(self, split: str) -> list[MQARConfig]:
         pairs = self.num_kv_pairs if len(self.num_kv_pairs) > 1 else self.num_kv_pairs * len(self.seq_lens)
         if len(pairs) != len(self.seq_lens):
-            raise ValueError(f"mqar.num_kv_pairs {self.num_kv_pairs} must have one entry or one per seq_len "
-                             f"{self.seq_lens}")
+            raise ConfigError(f"mqar.num_kv_pairs {self.num_kv_pairs} must have one entry or one per seq_len "
+                              f"{self.seq_lens}")
         n = self.train_examples if split == "train" else self.test_examples
         return [
             MQARConfig(vocab_size=self.vocab_size, seq_len=T, num_kv_pairs=P or max(1, T // 16),
@@ -58,6 +72,19 @@ class LMTaskConfig:
     cache: bool = True
     bos: bool = False
 
+    RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[0, inf)", "seq_len": "[1, inf)", "eval_tokens": "[0, inf)"}
+
+    def check(self) -> None:
+        if not self.data.strip():
+            raise ConfigError("lm.data is empty: give a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
+        try:
+            tokenizer_key(self.tokenizer, self.vocab_size)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.bos and self.seq_len < 2:
+            raise ConfigError(f"lm.seq_len={self.seq_len} leaves no room for text after the BOS token (lm.bos=true); "
+                              "it must be >= 2")
+
 
 @dataclass(kw_only=True)
 class TrainConfig:
@@ -69,7 +96,12 @@ class TrainConfig:
     autocast on GPUs that support it and in float32 elsewhere (bf16 matmuls are slow on most CPUs).
     The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
     checkpoint every that many steps; with ``keep_checkpoints`` the model weights of each are also kept as
-    ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``)."""
+    ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``). A ``target_accuracy`` above 1
+    never stops early. ``device``: ``cpu``, ``cuda``, ``cuda:N`` (any torch device string).
+
+    Every numeric field has a range (``RANGES``, here and in the nested configs), checked when the config is built
+    (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place
+    is checked before a run starts."""
 
     task: Literal["mqar", "lm"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
@@ -87,6 +119,25 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
 
+    RANGES: ClassVar[dict[str, str]] = {"batch_size": "[1, inf)", "grad_accum": "[1, inf)", "max_steps": "[1, inf)",
+                                        "eval_every": "[1, inf)", "target_accuracy": "[0, inf]",
+                                        "checkpoint_every": "[0, inf)", "seed": "[0, 4294967295]"}
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+    def check(self) -> None:
+        """Rules across fields: the batch splits into the micro-batches, the device string parses, the mixer
+        schedule names registered mixers and divides the layers."""
+        if self.batch_size % self.grad_accum:
+            raise ConfigError(f"batch_size={self.batch_size} must split evenly into grad_accum={self.grad_accum} "
+                              "micro-batches")
+        try:
+            torch.device(self.device)
+        except RuntimeError:
+            raise ConfigError(f"device={self.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        self.model.schedule()
+
     @classmethod
     def stored(cls, path: Path) -> dict:
         """The config saved in a run's ``config.json``, with fields added to TrainConfig since it was written set
@@ -96,6 +147,7 @@ class TrainConfig:
     def resolved(self, vocab_size: int | None = None) -> TrainConfig:
         """A copy with the fields the task decides filled in: the model's vocabulary (MQAR's from its config, a
         corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
+        check_ranges(self)
         if self.task == "mqar":
             vocab_size, longest = self.mqar.vocab_size, max(self.mqar.seq_lens)
         else:
@@ -105,3 +157,27 @@ class TrainConfig:
         model = dataclasses.replace(self.model, vocab_size=vocab_size,
                                     max_seq_len=max(self.model.max_seq_len, longest))
         return dataclasses.replace(self, model=model)
+
+
+def check_device(device: str) -> None:
+    """A clear error when ``device`` names an accelerator this machine does not have."""
+    kind = torch.device(device)
+    if kind.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}, but CUDA is not available here (torch {torch.__version__}, "
+                          f"{'a CPU-only build' if torch.version.cuda is None else 'no GPU found'}); use device=cpu")
+    if kind.type == "cuda" and kind.index is not None and kind.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if kind.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device!r}, but MPS is not available here; use device=cpu")
+
+
+def check_buildable(cfg: TrainConfig) -> None:
+    """Build the model on the meta device (no memory, no weights) so that a mixer option or size the layers reject
+    fails before any data is made or any folder is written; the error names the model settings."""
+    try:
+        count_params(cfg.model)
+    except ConfigError:
+        raise
+    except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise ConfigError(f"model: mixer {cfg.model.mixer!r} cannot be built with d_model={cfg.model.d_model}, "
+                          f"n_heads={cfg.model.n_heads}, mixer_options={cfg.model.mixer_options}: {e}") from None

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -23,6 +24,10 @@ class OptimConfig:
     warmup_frac: float = 0.1
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
+
+    RANGES: ClassVar[dict[str, str]] = {"lr": "(0, inf)", "weight_decay": "[0, inf)", "beta1": "[0, 1)",
+                                        "beta2": "[0, 1)", "eps": "(0, inf)", "warmup_frac": "[0, 1)",
+                                        "min_lr_ratio": "[0, 1]", "grad_clip": "[0, inf)"}
 
 
 def marked_no_weight_decay(model: nn.Module) -> set[str]:

@@ -191,3 +191,36 @@ def test_windows_predict_every_token_once_with_or_without_bos():
     assert windows(stream, 5, max_tokens=10)[0].shape == (2, 5)
     with pytest.raises(ValueError, match="fewer than one window"):
         windows(stream[:3], 5)
+
+
+def test_the_tests_write_caches_into_a_temporary_data_folder_with_the_assets_linked(_data_home):
+    from pathlib import Path
+
+    from gatelab.tasks.text.assets import FILES, data_home
+
+    assert data_home() == _data_home and data_home() != Path.home() / ".cache" / "gatelab"
+    assert all((data_home() / name).is_symlink() for name in FILES.values() if (data_home() / name).exists())
+
+
+def test_a_damaged_token_cache_names_its_folder(tmp_path, monkeypatch):
+    from gatelab.config import ConfigError
+
+    monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "data"))
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split in ("train", "valid", "test"):
+        (folder / f"{split}.txt").write_text("one two three\n" * 10)
+    tokenized_corpus(str(folder), "word")
+    (meta,) = (tmp_path / "data" / "tokens").glob("corpus-*/word-v*/meta.json")
+    meta.write_text("{half")
+    with pytest.raises(ConfigError, match=rf"token cache {meta.parent} is damaged.*delete that folder"):
+        tokenized_corpus(str(folder), "word")
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path):
+    from gatelab.config import ConfigError
+
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.txt").write_bytes("caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"{tmp_path / 'train.txt'} is not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        load_corpus(str(tmp_path))

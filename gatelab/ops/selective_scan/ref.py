@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .._common import compute_dtype
+from .._common import check_sign, compute_dtype
 
 
 def check_scan_inputs(name: str, x, dt, A, B, C, D, initial_state) -> None:
@@ -21,6 +21,8 @@ def check_scan_inputs(name: str, x, dt, A, B, C, D, initial_state) -> None:
         if tuple(tensor.shape) != shape:
             raise ValueError(f"{name}: {arg} must be {shape} for x {tuple(x.shape)} and A {tuple(A.shape)}; "
                              f"got {tuple(tensor.shape)}")
+    check_sign(name, "A", A, nonpositive=True, what="<= 0 (the decay exp(dt A) must not grow)")
+    check_sign(name, "dt", dt, nonpositive=False, what=">= 0 (step sizes, e.g. softplus(x))")
 
 
 def recurrent_selective_scan(

