@@ -181,7 +181,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         if grid.task != "lm":
             raise ConfigError("--data applies to --task lm")
         grid.base.lm.data = args.data
-    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes"):
+    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes", "pairing"):
         if getattr(args, name) is not None:
             setattr(grid, name, getattr(args, name))
     if args.steps is not None:
@@ -406,6 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=number(float, "[0, inf)"),
                    help="train each model for as many steps as it does in this many minutes here (equal-time "
                         "comparison; the measured steps are kept in OUT/budget.json; 0: no budget)")
+    p.add_argument("--pairing", choices=["short_conv", "base_conv"],
+                   help="MQAR: what mixes tokens beside the mixer. short_conv (default): gatelab's protocol, an "
+                        "ungated short convolution ahead of every mixer layer; base_conv: Zoology's Hybrid, layers "
+                        "alternating its gated BaseConv with the mixer")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
     p.add_argument("--workers", type=number(int, "[1, inf)"), default=1,

@@ -1,4 +1,5 @@
 """The compare grids: how each cell's model is laid out."""
+import json
 from dataclasses import replace
 
 import pytest
@@ -49,3 +50,14 @@ def test_attn_and_gated_attn_differ_by_the_gate_alone_in_every_grid(name):
     built = {key: DecoderLM(replace(grid.base.model, mixer=key, vocab_size=16)).blocks[0].mixer.config.qk_norm
              for key in ("attn", "gated_attn")}
     assert options["attn"]["qk_norm"] and built == {"attn": True, "gated_attn": True}
+
+
+def test_compare_trains_zoologys_pairing_from_the_command_line(tmp_path):
+    from gatelab.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--mixers", "gla", "--seq-lens", "16", "--pairing", "base_conv", "--out",
+                 str(out), "--no-progress"]) == 0
+    (config,) = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
+    assert config["model"]["mixer"] == "base_conv,gla" and config["model"]["short_conv"] == 0
+    assert "alternating Zoology's gated BaseConv" in (out / "report.md").read_text()
