@@ -180,7 +180,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         if grid.task != "lm":
             raise ConfigError("--data applies to --task lm")
         grid.base.lm.data = args.data
-    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes"):
+    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes", "pairing"):
         if getattr(args, name) is not None:
             setattr(grid, name, getattr(args, name))
     if args.steps is not None:
@@ -268,7 +268,7 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError(f"{args.run} is not a run folder: it has no config.json (train one with gatelab train "
                           "--task lm)")
     check_run_files(args.run)
-    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=args.bits)
+    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=args.bits, quant_scope=args.quant_scope)
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     if args.trajectory:
         points = trajectory(args.run, out, cfg)
@@ -305,7 +305,7 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     reproduce = REPRODUCTIONS[args.name]
     report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress)
-    console.print(report.read_text(), markup=False, highlight=False)
+    console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")
 
 
@@ -359,10 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default RUN/analysis)")
     p.add_argument("--trajectory", action="store_true",
                    help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
-    p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=32768,
-                   help="leading test tokens to measure on (0: all)")
+    p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=None,
+                   help="leading test tokens to measure on (0: all; default: those the run evaluated on)")
     p.add_argument("--bits", type=bit_widths, default="8:8,6:6,4:8",
                    help="weight:activation widths of the simulated quantization")
+    p.add_argument("--quant-scope", choices=["linear", "full"], default="full",
+                   help="activations quantized: full (the paper's: also residual sums, attention scores, "
+                   "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
@@ -402,6 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-minutes", type=number(float, "[0, inf)"),
                    help="train each model for as many steps as it does in this many minutes here (equal-time "
                         "comparison; the measured steps are kept in OUT/budget.json; 0: no budget)")
+    p.add_argument("--pairing", choices=["short_conv", "base_conv"],
+                   help="MQAR: what mixes tokens beside the mixer. short_conv (default): gatelab's protocol, an "
+                        "ungated short convolution ahead of every mixer layer; base_conv: Zoology's Hybrid, layers "
+                        "alternating its gated BaseConv with the mixer")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
     p.add_argument("--workers", type=number(int, "[1, inf)"), default=1,

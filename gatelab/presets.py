@@ -75,6 +75,15 @@ class CompareGrid:
         self._pair(reference, self.mixers[0])
         return match_params(model, count_params(reference))
 
+    def heads(self, model: ModelConfig) -> str:
+        """The head count of the cell's mixer layers, as the reports print it: one number, or ``key:n`` per mixer
+        when the layers differ (the pairing's BaseConv layers have no heads and are left out)."""
+        keys = [k for k in dict.fromkeys(model.schedule()) if not (self.pairing == "base_conv" and k == "base_conv")]
+        counts = {k: model.mixer_options.get(k, {}).get("n_heads", model.n_heads) for k in keys}
+        if len(set(counts.values())) == 1:
+            return str(next(iter(counts.values())))
+        return " ".join(f"{k}:{n}" for k, n in counts.items())
+
     def _pair(self, model: ModelConfig, mixer: str) -> None:
         """Set ``model``'s layers for ``mixer`` under the grid's pairing."""
         if self.pairing == "short_conv":
@@ -115,7 +124,8 @@ class CompareGrid:
                             if self.budget_minutes:
                                 probe = cfg.resolved(vocab_size)
                                 cfg.max_steps = steps_for_budget(probe, 60 * self.budget_minutes, budget_record)
-                            coords = {"mixer": mixer, "d_model": d, "seq_len": T, "seed": seed, "lr": lr}
+                            coords = {"mixer": mixer, "d_model": d, "heads": self.heads(model), "seq_len": T,
+                                      "seed": seed, "lr": lr}
                             name = safe_name(f"{mixer}-d{d}-T{T}-s{seed}-lr{lr:g}")
                             out.append(SweepRun(name, coords, cfg))
         return out
@@ -124,11 +134,11 @@ class CompareGrid:
 def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every: int = 50) -> TrainConfig:
     """gatelab's MQAR protocol at CPU scale (Zoology's task and metric; its models differ, see ``pairing``): 2
     mixer layers with no channel mixer, each behind an ungated short convolution of kernel 3; one head, except
-    ``MULTI_SCALE_HEADS`` for the multi-scale mixers; kv pairs = seq_len / 16, vocabulary 512."""
+    ``MULTI_SCALE_HEADS`` for the multi-scale mixers; attn with QK-norm as gated_attn; kv pairs = seq_len / 16, vocabulary 512."""
     return TrainConfig(
         mqar=MQARTaskConfig(vocab_size=512, train_examples=train_examples, test_examples=1000),
         model=ModelConfig(n_layers=2, n_heads=1, channel="none", short_conv=3,
-                          mixer_options={key: {"n_heads": MULTI_SCALE_HEADS} for key in MULTI_SCALE_MIXERS}),
+                          mixer_options=_mixer_options()),
         batch_size=batch_size, max_steps=steps, eval_every=eval_every,
     )
 
@@ -137,7 +147,7 @@ def _lm_base(data: str, steps: int, batch_size: int, eval_every: int) -> TrainCo
     """Word-level language modelling: 4 pre-norm layers of mixer + SwiGLU, 4 heads, no short convolution."""
     return TrainConfig(
         task="lm", lm=LMTaskConfig(data=data, tokenizer="word"),
-        model=ModelConfig(n_layers=4, n_heads=4, channel="swiglu", short_conv=0),
+        model=ModelConfig(n_layers=4, n_heads=4, channel="swiglu", short_conv=0, mixer_options=_mixer_options()),
         batch_size=batch_size, max_steps=steps, eval_every=eval_every,
     )
 
@@ -146,6 +156,14 @@ def _lm_base(data: str, steps: int, batch_size: int, eval_every: int) -> TrainCo
 # over [1, 16]): with one head their multi-scale mechanism is gone, so the MQAR grids give them several.
 MULTI_SCALE_MIXERS = ("retnet", "mamba2")
 MULTI_SCALE_HEADS = 4
+# gated_attn has QK-norm by default (its paper's Qwen3 models do); in every grid attn gets it too, so the two differ
+# by the gate alone.
+ATTN_AS_GATED = {"attn": {"qk_norm": True}}
+
+
+def _mixer_options() -> dict[str, dict]:
+    """The per-mixer options every grid starts from."""
+    return {**ATTN_AS_GATED, **{key: {"n_heads": MULTI_SCALE_HEADS} for key in MULTI_SCALE_MIXERS}}
 
 PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min")
 TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}

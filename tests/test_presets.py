@@ -1,4 +1,7 @@
 """The compare grids: how each cell's model is laid out."""
+import json
+from dataclasses import replace
+
 import pytest
 
 from gatelab.config import ConfigError
@@ -38,3 +41,23 @@ def test_multi_scale_mixers_get_several_heads_in_the_mqar_grids():
     heads = {r.coords["mixer"]: DecoderLM(r.config.resolved().model).blocks[0].mixer.config.n_heads
              for r in grid.runs()}
     assert heads == {"retnet": MULTI_SCALE_HEADS, "mamba2": MULTI_SCALE_HEADS, "gla": 1}
+
+
+@pytest.mark.parametrize("name", ["default", "recall-vs-state", "lm", "ptb-30min"])
+def test_attn_and_gated_attn_differ_by_the_gate_alone_in_every_grid(name):
+    grid = preset(name)
+    options = grid.base.model.mixer_options
+    built = {key: DecoderLM(replace(grid.base.model, mixer=key, vocab_size=16)).blocks[0].mixer.config.qk_norm
+             for key in ("attn", "gated_attn")}
+    assert options["attn"]["qk_norm"] and built == {"attn": True, "gated_attn": True}
+
+
+def test_compare_trains_zoologys_pairing_from_the_command_line(tmp_path):
+    from gatelab.cli import main
+
+    out = tmp_path / "cmp"
+    assert main(["compare", "--quick", "--mixers", "gla", "--seq-lens", "16", "--pairing", "base_conv", "--out",
+                 str(out), "--no-progress"]) == 0
+    (config,) = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
+    assert config["model"]["mixer"] == "base_conv,gla" and config["model"]["short_conv"] == 0
+    assert "alternating Zoology's gated BaseConv" in (out / "report.md").read_text()

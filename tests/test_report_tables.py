@@ -2,6 +2,7 @@
 import pytest
 
 from gatelab.report import summarize
+from gatelab.report.tables import decimals_for, score_text
 
 
 def record(seed, lr, accuracy, tokens_per_second=100.0):
@@ -21,7 +22,7 @@ def test_summary_takes_each_seeds_best_lr_then_mean_std_and_range_over_seeds():
 
 
 def test_the_best_lr_of_a_seed_is_one_that_did_not_diverge_and_diverged_seeds_are_counted():
-    from gatelab.report.tables import markdown_table, score_text
+    from gatelab.report.tables import markdown_table
 
     records = [{**record(0, 1e6, 0.0), "diverged": True}, record(0, 1e-3, 0.001),          # below chance, kept
                {**record(1, 1e6, 0.0), "diverged": True}, {**record(1, 1e-3, 0.0), "diverged": True},
@@ -29,8 +30,16 @@ def test_the_best_lr_of_a_seed_is_one_that_did_not_diverge_and_diverged_seeds_ar
     (row,) = summarize(records)
     assert row["seeds"] == 3 and row["diverged"] == 1 and row["best_lrs"] == "0.001"
     assert row["accuracy_mean"] == pytest.approx(0.2505)
-    assert score_text(row, "accuracy") == "0.251 ± 0.353 (1 of 3 seeds diverged)"
+    assert score_text(row, "accuracy") == "0.3 ± 0.4 (1 of 3 seeds diverged)"   # 2 seeds: SE 0.25
     assert "1 of 3 seeds diverged" in markdown_table([row])
     (row,) = summarize([{**record(0, 1e6, 0.0), "diverged": True}])
     assert score_text(row, "accuracy") == "diverged" and row["best_lrs"] == ""
     assert "| diverged | 1 | - |" in markdown_table([row])
+
+
+@pytest.mark.parametrize("std,seeds,decimals", [(0.11, 3, 2), (0.002, 3, 3), (0.0001, 4, 3), (0.4, 2, 1), (0.0, 3, 3),
+                                                (0.3, 1, 3), (0.03, 9, 2), (0.009, 9, 3)])
+def test_mqar_scores_print_to_the_first_digit_of_their_standard_error(std, seeds, decimals):
+    assert decimals_for(std, seeds, most=3) == decimals
+    row = {"accuracy_mean": 0.51234, "accuracy_std": std, "seeds": seeds, "diverged": 0}
+    assert score_text(row, "accuracy") == f"{0.51234:.{decimals}f} ± {std:.{decimals}f}"

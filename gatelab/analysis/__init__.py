@@ -4,8 +4,8 @@ from ..tasks.text.windows import windows
 from ..train.tasks import perplexity
 from .analyze import AnalysisConfig, analyze, analyze_run
 from .measure import measure
-from .metrics import inf_norm, kurtosis
-from .quant import quantize_asymmetric, quantize_symmetric, quantized
+from .metrics import inf_norm, kurtosis, uniform_f_attn
+from .quant import quant_sites, quantize_asymmetric, quantize_symmetric, quantized
 
-__all__ = ["AnalysisConfig", "analyze", "analyze_run", "inf_norm", "kurtosis", "measure", "perplexity",
-           "quantize_asymmetric", "quantize_symmetric", "quantized", "windows"]
+__all__ = ["AnalysisConfig", "analyze", "analyze_run", "inf_norm", "kurtosis", "measure", "perplexity", "quant_sites",
+           "quantize_asymmetric", "quantize_symmetric", "quantized", "uniform_f_attn", "windows"]

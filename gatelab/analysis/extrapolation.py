@@ -31,9 +31,9 @@ def has_rope(model: DecoderLM) -> bool:
 def extrapolation(model: DecoderLM, stream: torch.Tensor, train_len: int, factors: tuple[int, ...] = (1, 2, 4, 8),
                   max_tokens: int = 16384, batch_tokens: int = 4096, bos: int | None = None
                   ) -> dict[str, dict[int, float]]:
-    """``{method: {length: ppl}}`` on the same leading ``max_tokens`` of ``stream`` cut into windows of each
-    length (``train_len * factor``). Methods: ``as_trained``, and for models with RoPE ``ntk`` and ``yarn``
-    (scale factor = length / train_len; at factor 1 both equal the trained model)."""
+    """``{method: {length: ppl}}`` on the same leading ``max_tokens`` of ``stream`` (0: all of it) cut into windows
+    of each length (``train_len * factor``). Methods: ``as_trained``, and for models with RoPE ``ntk`` and ``yarn``
+    (scale factor = length / train_len; at factor 1 both are the trained model, measured once)."""
     methods: dict[str, str | None] = {"as_trained": None}
     if has_rope(model):
         methods.update({"ntk": "ntk", "yarn": "yarn"})
@@ -42,6 +42,11 @@ def extrapolation(model: DecoderLM, stream: torch.Tensor, train_len: int, factor
         length = train_len * factor
         x, y = windows(stream, length, max_tokens, bos)
         batch = max(1, batch_tokens // length)
+        if factor == 1:
+            ppl = perplexity(model, x, y, batch)
+            for name in methods:
+                out[name][length] = ppl
+            continue
         for name, kind in methods.items():
             scaling = RopeScaling(kind, float(factor), train_len) if kind else None
             out[name][length] = perplexity(with_rope_scaling(model, scaling, length), x, y, batch)

@@ -12,6 +12,8 @@ from ..train.tasks import perplexity
 from .hooks import hooked
 from .metrics import ActivationMeter, GateMeter, OutlierMeter, SinkMeter
 
+ATTENTION_INTERNALS = ("score_probe", "context_probe")   # probes of softmax attention that are not gates
+
 
 @dataclass
 class ModuleNames:
@@ -37,7 +39,7 @@ class ModuleNames:
             for name, _ in block.mixer.named_modules():
                 if name.endswith("attn_probe"):
                     names.attention.append(f"{prefix}.mixer.{name}")
-                elif name.endswith("probe"):
+                elif name.endswith("probe") and not name.endswith(ATTENTION_INTERNALS):
                     names.gates.append(f"{prefix}.mixer.{name}")
         return names
 
@@ -79,6 +81,7 @@ def measure(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, batch_size: int 
         "gate_score": {"per_probe": gate_means, "per_kind": _by_kind(gate_means)},
         "outliers": {"per_module": out,
                      "max_inf_norm": max(v["inf_norm"] for v in out.values()),
+                     "max_inf_over_median": max(v["inf_over_median"] for v in out.values()),
                      "avg_kurtosis": sum(v["kurtosis"] for v in out.values()) / len(out),
                      "max_kurtosis": max(v["kurtosis"] for v in out.values())},
     }

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from ..report.plots import PALETTE
+from ..report.plots import PALETTE, log2_axis_at, value_axis
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
@@ -18,8 +18,10 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     q = result["quantization"]
     kinds = result["gate_score"]["per_kind"]
+    ev = result["eval"]
     return [
-        ("test perplexity (eval windows)", _fmt(result["ppl"], ".2f")),
+        (f"test perplexity ({ev['tokens']:,} tokens in {ev['windows']} windows of {ev['seq_len']})",
+         _fmt(result["ppl"], ".2f")),
         ("F-Attn: attention on the first token, mean over layers", _fmt(result["f_attn"]["mean"])),
         ("M-Act: max abs(h) of block outputs, mean over layers", _fmt(result["m_act"]["mean"], ".1f")),
         ("max / median abs(h), mean over layers", _fmt(result["m_act"]["mean_max_over_median"], ".1f")),
@@ -27,7 +29,9 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("max infinity norm over modules", _fmt(result["outliers"]["max_inf_norm"], ".1f")),
         ("average kurtosis over modules", _fmt(result["outliers"]["avg_kurtosis"], ".1f")),
         ("max kurtosis over modules", _fmt(result["outliers"]["max_kurtosis"], ".1f")),
-        *[(f"perplexity {k}", _fmt(v, ".2f")) for k, v in q.items()],
+        ("max over modules of infinity norm / median abs(x)", _fmt(result["outliers"]["max_inf_over_median"], ".1f")),
+        *[(f"perplexity {k}" + ("" if k == "float" else f" ({ev['quant_scope']} scope)"), _fmt(v, ".2f"))
+          for k, v in q.items()],
         ("state: floats per sequence at the training length", f"{result['state']['state_floats']:,}"),
         ("state: bytes after a training-length context", f"{result['state']['state_bytes']:,}"),
     ]
@@ -43,6 +47,7 @@ def write_report(result: dict[str, Any], gate_values: dict[str, torch.Tensor], o
     plot_extrapolation(result, paths["extrapolation"])
     ext = result["extrapolation"]
     lengths = sorted({int(n) for m in ext.values() for n in m})
+    ev = result["eval"]
     lines = [
         f"# gatelab analyze: {result['mixer']}",
         "",
@@ -79,6 +84,8 @@ def write_report(result: dict[str, Any], gate_values: dict[str, torch.Tensor], o
         "",
         "## Length extrapolation (perplexity)",
         "",
+        extrapolation_note(ev),
+        "",
         "| method | " + " | ".join(str(n) for n in lengths) + " |",
         "|---|" + "---|" * len(lengths),
         *[f"| {m} | " + " | ".join(_fmt(v.get(n, v.get(str(n))), ".2f") for n in lengths) + " |"
@@ -89,6 +96,18 @@ def write_report(result: dict[str, Any], gate_values: dict[str, torch.Tensor], o
     ]
     paths["report"].write_text("\n".join(lines))
     return paths
+
+
+def extrapolation_note(ev: dict[str, Any]) -> str:
+    """One sentence on which tokens the curves read, and why the training-length point is (or is not) the test
+    perplexity of the summary."""
+    if ev["extrapolation_tokens"] == ev["eval_tokens"]:
+        return (f"Every length reads the same test tokens as the test perplexity above, cut into windows of that "
+                f"length, so the point at the training length ({ev['seq_len']}) is that perplexity.")
+    budget = ev["extrapolation_tokens"] or "all"
+    return (f"Every length reads the leading {budget} test tokens, cut into windows of that length; the test "
+            f"perplexity above reads {ev['tokens']:,} tokens, so the two differ at the training length "
+            f"({ev['seq_len']}) by the text they read.")
 
 
 def _save(fig: Figure, path: Path) -> None:
@@ -133,13 +152,22 @@ def plot_outliers(result: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_extrapolation(result: dict[str, Any], path: Path) -> None:
+def plot_extrapolation(result: dict[str, Any], path: Path) -> Figure:
+    """Perplexity against evaluation length, a line per method: lengths on a base-2 axis labelled at each length;
+    perplexity on a log axis only where it spans more than a decade."""
     fig = Figure(figsize=(5.5, 3.6))
     ax = fig.subplots()
+    lengths, values = [], []
     for i, (method, pts) in enumerate(result["extrapolation"].items()):
         xs = sorted(int(k) for k in pts)
-        ax.plot(xs, [pts.get(x, pts.get(str(x))) for x in xs], marker="o", color=PALETTE[i], label=method)
-    ax.set(xscale="log", yscale="log", xlabel="evaluation length (tokens)", ylabel="perplexity")
+        ys = [pts.get(x, pts.get(str(x))) for x in xs]
+        ax.plot(xs, ys, marker="o", color=PALETTE[i], label=method)
+        lengths += xs
+        values += ys
+    log2_axis_at(ax, lengths)
+    value_axis(ax, values)
+    ax.set(xlabel="evaluation length (tokens)", ylabel="perplexity")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     _save(fig, path)
+    return fig

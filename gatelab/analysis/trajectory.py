@@ -28,9 +28,9 @@ def trajectory(run_dir: str | Path, out_dir: str | Path | None = None,
                cfg: AnalysisConfig | None = None) -> list[dict[str, Any]]:
     """Measure every ``checkpoints/step-*.safetensors`` of the run (and the final model); write
     ``trajectory.json``, ``trajectory.md`` and ``trajectory.png``."""
-    cfg = cfg or AnalysisConfig()
     run_dir = Path(run_dir)
     trained = load_trained(run_dir)
+    cfg = (cfg or AnalysisConfig()).for_run(trained.config)
     files = sorted((run_dir / "checkpoints").glob("step-*.safetensors"))
     if not files:
         raise FileNotFoundError(f"no kept checkpoints in {run_dir / 'checkpoints'}: train with "

@@ -6,12 +6,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers.base import TokenMixer
+from ..layers.base import Probe, TokenMixer
 from ..layers.conv import ShortConv
 
 
 class Block(nn.Module):
     """One layer of a sequence model. ``channel`` may be None (mixer-only blocks, as in Zoology's MQAR configs).
+    The residual sums after the token mixer and after the channel mixer ``[B, T, d_model]`` pass through
+    ``mixer_sum_probe`` and ``channel_sum_probe`` (analysis reads them; simulated quantization replaces them).
 
     With ``conv`` (a ``ShortConv``), the normalised input passes through ``h + conv(h)`` before the token mixer:
     gatelab's MQAR protocol, an ungated convolution in every mixer layer. (Zoology's own models instead alternate
@@ -28,6 +30,7 @@ class Block(nn.Module):
         self.mixer_norm, self.conv, self.mixer = norm_factory(), conv, mixer
         self.channel_norm = norm_factory() if channel is not None else None
         self.channel = channel
+        self.mixer_sum_probe, self.channel_sum_probe = Probe(), Probe()
 
     def init_state(self, batch_size: int) -> tuple[Any, Any]:
         conv_state = self.conv.init_state(batch_size) if self.conv is not None else None
@@ -43,8 +46,10 @@ class Block(nn.Module):
         layer_inputs = {} if lower_bound is None else {"lower_bound": lower_bound}
         y, mixer_state = (self.mixer.step if step else self.mixer)(h, mixer_state, **layer_inputs)
         x = x + self.dropout(y)
+        x = self.mixer_sum_probe(x)
         if self.channel is not None:
             x = x + self.dropout(self.channel(self.channel_norm(x)))
+            x = self.channel_sum_probe(x)
         return x, (conv_state, mixer_state)
 
     def aux_loss(self) -> torch.Tensor | None:

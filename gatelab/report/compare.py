@@ -52,8 +52,8 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         *body,
         f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
         f"learning rates {grid.lrs}",
-        f"- {base['model']['n_layers']} layers, {base['model']['n_heads']} head(s), short convolution kernel "
-        f"{base['model']['short_conv']} (0: none), channel mixer {base['model']['channel']}; "
+        f"- {base['model']['n_layers']} layers, heads as in the table, {_pairing_text(grid, base)}, channel "
+        f"mixer {base['model']['channel']}; "
         f"{_steps_text(grid, records)} of batch {base['batch_size']}, evaluation every {base['eval_every']} steps",
         "",
         "## Environment",
@@ -63,7 +63,8 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     ]
     paths["report.md"].write_text("\n".join(text))
     write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
-        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")}, "base": base}})
+        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes", "pairing")},
+        "base": base}})
     return paths
 
 
@@ -77,6 +78,13 @@ def _diverged_text(records: list[dict[str, Any]], task: str) -> list[str]:
             f"`diverged_at` in results.csv, where they score {worst}). Each seed's best learning rate is chosen "
             "among its runs that did not diverge; a seed whose runs all diverged is counted in the table, not "
             "averaged.", ""]
+
+
+def _pairing_text(grid: Any, base: dict[str, Any]) -> str:
+    if grid.pairing == "base_conv":
+        return "layers alternating Zoology's gated BaseConv and the mixer (its Hybrid), no short convolution"
+    kernel = base["model"]["short_conv"]
+    return f"an ungated short convolution of kernel {kernel} ahead of every mixer" if kernel else "no short convolution"
 
 
 def _steps_text(grid: Any, records: list[dict[str, Any]]) -> str:
@@ -154,11 +162,11 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
     m = METRICS[task]
     title = "MQAR accuracy" if task == "mqar" else "perplexity (lower is better)"
     table = Table(title=f"{title} (best lr per seed; mean ± std over seeds)")
-    for col in ("mixer", "d_model", "seq_len", *m.labels, "params", "state", "tokens/s"):
+    for col in ("mixer", "d_model", "heads", "seq_len", *m.labels, "params", "state", "tokens/s"):
         table.add_column(col, justify="left" if col == "mixer" else "right")
     for r in summarize(records, task):
         scores = [score_text(r, k, task) for k in m.reported]
-        table.add_row(r["mixer"], str(r["d_model"]), str(r["seq_len"]), *scores, f"{r['num_params']:,}",
+        table.add_row(r["mixer"], str(r["d_model"]), str(r.get("heads", "")), str(r["seq_len"]), *scores, f"{r['num_params']:,}",
                       f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
     console.print(table)
 
@@ -166,6 +174,7 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
 def grid_fingerprint(grid: Any) -> str:
     """A short stable name for a grid, so re-running the same command resumes in the same folder."""
     keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")
-    payload = json.dumps({k: getattr(grid, k) for k in keys}
+    pairing = {} if grid.pairing == "short_conv" else {"pairing": grid.pairing}   # (older folders: short_conv)
+    payload = json.dumps({k: getattr(grid, k) for k in keys} | pairing
                          | {"base": to_dict(grid.base)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import ScalarFormatter
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
 
 MARKERS = "osD^vP*X<>hp"
 
@@ -17,6 +18,28 @@ PALETTE = [colormaps["tab10"](i) for i in range(10)] + [colormaps["Dark2"](i) fo
 def _style(i: int) -> dict[str, Any]:
     """Distinct colour and marker for the i-th series (18 colours, 12 markers)."""
     return {"color": PALETTE[i % len(PALETTE)], "marker": MARKERS[i % len(MARKERS)]}
+
+
+def log2_axis_at(ax: Axes, values: list[float], axis: str = "x") -> None:
+    """A base-2 log axis labelled exactly at ``values`` in plain numbers (128, 256, ...), without minor ticks,
+    whose labels would crowd the major ones."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=2)
+    target.set_major_locator(FixedLocator(sorted(set(values))))
+    target.set_major_formatter(ScalarFormatter())
+    target.set_minor_locator(NullLocator())
+
+
+def value_axis(ax: Axes, values: list[float], axis: str = "y") -> None:
+    """Log scale when ``values`` span more than a decade (max / min > 10) and are positive, linear otherwise: a
+    log axis over a narrow range carries one labelled tick or none, and crowded minor labels."""
+    finite = [v for v in values if v is not None and 0 < v < float("inf")]
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if finite and len(finite) == len(values) and max(finite) / min(finite) > 10:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        target.set_minor_formatter(NullFormatter())
+    else:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("linear")
 
 
 def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: str, panel_title: str,
@@ -36,11 +59,10 @@ def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: 
                          [hi - y for y, hi in zip(ys, highs, strict=True)])
                 ax.errorbar(xs, ys, yerr=spans, capsize=3, label=mixer, **_style(i))
         if log2_ticks:
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted({r[x_key] for r in rows}))
-            ax.get_xaxis().set_major_formatter(ScalarFormatter())
+            log2_axis_at(ax, [r[x_key] for r in rows])
         else:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(x_label)
         ax.set_title(panel_title.format(value))
         ax.set_ylim(-0.02, 1.02)
@@ -82,13 +104,13 @@ def plot_perplexity(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path, ylabel: str) -> None:
-    """One line per label: the metric against training tokens (log-scale metric axis)."""
+    """One line per label: the metric against training tokens (a log metric axis where it spans a decade)."""
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
     for i, (label, pts) in enumerate(curves.items()):
         xs, ys = zip(*pts, strict=True)
         ax.plot(xs, ys, label=label, **_style(i), markersize=4)
-    ax.set_yscale("log")
+    value_axis(ax, [y for pts in curves.values() for _, y in pts])
     ax.set_xlabel("training tokens")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)

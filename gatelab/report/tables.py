@@ -76,6 +76,7 @@ def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[st
             "seeds": len(rs),
             "diverged": len(rs) - len(kept),
             "best_lrs": " ".join(sorted({f"{r['lr']:g}" for r in kept})),
+            "heads": rs[0].get("heads", ""),
             "num_params": rs[0]["num_params"],
             "state_size": rs[0]["state_size"],
             "tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
@@ -83,13 +84,25 @@ def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[st
     return rows
 
 
+def decimals_for(std: float, seeds: int, most: int) -> int:
+    """Decimals that print a mean over ``seeds`` to the first significant digit of its standard error
+    ``std / sqrt(seeds)``, at most ``most`` (and at least 1): a rerun with other seeds moves the last printed digit
+    by about one, not the digits before it."""
+    if seeds < 2 or not std > 0 or not math.isfinite(std):
+        return most
+    return max(1, min(most, -math.floor(math.log10(std / math.sqrt(seeds)))))
+
+
 def score_text(row: dict[str, Any], metric: str, task: str = "mqar") -> str:
     """A summary row's ``mean ± std`` of ``metric`` over seeds, saying how many seeds diverged ("diverged" if all
-    did)."""
+    did). MQAR accuracies are printed to their standard error's first digit (``decimals_for``)."""
     fmt, n = METRICS[task].fmt, row.get("diverged", 0)
     if n and n == row["seeds"]:
         return "diverged"
-    text = f"{fmt.format(row[metric + '_mean'])} ± {fmt.format(row[metric + '_std'])}"
+    mean, std = row[metric + "_mean"], row[metric + "_std"]
+    if task == "mqar":
+        fmt = "{:.%df}" % decimals_for(std, row["seeds"] - n, most=3)
+    text = f"{fmt.format(mean)} ± {fmt.format(std)}"
     return text + (f" ({n} of {row['seeds']} seeds diverged)" if n else "")
 
 
@@ -103,12 +116,13 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 def markdown_table(rows: list[dict[str, Any]], task: str = "mqar") -> str:
     m = METRICS[task]
-    header = ["mixer", "d_model", "seq_len", *(f"{label} (mean ± std)" for label in m.labels), "seeds", "best lr",
+    header = ["mixer", "d_model", "heads", "seq_len", *(f"{label} (mean ± std)" for label in m.labels), "seeds",
+              "best lr",
               "params", "state (floats/seq)", "tokens/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         scores = [score_text(r, k, task) for k in m.reported]
-        cells = [r["mixer"], r["d_model"], r["seq_len"], *scores, r["seeds"], r["best_lrs"] or "-",
+        cells = [r["mixer"], r["d_model"], r.get("heads", ""), r["seq_len"], *scores, r["seeds"], r["best_lrs"] or "-",
                  f"{r['num_params']:,}",
                  f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")

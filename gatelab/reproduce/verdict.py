@@ -1,5 +1,6 @@
-"""Verdicts on a paper's claims at this scale: compare two groups of per-seed values and say whether the claimed
-direction is reproduced, contradicted, or not resolved by the seed noise."""
+"""Verdicts on a paper's claims at this scale: first whether the paper's effect can exist in these runs (the claim's
+precondition, measured on the baseline), then whether the claimed direction is reproduced, contradicted, or not
+resolved by the seed noise."""
 from __future__ import annotations
 
 import math
@@ -7,11 +8,38 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal
 
+UNTESTABLE = "untestable here"
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """The paper's effect can exist only where ``variant``'s ``metric`` (mean over seeds) is at least ``floor``:
+    e.g. a sink must exist in the baseline before a gate can remove it. ``what`` names the condition and
+    ``why`` says where the floor comes from."""
+
+    what: str
+    metric: str
+    variant: str
+    floor: float
+    why: str
+
+    def check(self, values: list[float]) -> tuple[bool, str]:
+        """Whether ``values`` (the variant's per-seed metric) meet the floor, and what was measured, e.g.
+        ``"precondition: a sink in the baseline, f_attn of baseline ≥ 0.0698; measured 0.029"``."""
+        stated = f"precondition: {self.what}, {self.metric} of {self.variant} ≥ {self.floor:.3g}"
+        if not values:
+            return False, f"{stated}; nothing measured"
+        measured = statistics.fmean(values)
+        return measured >= self.floor, f"{stated}; measured {measured:.3g}"
+
+    def describe(self) -> str:
+        return f"{self.what}: {self.metric} of {self.variant} at least {self.floor:.4g} ({self.why})"
+
 
 @dataclass(frozen=True)
 class Claim:
     """``treatment`` has a ``lower`` (or ``higher``) ``metric`` than ``control``; ``paper`` quotes the paper's
-    numbers for the same comparison."""
+    numbers for the same comparison; ``precondition``, if any, must hold for a verdict."""
 
     text: str
     metric: str
@@ -19,19 +47,24 @@ class Claim:
     treatment: str
     direction: Literal["lower", "higher"]
     paper: str
+    precondition: Precondition | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: Literal["reproduced", "not reproduced", "inconclusive"]
+    verdict: Literal["reproduced", "not reproduced", "inconclusive", "untestable here"]
     control: tuple[float, float]      # mean, std over seeds
     treatment: tuple[float, float]
     effect: float                     # improvement in the claimed direction (positive: as claimed)
     z: float                          # effect / standard error of the difference of means
     effect_over_noise: float          # effect / pooled seed std
+    precondition: str = ""            # what the precondition measured ("" when the claim has none)
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for one value, NaN for none)."""
+    if not values:
+        return math.nan, math.nan
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
@@ -48,3 +81,16 @@ def judge(control: list[float], treatment: list[float], direction: str, threshol
     ratio = effect / pooled if pooled > 0 else math.copysign(math.inf, effect) if effect else 0.0
     verdict = "reproduced" if z >= threshold else "not reproduced" if z <= -threshold else "inconclusive"
     return Verdict(verdict, (mc, sc), (mt, st), effect, z, ratio)
+
+
+def judge_claim(claim: Claim, groups: dict[str, dict[str, list[float]]]) -> Verdict:
+    """The verdict on ``claim`` from per-seed values ``groups[metric][variant]``: "untestable here" when its
+    precondition fails (the comparison is still computed and shown), ``judge`` otherwise."""
+    by_variant = groups.get(claim.metric, {})
+    verdict = judge(by_variant.get(claim.control, []), by_variant.get(claim.treatment, []), claim.direction)
+    pre = claim.precondition
+    if pre is None:
+        return verdict
+    met, sentence = pre.check(groups.get(pre.metric, {}).get(pre.variant, []))
+    return Verdict(verdict.verdict if met else UNTESTABLE, verdict.control, verdict.treatment, verdict.effect,
+                   verdict.z, verdict.effect_over_noise, sentence)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gatelab.analysis import inf_norm, kurtosis, measure, windows
-from gatelab.analysis.metrics import ActivationMeter, SinkMeter
+from gatelab.analysis.metrics import ActivationMeter, SinkMeter, peak_over_median, uniform_f_attn
 from gatelab.analysis.quant import RunningMinMax, quantize_asymmetric, quantize_symmetric, quantized
 from gatelab.layers.rope import RopeScaling, RotaryEmbedding, rope_frequencies
 from gatelab.models import DecoderLM, ModelConfig
@@ -30,7 +30,7 @@ def test_f_attn_of_uniform_causal_attention_excludes_query_zero():
     r = measure(model, x, y)
     expected = sum(1 / (t + 1) for t in range(1, T)) / (T - 1)
     assert r["f_attn"]["per_layer"] == {0: pytest.approx(expected), 1: pytest.approx(expected)}
-    assert r["f_attn"]["mean"] == pytest.approx(expected)
+    assert r["f_attn"]["mean"] == pytest.approx(expected) == pytest.approx(uniform_f_attn(T))
 
 
 def test_kurtosis_and_inf_norm_of_a_planted_outlier():
@@ -44,6 +44,13 @@ def test_kurtosis_and_inf_norm_of_a_planted_outlier():
     assert kurtosis(x).item() == pytest.approx(m4 / (var**2 + 1e-6), rel=1e-9)
     gaussian = torch.randn(4, 200_000, generator=torch.Generator().manual_seed(0))
     assert kurtosis(gaussian).mean().item() == pytest.approx(3.0, abs=0.05)
+
+
+def test_peak_over_median_ignores_exact_zeros():
+    x = torch.zeros(3, 10)
+    x[0, :5] = torch.tensor([1.0, 2.0, 3.0, 4.0, -40.0])   # median of the nonzero |x|: 3
+    x[1, 1:] = torch.arange(1.0, 10.0)                      # median 5
+    torch.testing.assert_close(peak_over_median(x), torch.tensor([40 / 3, 9 / 5, 0.0], dtype=torch.float64))
 
 
 def test_massive_activation_meter_keeps_the_max_and_the_median():

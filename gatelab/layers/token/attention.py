@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...config import from_dict
-from ...ops.softmax_attn import sdpa_attention, softmax_attention
+from ...ops.softmax_attn import attention_mix, attention_probs, attention_scores, sdpa_attention
 from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require
 from ..rope import RotaryEmbedding
@@ -59,6 +59,9 @@ class SoftmaxAttention(TokenMixer):
     ``d_model * H * D`` (q_proj) + ``2 * d_model * Hkv * D`` (k_proj, v_proj) + ``H * D * d_model`` (o_proj)
     + ``2 * D`` with QK-norm. The attention probabilities ``[B, H, Tq, Tk]`` pass through ``attn_probe``
     (formed only while a hook is registered there, or with the clipped softmax).
+    The scores before the mask ``[B, H, Tq, Tk]`` pass through ``score_probe`` (hooking it also forms them) and
+    the attention output ``[B, T, H, D]`` before any gate through ``context_probe``; the layer uses each probe's
+    output, so a hook may replace it (simulated quantization does).
     """
 
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
@@ -94,6 +97,7 @@ class SoftmaxAttention(TokenMixer):
         self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
         self.rope = RotaryEmbedding(D, cfg.rope_base, rotary_fraction=cfg.rotary_fraction) if cfg.rope else None
         self.attn_probe = Probe()
+        self.score_probe, self.context_probe = Probe(), Probe()
 
     window: int | None = None
 
@@ -129,11 +133,13 @@ class SoftmaxAttention(TokenMixer):
             k = torch.cat([state.k, k], dim=1)                                             # (B, Tk, Hkv, D)
             v = torch.cat([state.v, v], dim=1)
         window = self.window
-        if self.clipped or self.attn_probe.active:
-            o, probs = softmax_attention(q, k, v, window=window, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta)
-            self.attn_probe(probs)
+        if self.clipped or self.attn_probe.active or self.score_probe.active:
+            scores = self.score_probe(attention_scores(q, k))                              # (B, H, T, Tk)
+            probs = self.attn_probe(attention_probs(scores, window=window, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta))
+            o = attention_mix(probs, v)                                                    # (B, T, H, D)
         else:
             o, _ = sdpa_attention(q, k, v, window=window)                                  # (B, T, H, D)
+        o = self.context_probe(o)
         if window is not None:
             k, v = k[:, max(0, k.shape[1] - (window - 1)):], v[:, max(0, v.shape[1] - (window - 1)):]
         return o, KVCache(k, v, offset + T)

@@ -51,6 +51,29 @@ def check_attention_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) ->
         raise ValueError(f"attention: more queries ({q.shape[1]}) than keys ({k.shape[1]})")
 
 
+def attention_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    """Scaled scores ``s q k^T`` ``[B, H, Tq, Tk]`` before any mask, keys shared over query groups (GQA).
+    q ``[B, Tq, H, D]``, k ``[B, Tk, Hkv, D]``; ``scale`` defaults to ``D ** -0.5``."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)           # (B, Tk, H, D)
+    return torch.einsum("bqhd,bkhd->bhqk", q, k) * scale               # (B, H, Tq, Tk)
+
+
+def attention_probs(scores: torch.Tensor, *, causal: bool = True, window: int | None = None, gamma: float = 0.0,
+                    zeta: float = 1.0) -> torch.Tensor:
+    """The (clipped) softmax of ``scores [B, H, Tq, Tk]`` over keys, after the causal (and window) mask."""
+    if causal:
+        mask = causal_mask(scores.shape[-2], scores.shape[-1], scores.device, window)
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return clipped_softmax(scores, dim=-1, gamma=gamma, zeta=zeta)      # (B, H, Tq, Tk)
+
+
+def attention_mix(probs: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """The values weighted by ``probs [B, H, Tq, Tk]``: ``o [B, Tq, H, Dv]`` from v ``[B, Tk, Hkv, Dv]``."""
+    v = v.repeat_interleave(probs.shape[1] // v.shape[2], dim=2)       # (B, Tk, H, Dv)
+    return torch.einsum("bhqk,bkhd->bqhd", probs, v)                   # (B, Tq, H, Dv)
+
+
 def softmax_attention(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -62,7 +85,8 @@ def softmax_attention(
     gamma: float = 0.0,
     zeta: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax attention with materialised probabilities (the reference, and the path for clipped softmax).
+    """Softmax attention with materialised probabilities (the reference, and the path for clipped softmax):
+    ``attention_scores``, then ``attention_probs``, then ``attention_mix``.
 
     Args:
         q: ``[B, Tq, H, D]``; k: ``[B, Tk, Hkv, D]``; v: ``[B, Tk, Hkv, Dv]`` with ``H % Hkv == 0`` (GQA) and
@@ -76,13 +100,5 @@ def softmax_attention(
         ``o`` ``[B, Tq, H, Dv]`` and the probabilities ``[B, H, Tq, Tk]``.
     """
     check_attention_inputs(q, k, v)
-    group = q.shape[2] // k.shape[2]
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    k = k.repeat_interleave(group, dim=2)                              # (B, Tk, H, D)
-    v = v.repeat_interleave(group, dim=2)                              # (B, Tk, H, Dv)
-    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale             # (B, H, Tq, Tk)
-    if causal:
-        scores = scores.masked_fill(~causal_mask(q.shape[1], k.shape[1], q.device, window), float("-inf"))
-    probs = clipped_softmax(scores, dim=-1, gamma=gamma, zeta=zeta)    # (B, H, Tq, Tk)
-    o = torch.einsum("bhqk,bkhd->bqhd", probs, v)                      # (B, Tq, H, Dv)
-    return o, probs
+    probs = attention_probs(attention_scores(q, k, scale), causal=causal, window=window, gamma=gamma, zeta=zeta)
+    return attention_mix(probs, v), probs
