@@ -134,7 +134,8 @@ class CompareGrid:
 def _mqar_base(steps: int, train_examples: int, batch_size: int = 64, eval_every: int = 50) -> TrainConfig:
     """gatelab's MQAR protocol at CPU scale (Zoology's task and metric; its models differ, see ``pairing``): 2
     mixer layers with no channel mixer, each behind an ungated short convolution of kernel 3; one head, except
-    ``MULTI_SCALE_HEADS`` for the multi-scale mixers; attn with QK-norm as gated_attn; kv pairs = seq_len / 16, vocabulary 512."""
+    ``MULTI_SCALE_HEADS`` for the multi-scale mixers; attn with QK-norm as gated_attn; kv pairs = seq_len / 16,
+    vocabulary 512."""
     return TrainConfig(
         mqar=MQARTaskConfig(vocab_size=512, train_examples=train_examples, test_examples=1000),
         model=ModelConfig(n_layers=2, n_heads=1, channel="none", short_conv=3,
@@ -171,8 +172,8 @@ TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 
 def preset(name: str) -> CompareGrid:
     """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
-    ``recall-vs-state``: Zoology's recall-vs-state picture, every registered mixer at three widths on one length, to be read as
-    accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
+    ``recall-vs-state``: Zoology's recall-vs-state picture, every registered mixer at three widths on one length, to
+    be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
     gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
     trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all."""
