@@ -173,8 +173,8 @@ TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 def preset(name: str) -> CompareGrid:
     """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
     ``recall-vs-state``: Zoology's recall-vs-state picture, every registered mixer at three widths on one length, to
-    be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of attn,
-    gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
+    be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of
+    attn, gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
     trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all."""
     if name == "default":
