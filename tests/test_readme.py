@@ -57,8 +57,11 @@ def commands(shell: str) -> list[tuple[str, list[str]]]:
 # The placeholders the README's prose uses in inline commands, and a value each stands for.
 PLACEHOLDERS = {"NAME": "gated-attention", "RUN_DIR": "runs/x", "N": "1"}
 FENCED = [cmd for _, code in blocks("bash") for cmd in commands(code)]
+# The result pages the README links to name the commands that produced their tables: those must parse too.
+PAGES = [TEXT] + [page.read_text(encoding="utf-8") for page in sorted((README.parent / "docs").glob("*.md"))]
 INLINE = [(program, [PLACEHOLDERS.get(word, word) for word in argv])
-          for span in re.findall(r"`((?:gatelab|python3? -m benchmarks\.)[^`]*)`", TEXT)
+          for text in PAGES
+          for span in re.findall(r"`((?:gatelab|python3? -m benchmarks\.)[^`]*)`", text)
           for program, argv in commands(span)]
 DISTINCT = [(program, list(argv)) for program, argv in dict.fromkeys((p, tuple(a)) for p, a in FENCED + INLINE)]
 
