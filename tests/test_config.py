@@ -1,11 +1,13 @@
 import dataclasses
 import math
 import re
+import typing
 
 import pytest
 
 from gatelab.config import ConfigError, Interval, apply_overrides, check_ranges, from_dict, numeric_fields, to_dict
 from gatelab.train import TrainConfig
+from tests.utils import values_outside
 
 
 def test_round_trip():
@@ -130,11 +132,60 @@ def test_a_config_edited_in_place_is_checked_when_resolved():
         TrainConfig(batch_size=-4)
 
 
-@pytest.mark.xfail(strict=True, reason="the mixers' option dataclasses (gatelab/layers/token/*) declare no RANGES "
-                   "yet; from_dict enforces them as soon as they do (remove this mark then)")
 def test_every_numeric_mixer_option_has_a_range():
+    from gatelab.layers.token import GateOptions
     from gatelab.registry import MIXERS
 
-    missing = [f"{key}.{name}" for key in MIXERS.names() for name in numeric_fields(MIXERS.get(key).Config)
-               if name not in getattr(MIXERS.get(key).Config, "RANGES", {})]
+    configs = {key: MIXERS.get(key).Config for key in MIXERS.names()} | {"gate": GateOptions}
+    missing = [f"{key}.{name}" for key, cls in configs.items() for name in numeric_fields(cls)
+               if name not in getattr(cls, "RANGES", {})]
     assert not missing, missing
+    for key, cls in configs.items():
+        assert sorted(cls.RANGES) == sorted(numeric_fields(cls)), key   # no stale name
+        for interval in cls.RANGES.values():
+            Interval(interval)
+        check_ranges(cls(d_model=16) if key != "gate" else cls())      # the defaults lie in their ranges
+
+
+def _mixer_option_cases() -> list[tuple[str, str, object, str]]:
+    """``(mixer key, option, value, interval)`` for each value just outside each numeric option's range."""
+    from gatelab.registry import MIXERS
+
+    cases = []
+    for key in MIXERS.names():
+        cls = MIXERS.get(key).Config
+        hints = typing.get_type_hints(cls)
+        for name, interval in cls.RANGES.items():
+            integer = int in (hints[name], *typing.get_args(hints[name]))
+            cases += [(key, name, value, interval) for value in values_outside(interval, integer)]
+    return cases
+
+
+@pytest.mark.parametrize(("key", "name", "value", "interval"), _mixer_option_cases(),
+                         ids=[f"{k}.{n}={v!r}" for k, n, v, _ in _mixer_option_cases()])
+def test_every_mixer_option_out_of_range_is_rejected_naming_the_option(key, name, value, interval):
+    """As a user builds a mixer: ``MIXERS.get(key)(d_model, **options)`` (what DecoderLM does with
+    model.mixer_options); the error names the option, the value and the allowed range."""
+    from gatelab.registry import MIXERS
+
+    build = MIXERS.get(key)
+    with pytest.raises(ConfigError, match=rf"\.{name}={re.escape(repr(value))} is out of range: it must be .* "
+                                          rf"\(allowed: {re.escape(interval)}\)"):
+        build(value) if name == "d_model" else build(16, **{name: value})
+
+
+@pytest.mark.parametrize(("mixer", "options", "named"), [
+    ("mamba2", {"expand": 0}, "expand=0"), ("mamba", {"dt_rank": 0}, "dt_rank=0"),
+    ("gla", {"gate_low_rank_dim": 0}, "gate_low_rank_dim=0"), ("attn", {"head_dim": 0}, "head_dim=0"),
+    ("gla", {"norm_eps": -1.0}, "norm_eps=-1.0"), ("retnet", {"rope_base": -1.0}, "rope_base=-1.0"),
+    ("linear_attn", {"eps": -1.0}, "eps=-1.0"), ("based", {"eps": -1.0}, "eps=-1.0"),
+    ("gated_attn", {"gate_kind": "scale", "gate_scale": math.inf}, "gate_scale=inf"),
+])
+def test_mixer_options_out_of_range_fail_at_config_time_through_overrides(mixer, options, named):
+    """The options issue 13 found accepted (some trained to NaN), set as on the command line: the config is
+    rejected before any data or run folder is made."""
+    from gatelab.train.config import check_buildable
+
+    overrides = [f"model.mixer={mixer}", *(f"model.mixer_options.{mixer}.{k}={v}" for k, v in options.items())]
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        check_buildable(apply_overrides(TrainConfig(), overrides))

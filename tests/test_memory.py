@@ -24,11 +24,12 @@ from concurrent.futures import ProcessPoolExecutor
 from gatelab.memory import keep_freed_memory, keeps_freed_memory
 from gatelab.train.sweep import _start_worker
 if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
     for keep in (False, True):
         if keep:
             keep_freed_memory()
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-                                 initargs=(os.getpid(), keeps_freed_memory())) as pool:
+        with ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker,
+                                 initargs=(os.getpid(), keeps_freed_memory(), context.Queue())) as pool:
             print(pool.submit(keeps_freed_memory).result())
 """
     assert run(code).split() == ["False", "True"]

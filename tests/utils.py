@@ -1,5 +1,8 @@
-"""Shared test helpers: relative-RMS comparison and op inputs with a controllable gate strength."""
+"""Shared test helpers: relative-RMS comparison, op inputs with a controllable gate strength, values outside
+a config range."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -34,3 +37,16 @@ def write_corpus(folder, text: str):
     for split in ("train", "valid", "test"):
         (folder / f"{split}.txt").write_text(text)
     return folder
+
+
+def values_outside(interval: str, integer: bool) -> list:
+    """Numbers just outside ``interval`` (``"[1, inf)"``, ``"(0, 1]"``, ...): an open end itself (for an integer
+    field only a finite one), the next integer or float beyond a closed finite end, and, for floats, NaN."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    out = []
+    for end, closed, away in ((low, interval[0] == "[", -math.inf), (high, interval[-1] == "]", math.inf)):
+        if not closed and (math.isfinite(end) or not integer):
+            out.append(end)
+        elif closed and math.isfinite(end):
+            out.append(end + math.copysign(1, away) if integer else math.nextafter(end, away))
+    return [int(v) for v in out] if integer else [*out, math.nan]

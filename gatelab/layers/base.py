@@ -88,11 +88,9 @@ class TokenMixer(nn.Module):
         raise NotImplementedError
 
     def configure(self, d_model: int, options: dict[str, Any]) -> Any:
-        """This mixer's Config from keyword options: unknown keys, wrong types and a chunk_size below 1 are errors
-        that name the option."""
-        cfg = build_config(self.Config, type(self).__name__, d_model=d_model, **options)
-        require(getattr(cfg, "chunk_size", 1) >= 1, f"chunk_size must be >= 1; got {getattr(cfg, 'chunk_size', None)}")
-        return cfg
+        """This mixer's Config from keyword options: unknown keys, wrong types and numbers outside the Config's
+        ``RANGES`` are errors that name the option."""
+        return build_config(self.Config, type(self).__name__, d_model=d_model, **options)
 
     def expected_num_params(self) -> int:
         """The parameter count from the formula in the class docstring (tests check it against the modules)."""

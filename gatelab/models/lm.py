@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import layers  # noqa: F401  (registers the mixers)
-from ..config import ConfigError
+from ..config import ConfigError, check_ranges
 from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
 from ..registry import CHANNEL_MIXERS, MIXERS
@@ -102,14 +102,13 @@ class DecoderLM(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
+        check_ranges(config, "model")  # a config built in Python has not been through from_dict
         self.config = config
         schedule = config.schedule()
         for key in config.mixer_options:
             MIXERS.get(key)
         if config.channel != "none":
             CHANNEL_MIXERS.get(config.channel)
-        if not 0.0 <= config.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1); got {config.dropout}")
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.embed_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(self._block(key) for key in schedule)

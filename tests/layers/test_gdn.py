@@ -63,9 +63,11 @@ def test_defaults_are_one_value_head_per_qk_head_twice_as_wide():
     assert m.n_v_heads == 2 and m.head_v == 2 * HEAD_DIM
 
 
-@pytest.mark.parametrize("num_v_heads", [0, 1, 3])
-def test_num_v_heads_must_be_a_multiple_of_n_heads(num_v_heads):
-    with pytest.raises(ConfigError, match="num_v_heads must be a multiple of n_heads=2"):
+@pytest.mark.parametrize(("num_v_heads", "match"), [(0, r"num_v_heads=0 is out of range"),
+                                                     (1, "num_v_heads must be a multiple of n_heads=2"),
+                                                     (3, "num_v_heads must be a multiple of n_heads=2")])
+def test_num_v_heads_must_be_a_multiple_of_n_heads(num_v_heads, match):
+    with pytest.raises(ConfigError, match=match):
         gdn(n_heads=2, num_v_heads=num_v_heads)
 
 

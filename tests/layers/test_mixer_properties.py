@@ -53,6 +53,20 @@ def test_hgrn2_lower_bound_continues_across_calls_and_steps():
     assert not torch.allclose(y, layer(x)[0])
 
 
+
+def test_hgrn2_bounded_forget_gate_never_rounds_above_zero_in_float32():
+    """With a lower bound near 1 and a saturated sigmoid, ``log(lb + (1 - lb) f)`` is 0 in exact arithmetic and
+    rounds just above 0 in float32; the layer clamps it, so the op receives no growth factor."""
+    layer = MIXERS.get("hgrn2")(8, n_heads=2)
+    x = torch.linspace(-40, 40, 4001).view(1, -1, 1).expand(1, 4001, 8)                  # (1, T, d_model)
+    lb = torch.full((8,), 0.99999)
+    with torch.no_grad():
+        layer.f_proj.weight.copy_(torch.eye(8) * 0.5)
+        unclamped = torch.logaddexp(lb.log(), torch.log1p(-lb) + F.logsigmoid(layer.f_proj(x)))
+        _, kw, _, _ = layer.features(x, None, 0, lower_bound=lb)
+    assert unclamped.max() > 0                                                            # the rounding is there
+    assert kw["g"].max() <= 0 and kw["g"].min() < 0
+
 def test_mamba2_groups_share_B_and_C_among_consecutive_heads():
     """Each head h reads B and C of group h // (H / G), and the gated RMSNorm works per group (mamba_ssm's ngroups
     and group_size): checked against a direct per-head recurrence."""

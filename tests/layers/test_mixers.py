@@ -188,12 +188,11 @@ def test_unknown_mixer_lists_valid_keys():
 def test_every_gate_variant_constructs_runs_and_counts_params():
     """Every combination of the choice options: the gate's (kind 'gate') at every position, and each control in
     place of the gate at every position."""
-    from typing import get_args, get_type_hints
+    from typing import Literal, get_args, get_origin, get_type_hints
 
     from gatelab.layers.token.gates import GateOptions
 
-    choices = {name: get_args(tp) for name, tp in get_type_hints(GateOptions).items() if get_args(tp)}
-    choices.pop("init_prob")
+    choices = {name: get_args(tp) for name, tp in get_type_hints(GateOptions).items() if get_origin(tp) is Literal}
     kinds = choices.pop("kind")
     x = torch.randn(1, 5, D_MODEL)
     combos = [dict(zip(choices, c, strict=True), kind="gate") for c in itertools.product(*choices.values())]

@@ -1,9 +1,13 @@
+import re
+import typing
+
 import pytest
 import torch
 
 from gatelab.config import ConfigError
 from gatelab.models import DecoderLM, ModelConfig
 from gatelab.registry import MIXERS
+from tests.utils import values_outside
 
 
 def tiny(mixer: str, **kw) -> DecoderLM:
@@ -68,6 +72,20 @@ def test_tied_embeddings_and_channel_none():
 def test_bad_model_configs(kw, match):
     with pytest.raises((ConfigError, KeyError), match=match):
         DecoderLM(ModelConfig(d_model=16, n_heads=2, **kw))
+
+
+def _model_range_cases() -> list[tuple[str, object]]:
+    ints = {name for name, tp in typing.get_type_hints(ModelConfig).items() if tp is int}
+    return [(name, value) for name, interval in ModelConfig.RANGES.items()
+            for value in values_outside(interval, name in ints)]
+
+
+@pytest.mark.parametrize(("name", "value"), _model_range_cases(), ids=[f"{n}={v!r}" for n, v in _model_range_cases()])
+def test_a_model_config_built_in_python_is_range_checked(name, value):
+    """DecoderLM checks the ranges of a ModelConfig made in Python (which skips from_dict), before torch sees them."""
+    with pytest.raises(ConfigError, match=rf"model\.{name}={re.escape(repr(value))} is out of range: .*"
+                                          rf"\(allowed: {re.escape(ModelConfig.RANGES[name])}\)"):
+        DecoderLM(ModelConfig(**{name: value}))
 
 
 def test_sequence_longer_than_supported_is_an_error():

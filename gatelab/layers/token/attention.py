@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -47,6 +48,10 @@ class AttentionConfig:
     clip_gamma: float = 0.0
     clip_zeta: float = 1.0
 
+    RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "n_kv_heads": "[1, inf)",
+                                        "head_dim": "[1, inf)", "qk_norm_eps": "(0, inf)", "rope_base": "(1, inf)",
+                                        "rotary_fraction": "(0, 1]", "clip_gamma": "(-inf, 0]", "clip_zeta": "[1, inf)"}
+
 
 @MIXERS.register("attn")
 class SoftmaxAttention(TokenMixer):
@@ -72,21 +77,16 @@ class SoftmaxAttention(TokenMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         cfg.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
-        require(cfg.n_heads >= 1 and cfg.n_kv_heads >= 1,
-                f"n_heads and n_kv_heads must be >= 1; got {cfg.n_heads}, {cfg.n_kv_heads}")
         if cfg.head_dim is None:
             require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
                     "choose n_heads dividing d_model or set head_dim")
             cfg.head_dim = d_model // cfg.n_heads
         require(cfg.n_heads % cfg.n_kv_heads == 0,
                 f"n_heads={cfg.n_heads} must be a multiple of n_kv_heads={cfg.n_kv_heads}")
-        require(cfg.qk_norm_eps > 0, f"qk_norm_eps must be > 0; got {cfg.qk_norm_eps}")
         require(cfg.qk_norm or cfg.qk_norm_eps == 1e-6, f"qk_norm_eps={cfg.qk_norm_eps} has no effect with "
                 "qk_norm=False; set qk_norm=True or leave qk_norm_eps at its default")
         require(cfg.rope or cfg.rotary_fraction == 1.0, f"rotary_fraction={cfg.rotary_fraction} has no effect with "
                 "rope=False; set rope=True or leave rotary_fraction at its default")
-        require(cfg.clip_gamma <= 0 and cfg.clip_zeta >= 1,
-                f"clipped softmax needs clip_gamma <= 0 and clip_zeta >= 1; got {cfg.clip_gamma}, {cfg.clip_zeta}")
         self.config = cfg
         H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.q_proj = nn.Linear(d_model, H * D, bias=False)
@@ -182,6 +182,9 @@ class GatedAttentionConfig(AttentionConfig):
     gate_scale: float = 0.5
     gate_norm_eps: float = 1e-6
 
+    RANGES: ClassVar[dict[str, str]] = {**AttentionConfig.RANGES,
+                                        **{"gate_" + name: r for name, r in GateOptions.RANGES.items()}}
+
     def gate_options(self) -> GateOptions:
         fields = {f.name: getattr(self, "gate_" + f.name) for f in dataclasses.fields(GateOptions)}
         return from_dict(GateOptions, fields, where="gated_attn.gate")
@@ -230,6 +233,8 @@ class SlidingWindowConfig(AttentionConfig):
 
     window: int = 64
 
+    RANGES: ClassVar[dict[str, str]] = {**AttentionConfig.RANGES, "window": "[1, inf)"}
+
 
 @MIXERS.register("swa")
 class SlidingWindowAttention(SoftmaxAttention):
@@ -243,7 +248,6 @@ class SlidingWindowAttention(SoftmaxAttention):
 
     def __init__(self, d_model: int, **options):
         super().__init__(d_model, **options)
-        require(self.config.window >= 1, f"window must be >= 1; got {self.config.window}")
         self.window = self.config.window
 
     def state_size(self, seq_len: int) -> int:

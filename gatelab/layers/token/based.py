@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
 from ...registry import MIXERS
-from ..base import require
 from .convolution import BaseConv
 from .gla import head_split
 from .recurrent import RecurrentMixer, RecurrentOptions
@@ -34,6 +34,9 @@ class BasedConfig(RecurrentOptions):
     conv_size: int = 3
     eps: float = 1e-6
 
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "feature_dim": "[1, inf)", "conv_size": "[1, inf)", "eps": "(0, inf)"}
+
 
 @MIXERS.register("based")
 class Based(RecurrentMixer):
@@ -55,7 +58,6 @@ class Based(RecurrentMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         self.head_v = head_split(d_model, d_model, cfg.n_heads, "d_model")
-        require(cfg.feature_dim >= 1 and cfg.conv_size >= 1, "feature_dim and conv_size must be >= 1")
         self.config = cfg
         self.conv = BaseConv(d_model, kernel_size=cfg.conv_size)
         self.q_proj = nn.Linear(d_model, cfg.n_heads * cfg.feature_dim, bias=False)

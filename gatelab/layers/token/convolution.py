@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from ...registry import MIXERS
-from ..base import Probe, TokenMixer, require
+from ..base import Probe, TokenMixer
 from ..conv import ShortConv
 
 
@@ -19,6 +20,8 @@ class BaseConvConfig:
     d_model: int
     n_heads: int = 1
     kernel_size: int = 3
+
+    RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "kernel_size": "[1, inf)"}
 
 
 @MIXERS.register("base_conv")
@@ -34,7 +37,6 @@ class BaseConv(TokenMixer):
     def __init__(self, d_model: int, **options):
         super().__init__()
         self.config = self.configure(d_model, options)
-        require(self.config.kernel_size >= 1, f"kernel_size must be >= 1; got {self.config.kernel_size}")
         self.conv = ShortConv(d_model, self.config.kernel_size)
         self.projection = nn.Linear(d_model, d_model)
 
@@ -62,6 +64,9 @@ class GAMConfig:
     num_slots: int = 512
     kernel_size: int = 3
 
+    RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "num_slots": "[1, inf)",
+                                        "kernel_size": "[1, inf)"}
+
 
 @MIXERS.register("gam")
 class GatedAssociativeMemory(TokenMixer):
@@ -81,7 +86,6 @@ class GatedAssociativeMemory(TokenMixer):
     def __init__(self, d_model: int, **options):
         super().__init__()
         cfg = self.configure(d_model, options)
-        require(cfg.kernel_size >= 1 and cfg.num_slots >= 1, "kernel_size and num_slots must be >= 1")
         self.config = cfg
         self.conv = ShortConv(d_model, cfg.kernel_size)
         self.memory = nn.Parameter(nn.init.xavier_uniform_(torch.empty(cfg.num_slots, d_model)))

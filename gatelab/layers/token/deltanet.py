@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,9 @@ class DeltaNetConfig(RecurrentOptions):
     conv_size: int = 4
     use_output_gate: bool = False
 
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "head_dim": "[1, inf)", "expand_v": "(0, inf)", "conv_size": "[1, inf)"}
+
 
 @dataclass(kw_only=True)
 class GatedDeltaNetConfig(DeltaNetConfig):
@@ -40,6 +44,8 @@ class GatedDeltaNetConfig(DeltaNetConfig):
     expand_v: float = 2.0
     use_output_gate: bool = True
     num_v_heads: int | None = None
+
+    RANGES: ClassVar[dict[str, str]] = {**DeltaNetConfig.RANGES, "num_v_heads": "[1, inf)"}
 
 
 @MIXERS.register("deltanet")
@@ -62,14 +68,12 @@ class DeltaNet(RecurrentMixer):
     def __init__(self, d_model: int, **options):
         super().__init__()
         cfg = self.configure(d_model, options)
-        require(cfg.n_heads >= 1, f"n_heads must be >= 1; got {cfg.n_heads}")
         if cfg.head_dim is None:
             require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
                     "choose n_heads dividing d_model or set head_dim")
             cfg.head_dim = d_model // cfg.n_heads
         self.head_v = int(cfg.head_dim * cfg.expand_v)
-        require(self.head_v >= 1 and cfg.head_dim >= 1, f"head_dim*expand_v must be >= 1; got {self.head_v}")
-        require(cfg.conv_size >= 1, f"conv_size must be >= 1; got {cfg.conv_size}")
+        require(self.head_v >= 1, f"head_dim*expand_v must be >= 1; got {self.head_v}")
         self.config = cfg
         self.n_v_heads = self.value_heads(cfg)
         K, V = cfg.n_heads * cfg.head_dim, self.n_v_heads * self.head_v

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...config import check_ranges
 from ..base import Probe, no_weight_decay, require
 
 Position = Literal["g1", "g2", "g3", "g4", "g5"]
@@ -71,6 +72,8 @@ class GateOptions:
     scale: float = 0.5
     norm_eps: float = 1e-6
 
+    RANGES: ClassVar[dict[str, str]] = {"init_prob": "(0, 1)", "scale": "(-inf, inf)", "norm_eps": "(0, inf)"}
+
 
 # The kind that uses each option; position applies to every kind.
 _OPTION_KIND = {"granularity": "gate", "sharing": "gate", "mode": "gate", "activation": "gate", "source": "gate",
@@ -78,14 +81,14 @@ _OPTION_KIND = {"granularity": "gate", "sharing": "gate", "mode": "gate", "activ
 
 
 def check_gate_options(opts: GateOptions) -> None:
-    """Raise ConfigError for an option set away from its default that ``opts.kind`` would ignore."""
+    """Raise ConfigError for a number out of its range, or an option set away from its default that ``opts.kind``
+    would ignore."""
+    check_ranges(opts, "gate")
     default = GateOptions()
     ignored = [f"gate_{name}={getattr(opts, name)!r} (used by gate_kind={kind!r})"
                for name, kind in _OPTION_KIND.items()
                if kind != opts.kind and getattr(opts, name) != getattr(default, name)]
     require(not ignored, f"gate_kind={opts.kind!r} does not use {', '.join(ignored)}; leave them at their defaults")
-    require(opts.norm_eps > 0, f"gate_norm_eps must be > 0; got {opts.norm_eps}")
-    require(math.isfinite(opts.scale), f"gate_scale must be finite; got {opts.scale}")
 
 
 def build_gate(d_model: int, n: int, d: int, opts: GateOptions) -> nn.Module:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch.nn.functional as F
 from torch import nn
@@ -22,6 +23,10 @@ class GLAConfig(RecurrentOptions):
     expand_v: float = 1.0
     gate_low_rank_dim: int = 16
     gate_logit_normalizer: float = 16.0
+
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "expand_k": "(0, inf)", "expand_v": "(0, inf)", "gate_low_rank_dim": "[1, inf)",
+                                        "gate_logit_normalizer": "(0, inf)"}
 
 
 def expanded_dims(cfg) -> tuple[int, int, int, int]:
@@ -63,7 +68,6 @@ class GatedLinearAttention(RecurrentMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         self.key_dim, self.value_dim, self.head_k, self.head_v = expanded_dims(cfg)
-        require(cfg.gate_logit_normalizer > 0, f"gate_logit_normalizer must be > 0; got {cfg.gate_logit_normalizer}")
         self.config = cfg
         self.q_proj = nn.Linear(d_model, self.key_dim, bias=False)
         self.k_proj = nn.Linear(d_model, self.key_dim, bias=False)

@@ -3,7 +3,7 @@ the attention projections, adding no parameters."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ class LigerConfig(SlidingWindowConfig):
     mode: Literal["chunk", "recurrent"] = "chunk"
     chunk_size: int = 64
 
+    RANGES: ClassVar[dict[str, str]] = {**SlidingWindowConfig.RANGES, "mix": "[0, 1]",
+                                        "gate_logit_normalizer": "(0, inf)", "chunk_size": "[1, inf)"}
+
 
 @MIXERS.register("liger")
 class LigerAttention(SlidingWindowAttention):
@@ -53,8 +56,6 @@ class LigerAttention(SlidingWindowAttention):
         cfg = self.config
         require(cfg.n_kv_heads == cfg.n_heads, f"liger's recurrent branch needs n_kv_heads == n_heads; got "
                 f"{cfg.n_kv_heads} and {cfg.n_heads}")
-        require(0.0 <= cfg.mix <= 1.0, f"mix must lie in [0, 1]; got {cfg.mix}")
-        require(cfg.gate_logit_normalizer > 0, f"gate_logit_normalizer must be > 0; got {cfg.gate_logit_normalizer}")
         self.forget_gate_probe = Probe()
 
     def _mix(self, x: torch.Tensor, state: LigerState | None, op) -> tuple[torch.Tensor, LigerState]:

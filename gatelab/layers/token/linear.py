@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +26,9 @@ class RetNetConfig(RecurrentOptions):
     expand_k: float = 1.0
     expand_v: float = 2.0
     rope_base: float = 10000.0
+
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "expand_k": "(0, inf)", "expand_v": "(0, inf)", "rope_base": "(1, inf)"}
 
 
 @MIXERS.register("retnet")
@@ -93,6 +97,9 @@ class LinearAttentionConfig(RecurrentOptions):
     n_heads: int = 4
     eps: float = 1e-6
 
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "eps": "(0, inf)"}
+
 
 @MIXERS.register("linear_attn")
 class LinearAttention(RecurrentMixer):
@@ -145,13 +152,16 @@ class HGRN2Config(RecurrentOptions):
     expand_ratio: int | None = None
     lower_bound: bool = True
 
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "expand_ratio": "[1, inf)"}
+
 
 @MIXERS.register("hgrn2")
 class HGRN2(RecurrentMixer):
     """HGRN2 (Qin et al. 2024, arXiv 2404.07904), as flash-linear-attention's HGRN2Attention: GLA whose input gate
     is tied to its forget gate. With the layer's lower bound ``lb [K]`` in [0, 1) (HGRN, Qin et al. 2023,
     arXiv 2311.04823: ``f = lb + (1 - lb) * sigmoid(x W_f)``, computed in log space as
-    ``g = logaddexp(log lb, log(1 - lb) + logsigmoid(x W_f))``), ``k = 1 - e^g``, ``q = silu(x W_q)``,
+    ``g = min(0, logaddexp(log lb, log(1 - lb) + logsigmoid(x W_f)))``), ``k = 1 - e^g``, ``q = silu(x W_q)``,
     ``v = x W_i``, queries unscaled; RMSNorm over all ``d_model`` channels of the output and o_proj. (The paper's
     standalone code, hgru2-pytorch, differs: sigmoid on q, SiLU on v, biases; gatelab follows fla.)
 
@@ -173,7 +183,6 @@ class HGRN2(RecurrentMixer):
         cfg = self.configure(d_model, options)
         self.head_v = head_split(d_model, d_model, cfg.n_heads, "d_model")
         cfg.expand_ratio = cfg.expand_ratio or self.head_v
-        require(cfg.expand_ratio >= 1, f"expand_ratio must be >= 1; got {cfg.expand_ratio}")
         self.config = cfg
         self.key_dim = cfg.n_heads * cfg.expand_ratio
         self.lower_bound_dim = self.key_dim if cfg.lower_bound else 0
@@ -190,7 +199,8 @@ class HGRN2(RecurrentMixer):
         g = F.logsigmoid(self.f_proj(x))                                                 # (B, T, K)
         if lower_bound is not None:
             lb = lower_bound.to(g.dtype)                                                 # (K,)
-            g = torch.logaddexp(lb.log(), torch.log1p(-lb) + g)                          # log(lb + (1 - lb) f)
+            # log(lb + (1 - lb) f) <= 0, which rounding can lift just above 0 when lb is near 1: clamp it
+            g = torch.logaddexp(lb.log(), torch.log1p(-lb) + g).clamp(max=0.0)
         g = g.view(B, T, H, E)                                                           # (B, T, H, E)
         if self.forget_gate_probe.active:
             self.forget_gate_probe(g.exp())

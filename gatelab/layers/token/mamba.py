@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,7 +11,7 @@ from torch import nn
 
 from ...ops.selective_scan import chunk_selective_scan, recurrent_selective_scan
 from ...registry import MIXERS
-from ..base import Probe, no_weight_decay, require
+from ..base import Probe, no_weight_decay
 from ..conv import ShortConv
 from .recurrent import RecurrentMixer, RecurrentOptions
 
@@ -28,6 +29,10 @@ class MambaConfig(RecurrentOptions):
     d_state: int = 16
     conv_size: int = 4
     dt_rank: int | None = None
+
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "expand": "[1, inf)", "d_state": "[1, inf)", "conv_size": "[1, inf)",
+                                        "dt_rank": "[1, inf)"}
 
 
 @MIXERS.register("mamba")
@@ -52,8 +57,6 @@ class Mamba(RecurrentMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         cfg.dt_rank = cfg.dt_rank or math.ceil(d_model / 16)
-        require(cfg.expand >= 1 and cfg.d_state >= 1 and cfg.conv_size >= 1 and cfg.dt_rank >= 1,
-                "expand, d_state, conv_size and dt_rank must be >= 1")
         self.config = cfg
         E, N, R = cfg.expand * d_model, cfg.d_state, cfg.dt_rank
         self.inner = E

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,10 @@ class Mamba2Config(RecurrentOptions):
     expand: int = 2
     d_state: int = 16
     conv_size: int = 4
+
+    RANGES: ClassVar[dict[str, str]] = {**RecurrentOptions.RANGES, "d_model": "[1, inf)", "n_heads": "[1, inf)",
+                                        "n_groups": "[1, inf)", "expand": "[1, inf)", "d_state": "[1, inf)",
+                                        "conv_size": "[1, inf)"}
 
 
 @MIXERS.register("mamba2")
@@ -54,11 +59,9 @@ class Mamba2(RecurrentMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         self.inner = cfg.expand * d_model
-        require(cfg.n_heads >= 1 and self.inner % cfg.n_heads == 0,
+        require(self.inner % cfg.n_heads == 0,
                 f"inner width expand*d_model={self.inner} must be a multiple of n_heads={cfg.n_heads}")
-        require(cfg.n_groups >= 1 and cfg.n_heads % cfg.n_groups == 0,
-                f"n_heads={cfg.n_heads} must be a multiple of n_groups={cfg.n_groups}")
-        require(cfg.d_state >= 1 and cfg.conv_size >= 1, "d_state and conv_size must be >= 1")
+        require(cfg.n_heads % cfg.n_groups == 0, f"n_heads={cfg.n_heads} must be a multiple of n_groups={cfg.n_groups}")
         self.config = cfg
         H, GN, E = cfg.n_heads, cfg.n_groups * cfg.d_state, self.inner
         self.head_dim = E // H

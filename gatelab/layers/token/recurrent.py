@@ -6,7 +6,7 @@ configured form (``forward``) or the recurrence (``step``), and carries the stat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ class RecurrentOptions:
     mode: Literal["chunk", "recurrent"] = "chunk"
     chunk_size: int = 64
     norm_eps: float = 1e-5
+
+    RANGES: ClassVar[dict[str, str]] = {"chunk_size": "[1, inf)", "norm_eps": "(0, inf)"}
 
 
 class GatedRMSNorm(nn.Module):
