@@ -166,8 +166,8 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
         table.add_column(col, justify="left" if col == "mixer" else "right")
     for r in summarize(records, task):
         scores = [score_text(r, k, task) for k in m.reported]
-        table.add_row(r["mixer"], str(r["d_model"]), str(r.get("heads", "")), str(r["seq_len"]), *scores, f"{r['num_params']:,}",
-                      f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
+        table.add_row(r["mixer"], str(r["d_model"]), str(r.get("heads", "")), str(r["seq_len"]), *scores,
+                      f"{r['num_params']:,}", f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
     console.print(table)
 
 

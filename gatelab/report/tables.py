@@ -101,7 +101,7 @@ def score_text(row: dict[str, Any], metric: str, task: str = "mqar") -> str:
         return "diverged"
     mean, std = row[metric + "_mean"], row[metric + "_std"]
     if task == "mqar":
-        fmt = "{:.%df}" % decimals_for(std, row["seeds"] - n, most=3)
+        fmt = f"{{:.{decimals_for(std, row['seeds'] - n, most=3)}f}}"
     text = f"{fmt.format(mean)} ± {fmt.format(std)}"
     return text + (f" ({n} of {row['seeds']} seeds diverged)" if n else "")
 
