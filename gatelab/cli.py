@@ -370,9 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (gated-"
-                      "attention: 18 runs, 6 minutes on 2 CPU cores); default: the full mode, 500 steps of batch "
-                      "16 x 128 tokens at d_model 128 (gated-attention: 18 runs, 55 minutes)")
+    mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
+                      "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "
+                      "16 x 128 tokens at d_model 128 (gated-attention: 24 runs, 109 minutes on one thread)")
     mode.add_argument("--smoke", action="store_true",
                       help="seconds: checks the pipeline, says nothing about the claims")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)

@@ -36,8 +36,8 @@ class Scale:
 SCALES = {
     "smoke": Scale(d_model=16, n_layers=2, seq_len=16, batch_size=4, steps=4, eval_tokens=256, lr=3e-3, n_heads=2),
     "quick": Scale(d_model=64, n_layers=4, seq_len=64, batch_size=16, steps=150, eval_tokens=4096, lr=3e-3),
-    # full: gated-attention's 18 runs (6 variants) took 55 minutes, quantizable's 9 took 30, side by side on 2 CPU
-    # cores; with the two scale controls gated-attention has 8 variants (24 runs, about 75 minutes)
+    # full: gated-attention's 24 runs took 109 minutes and quantizable's 9 took 47, side by side as one-thread
+    # processes on 2 CPU cores
     "full": Scale(d_model=128, n_layers=4, seq_len=128, batch_size=16, steps=500, eval_tokens=32768, lr=2e-3),
 }
 
