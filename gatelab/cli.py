@@ -6,7 +6,6 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -14,9 +13,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, layers  # noqa: F401  (importing layers registers the mixers)
-from .config import ConfigError, Interval, apply_overrides, from_dict
+from .cli_types import asset_name, bit_widths, mixer_list, number, number_list
+from .config import ConfigError, apply_overrides, from_dict
 from .memory import keep_freed_memory
-from .models.lm import parse_schedule
 from .presets import PRESETS, TASK_PRESETS, preset, safe_name
 from .registry import MIXERS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report
@@ -34,59 +33,6 @@ LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_head
 
 QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few steps); its scores sit near chance "
               "and say nothing about the mixers. Run without --quick for the comparison.")
-
-
-def number(kind: type, interval: str) -> Callable[[str], float]:
-    """An argparse type: a number of ``kind`` in ``interval``, else an error that says what is allowed."""
-    allowed = Interval(interval)
-
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
-        if value != value or value not in allowed:
-            raise argparse.ArgumentTypeError(f"{text} is out of range: it must be "
-                                             f"{allowed.describe(kind is int)} (allowed: {interval})")
-        return value
-
-    return parse
-
-
-def number_list(kind: type, interval: str) -> Callable[[str], list]:
-    """An argparse type: a non-empty comma-separated list of numbers of ``kind`` in ``interval``."""
-    one = number(kind, interval)
-
-    def parse(text: str) -> list:
-        items = [x.strip() for x in text.split(",")]
-        if not any(items):
-            raise argparse.ArgumentTypeError("the list is empty: give comma-separated values, e.g. 64,128")
-        if not all(items):
-            raise argparse.ArgumentTypeError(f"{text!r} has an empty item: give comma-separated values, e.g. 64,128")
-        return [one(x) for x in items]
-
-    return parse
-
-
-def mixer_list(text: str) -> list[str]:
-    """Comma-separated mixers for compare; each may be a key or a hybrid ratio such as gdn:gated_attn=3:1."""
-    names = [x.strip() for x in text.split(",")]
-    if not all(names):
-        problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"
-        raise argparse.ArgumentTypeError(f"{problem}: give comma-separated mixer keys or hybrid ratios, e.g. "
-                                         f"attn,gla,gdn:gated_attn=3:1 (registered: {', '.join(MIXERS.names())})")
-    for n in names:
-        try:
-            parse_schedule(n)
-        except (ConfigError, KeyError) as e:
-            raise argparse.ArgumentTypeError(e.args[0]) from None
-    return names
-
-
-def asset_name(text: str) -> str:
-    if text not in SOURCES:
-        raise argparse.ArgumentTypeError(f"unknown asset {text!r}; choose from {', '.join(SOURCES)}")
-    return text
 
 
 def default_run_folder(cfg: TrainConfig) -> Path:
@@ -282,17 +228,6 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
         table.add_row(k, v)
     console.print(table)
     console.print(f"report: {out / 'analysis.md'}")
-
-
-def bit_widths(text: str) -> tuple[tuple[int, int], ...]:
-    """``--bits``: comma-separated ``weight:activation`` widths, each between 2 and 16."""
-    bits = []
-    for pair in text.split(","):
-        parts = pair.strip().split(":")
-        if len(parts) != 2 or not all(p.strip().isdigit() and 2 <= int(p) <= 16 for p in parts):
-            raise argparse.ArgumentTypeError(f"{text!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
-        bits.append((int(parts[0]), int(parts[1])))
-    return tuple(bits)
 
 
 def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
