@@ -24,11 +24,12 @@ def check_qkv(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> t
 
 
 def check_recurrent_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor | None,
-                           initial_state: torch.Tensor | None, chunk_size: int, gate: str
+                           initial_state: torch.Tensor | None, chunk_size: int, gate: str, values: bool = True
                            ) -> tuple[int, int, int, int, int]:
     """Validate the inputs of a gated recurrent op (DESIGN §3 signature); return ``(B, T, H, K, V)``.
 
     ``gate`` says what g must be: ``"channel"`` (``[B, T, H, K]``) or ``"head"`` (``[B, T, H]``, or None).
+    ``values``: also check that g holds log gates (<= 0), which reads the tensor (a device sync on a GPU).
     """
     B, T, H, K, V = check_qkv(name, q, k, v)
     expected = {"channel": ("[B, T, H, K]", q.shape), "head": ("[B, T, H]", q.shape[:3])}[gate]
@@ -40,7 +41,8 @@ def check_recurrent_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch
         raise ValueError(f"{name}: initial_state must be [B, H, K, V] = {(B, H, K, V)}; got {state}")
     if chunk_size < 1:
         raise ValueError(f"{name}: chunk_size must be a positive integer; got {chunk_size}")
-    check_sign(name, "g", g, nonpositive=True, what="log gates (e.g. F.logsigmoid(x)), so <= 0")
+    if values:
+        check_sign(name, "g", g, nonpositive=True, what="log gates (e.g. F.logsigmoid(x)), so <= 0")
     return B, T, H, K, V
 
 

@@ -93,7 +93,9 @@ class TrainConfig:
     ``batch_size`` is the global batch of one step; it is split evenly over the processes of a ``torchrun`` launch
     and then into ``grad_accum`` micro-batches per process, and the step's loss is the mean of the micro-batch
     losses, so any split of the same batch gives the same update. ``precision``: ``auto`` trains under bf16
-    autocast on GPUs that support it and in float32 elsewhere (bf16 matmuls are slow on most CPUs).
+    autocast on GPUs that support it and in float32 elsewhere (bf16 matmuls are slow on most CPUs). ``backend``:
+    what the chunked ops run on (``gatelab.ops.use_backend``): ``auto`` flash-linear-attention's kernels on CUDA
+    when installed, else gatelab's PyTorch forms; ``torch`` always those; ``fla`` the kernels or an error.
     The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
     checkpoint every that many steps; with ``keep_checkpoints`` the model weights of each are also kept as
     ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``). A ``target_accuracy`` above 1
@@ -111,6 +113,7 @@ class TrainConfig:
     batch_size: int = 64
     grad_accum: int = 1
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    backend: Literal["auto", "torch", "fla"] = "auto"
     max_steps: int = 1000
     eval_every: int = 200
     target_accuracy: float = 0.99

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, to_dict
 from ..models.lm import DecoderLM
+from ..ops.backend import use_backend
 from ..tasks.text import check_same_tokenizer
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT, first_nonfinite, load_checkpoint, save_checkpoint, save_weights
 from .config import TrainConfig
@@ -108,7 +109,7 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool | 
     world, device = init_world(cfg.device)
     try:
         lock = folder_lock(run_dir) if run_dir is not None and world.is_main else contextlib.nullcontext()
-        with lock, reporting(progress if world.is_main else False) as reporter:
+        with lock, reporting(progress if world.is_main else False) as reporter, use_backend(cfg.backend):
             return _train(cfg, run_dir, reporter, resume, overwrite, world, device)
     finally:
         close_world(world)

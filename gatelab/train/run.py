@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
+from ..ops.backend import backend_record
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT
 from .files import read_json, remove_orphan_temps, write_json_atomic
 
@@ -138,9 +139,10 @@ class RunDir:
         problem = None if overwrite else self.conflict(config)
         if problem:
             raise ConfigError(f"{problem}; pass --overwrite (overwrite=True) to replace it, or use another folder")
+        backend = backend_record(config.get("backend", "auto"), device)   # what the chunked ops run on, or why not
         self.clear()
         write_json_atomic(self.path / "config.json", config)
-        write_json_atomic(self.path / "meta.json", environment(device))
+        write_json_atomic(self.path / "meta.json", {**environment(device), **backend})
         (self.path / "metrics.jsonl").write_text("")
 
     def resume(self, step: int) -> None:

@@ -8,6 +8,8 @@ import torch
 
 from .._chunk import from_chunks, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
+from ..backend import resolve
+from ..fla_backend import fla_chunk_gated_delta_rule
 from .chunk_function import ChunkDeltaRule
 from .ref import check_beta
 
@@ -23,14 +25,19 @@ def chunk_gated_delta_rule(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise form of ``recurrent_gated_delta_rule`` (same arguments and results; README.md has the math).
+    """Chunkwise form of ``recurrent_gated_delta_rule`` (same arguments and results; README.md has the math), and
+    ``backend`` as in ``chunk_gla``.
 
     Within a chunk the written values are ``U = T (beta V) - T (beta e^G K) S_0`` with
     ``T = (I + A)^{-1}``, ``A_ij = beta_i (k_i . k_j) e^{G_i - G_j}`` for ``j < i`` (a unit lower-triangular
     solve per chunk). Then ``O = (Q e^G) S_0 + ((Q K^T) * D) U`` and ``S_C = e^{G_C} S_0 + (K e^{G_C - G})^T U``.
     Every exponent is <= 0.
     """
+    if resolve("chunk_gated_delta_rule", backend, q) == "fla":
+        return fla_chunk_gated_delta_rule(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
+                                          output_final_state=output_final_state, chunk_size=chunk_size)
     B, T, H, K, V = check_recurrent_inputs("chunk_gated_delta_rule", q, k, v, g, initial_state, chunk_size, "head")
     check_beta("chunk_gated_delta_rule", beta, q)
     dtype, ct = q.dtype, compute_dtype(q)

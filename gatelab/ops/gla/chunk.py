@@ -10,6 +10,8 @@ import torch
 
 from .._chunk import from_chunks, pass_states, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
+from ..backend import resolve
+from ..fla_backend import fla_chunk_gla
 
 SMALL = 8  # below this many rows per block, products are formed elementwise rather than by matmul
 
@@ -79,6 +81,7 @@ def chunk_gla(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Gated linear attention (Yang et al. 2023, arXiv 2312.06635), chunkwise parallel; equals ``recurrent_gla``.
 
@@ -90,10 +93,16 @@ def chunk_gla(
         initial_state: ``[B, H, K, V]`` or None (zeros).
         output_final_state: also return the state after the last token.
         chunk_size: tokens per chunk (any positive integer; T need not be a multiple).
+        backend: ``"torch"`` (this chunked form), ``"fla"`` (flash-linear-attention's kernel, CUDA) or ``"auto"``
+            (fla for CUDA tensors when installed, else torch); None: the default set by ``use_backend``
+            (``gatelab/ops/backend.py``; the mapping in ``gatelab/ops/fla_backend.py``).
 
     Returns:
         ``o`` ``[B, T, H, V]`` in q's dtype, and the final state ``[B, H, K, V]`` (float32 or float64) or None.
     """
+    if resolve("chunk_gla", backend, q) == "fla":
+        return fla_chunk_gla(q, k, v, g=g, scale=scale, initial_state=initial_state,
+                             output_final_state=output_final_state, chunk_size=chunk_size)
     _, T, _, K, _ = check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size, "channel")
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale

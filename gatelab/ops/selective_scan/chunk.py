@@ -8,6 +8,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .._common import compute_dtype, pad_time
+from ..backend import resolve
 from .ref import check_scan_inputs
 from .scan import linear_scan_
 
@@ -66,6 +67,7 @@ def chunk_selective_scan(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunkwise form of ``recurrent_selective_scan`` (same arguments and results; README.md has the math).
 
@@ -73,7 +75,10 @@ def chunk_selective_scan(
     chunk at once, then across chunks, then a fix-up), and its gradient by the same scan run backwards over the
     adjoint ``g_t = C_t dy_t + exp(dt_{t+1} A) g_{t+1}``; the sums over channels and state are einsums.
     Inputs are padded with ``dt = 0`` (a decay of exactly 1 and no write), so the final state is the last token's.
+    ``backend``: ``auto`` and ``torch`` run this form; flash-linear-attention has no selective-scan kernel, so
+    ``fla`` is a ConfigError.
     """
+    resolve("chunk_selective_scan", backend, x, has_fla_kernel=False)
     check_scan_inputs("chunk_selective_scan", x, dt, A, B, C, D, initial_state)
     if chunk_size < 1:
         raise ValueError(f"chunk_selective_scan: chunk_size must be a positive integer; got {chunk_size}")

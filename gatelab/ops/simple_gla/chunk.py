@@ -8,6 +8,8 @@ import torch
 
 from .._chunk import from_chunks, pass_states, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
+from ..backend import resolve
+from ..fla_backend import fla_chunk_simple_gla
 
 
 def chunk_simple_gla(
@@ -20,13 +22,17 @@ def chunk_simple_gla(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
     chunk_size: int = 64,
+    backend: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise form of ``recurrent_simple_gla`` (same arguments and results).
+    """Chunkwise form of ``recurrent_simple_gla`` (same arguments and results, and ``backend`` as in ``chunk_gla``).
 
     With a scalar decay per head the intra-chunk term is ``((q k^T) * D) v`` with the decay matrix
     ``D_ij = exp(G_i - G_j)`` for ``j <= i`` (else 0): a C x C matrix per head whose exponents are all <= 0, so it
     needs no special care under strong decay. The inter-chunk part is shared with GLA (``pass_states``).
     """
+    if resolve("chunk_simple_gla", backend, q) == "fla":
+        return fla_chunk_simple_gla(q, k, v, g=g, scale=scale, initial_state=initial_state,
+                                    output_final_state=output_final_state, chunk_size=chunk_size)
     B, T, H, K, _ = check_recurrent_inputs("chunk_simple_gla", q, k, v, g, initial_state, chunk_size, "head")
     dtype, ct = q.dtype, compute_dtype(q)
     scale = K**-0.5 if scale is None else scale
