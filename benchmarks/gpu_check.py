@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry", dest="smoke", action="store_true", help="the same as --smoke")
     parser.add_argument("--budget", type=positive_int, default=270,
                         help="seconds after which measurements not yet started are skipped (default 270)")
+    parser.add_argument("--autotune", choices=["full", "first"], default="full",
+                        help="fla's kernels: full autotuning (its real use; compiling every candidate takes minutes "
+                             "on a fresh machine) or the first launch configuration of each kernel (fast to compile; "
+                             "its timings are fla untuned)")
+    parser.add_argument("--mixers", default=",".join(MIXERS),
+                        help=f"the DecoderLM mixers of the training section (default {','.join(MIXERS)})")
+    parser.add_argument("--sections", default="equality,ops,training",
+                        help="which sections to run, comma-separated, in this order (default: all three)")
     parser.add_argument("--float32-checks-to", type=Path, default=None,
                         help="run only the float32 equality checks and write their rows as JSON to this file "
                              "(what the main run starts in a child process with IEEE float32 Triton dots)")
@@ -78,48 +86,53 @@ def versions() -> dict[str, Any]:
     return out
 
 
-def equality_rows(dtype: torch.dtype, device: str, backend: str) -> list[dict]:
+def equality_rows(dtype: torch.dtype, device: str, backend: str, show: bool = False) -> list[dict]:
     rows = []
     cases = CASES if device == "cuda" else [dataclasses.replace(c, T=c.T // 10, B=1) for c in CASES[:3]]
     for case in cases:
         try:
-            rows += compare(case, device, dtype, backend)
+            new = compare(case, device, dtype, backend)
         except Exception as e:   # a kernel that fails to compile or run is a failed check, reported
-            rows.append({"case": case.name, "dtype": str(dtype).removeprefix("torch."), "backend": backend,
-                         "ok": False, "error": f"{type(e).__name__}: {e}"[:300]})
+            new = [{"case": case.name, "dtype": str(dtype).removeprefix("torch."), "backend": backend,
+                    "ok": False, "error": f"{type(e).__name__}: {e}"[:300]}]
+        if show:
+            print_equality(new)
+        rows += new
     return rows
 
 
-def float32_checks(device: str, backend: str, budget: Budget) -> list[dict]:
+def float32_checks(device: str, backend: str, budget: Budget, autotune: str) -> list[dict]:
     """float32 checks: on CUDA with fla in a child process (fla's dots in IEEE float32, its own Triton cache)."""
     if backend != "fla":
-        return equality_rows(torch.float32, device, backend)
+        return equality_rows(torch.float32, device, backend, show=True)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "rows.json"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                             os.environ.get("PYTHONPATH", "")])}
         try:
-            subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--float32-checks-to", str(out)],
+            subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--float32-checks-to", str(out),
+                            "--autotune", autotune],
                            env=env, check=True, timeout=max(30.0, budget.left()))
-            return json.loads(out.read_text())
+            rows = json.loads(out.read_text())
+            print_equality(rows)
+            return rows
         except (subprocess.SubprocessError, OSError) as e:
             return [{"case": "all", "dtype": "float32", "backend": backend, "ok": False, "error": str(e)[:300]}]
 
 
 def print_equality(rows: list[dict]) -> None:
-    print("\n(c) equality of the backends (relative RMS error)")
     for r in rows:
         if "error" in r:
-            print(f"  {r['case']:38s} {r['dtype']:8s} FAIL {r['error']}")
+            print(f"  {r['case']:38s} {r['dtype']:8s} FAIL {r['error']}", flush=True)
             continue
         print(f"  {r['case']:38s} {r['dtype']:8s} {r['tensor']:14s} vs torch {r['vs_torch']:.2e}  vs float64 "
               f"{r['vs_float64']:.2e}  (torch vs float64 {r['torch_vs_float64']:.2e})  tol {r['tolerance']:.0e}  "
-              f"{'pass' if r['ok'] else 'FAIL'}")
+              f"{'pass' if r['ok'] else 'FAIL'}", flush=True)
 
 
 def op_rows(shape: dict, device: str, dtype: torch.dtype, fla: bool, repeats: int, budget: Budget) -> list[dict]:
     print(f"\n(a) ops, forward+backward, {str(dtype).removeprefix('torch.')}, B*T = {shape['ops_tokens']}, "
-          f"H = {shape['H']}, D = {shape['D']} (ms, median of {repeats})")
+          f"H = {shape['H']}, D = {shape['D']} (ms, median of {repeats})", flush=True)
     rows = []
     H, D = shape["H"], shape["D"]
     for T in shape["ops_T"]:
@@ -137,18 +150,18 @@ def op_rows(shape: dict, device: str, dtype: torch.dtype, fla: bool, repeats: in
                 row["vs_fla_direct"] = round(ms / fla_ms, 3)
             rows.append(row)
             extra = f"  ({row['vs_fla_direct']:.3f}x fla direct)" if "vs_fla_direct" in row else ""
-            print(f"  T={T:6d} B={B:3d} {op:18s} {impl:14s} {row['ms']}{extra}")
+            print(f"  T={T:6d} B={B:3d} {op:18s} {impl:14s} {row['ms']}{extra}", flush=True)
         del timers
         if device == "cuda":
             torch.cuda.empty_cache()
     return rows
 
 
-def training_rows(shape: dict, device: str, repeats: int, budget: Budget) -> list[dict]:
+def training_rows(shape: dict, device: str, repeats: int, budget: Budget, mixers: list[str]) -> list[dict]:
     lm, batch = shape["lm"], shape["lm_batch"]
     bf16 = device == "cuda" and torch.cuda.is_bf16_supported()
     print(f"\n(b) training step, {'bf16 autocast' if bf16 else 'float32'}, batch {batch} x {lm['seq']} tokens")
-    nets = build_models(MIXERS, lm["d_model"], lm["layers"], lm["heads"], lm["seq"], lm["vocab"], device)
+    nets = build_models(mixers, lm["d_model"], lm["layers"], lm["heads"], lm["seq"], lm["vocab"], device)
 
     def autocast() -> contextlib.AbstractContextManager:
         return torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
@@ -169,7 +182,7 @@ def training_rows(shape: dict, device: str, repeats: int, budget: Budget) -> lis
                 row["speed_vs_llama"] = round(llama / ms, 3)
         rows.append(row)
         print(f"  {name:20s} {row['params']:>12,} params  {row['ms']} ms/step  {row.get('tokens_per_s', '-')} "
-              f"tokens/s  {row.get('speed_vs_llama', '-')}x Llama")
+              f"tokens/s  {row.get('speed_vs_llama', '-')}x Llama", flush=True)
     return rows
 
 
@@ -188,14 +201,21 @@ def write(rows: list[dict], out: Path, device: str) -> None:
         writer.writeheader()
         writer.writerows(rows)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-    print(f"\nrows: {out.with_suffix('.csv')}, {out.with_suffix('.json')}")
+    print(f"rows: {out.with_suffix('.csv')}, {out.with_suffix('.json')}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    sections = [x.strip() for x in args.sections.split(",") if x.strip()]
+    unknown = sorted(set(sections) - {"equality", "ops", "training"})
+    if unknown:
+        raise SystemExit(f"--sections: unknown {', '.join(unknown)}; choose from equality, ops, training")
     cuda = torch.cuda.is_available() and not args.smoke
     device = "cuda" if cuda else "cpu"
     backend = "fla" if cuda and fla_ops() is not None else "torch"
+    if backend == "fla" and args.autotune == "first":
+        from benchmarks.gpu.autotune import single_config
+        print(f"fla autotuning off: one launch configuration for each of {single_config()} kernels", flush=True)
     if args.float32_checks_to is not None:
         from benchmarks.gpu.equality import full_precision_fla
         full_precision_fla()
@@ -204,17 +224,28 @@ def main(argv: list[str] | None = None) -> None:
     start(args)
     budget = Budget(args.budget)
     shape = FULL if cuda else SMOKE
-    print(f"device {device} ({versions()['gpu'] or 'cpu'}); op backend under test: {backend}; "
-          f"budget {args.budget} s" + ("" if cuda else "; no CUDA or --smoke: tiny shapes, torch backend only"))
-    equality = equality_rows(torch.bfloat16, device, backend) + float32_checks(device, backend, budget)
-    print_equality(equality)
-    rows = [{"section": "equality", **r} for r in equality]
-    rows += op_rows(shape, device, torch.bfloat16 if cuda else torch.float32, backend == "fla", args.repeats, budget)
-    rows += training_rows(shape, device, args.repeats, budget)
+    print(f"device {device} ({versions()['gpu'] or 'cpu'}); op backend under test: {backend}; fla autotune "
+          f"{args.autotune}; budget {args.budget} s" + ("" if cuda else "; no CUDA or --smoke: tiny shapes, torch "
+                                                        "backend only"), flush=True)
+    rows: list[dict] = []
+    stamp = {"fla_autotune": args.autotune}
+    out = output_path(args.out)
+    equality: list[dict] = []
+    for section in sections:
+        if section == "equality":
+            print("\n(c) equality of the backends (relative RMS error)", flush=True)
+            equality = (equality_rows(torch.bfloat16, device, backend, show=True)
+                        + float32_checks(device, backend, budget, args.autotune))
+            rows += [{"section": "equality", **r} for r in equality]
+        elif section == "ops":
+            rows += op_rows(shape, device, torch.bfloat16 if cuda else torch.float32, backend == "fla",
+                            args.repeats, budget)
+        else:
+            rows += training_rows(shape, device, args.repeats, budget, args.mixers.split(","))
+        write([{**r, **stamp} for r in rows], out, device)   # after every section: a cut-short run keeps its rows
     failed = [r for r in equality if not r["ok"]]
     print(f"\nequality checks: {len(equality) - len(failed)} passed, {len(failed)} failed; "
           f"{max(0.0, budget.left()):.0f} s of the budget left")
-    write(rows, output_path(args.out), device)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,8 @@ def median_ms(fns: dict[str, Callable[[], object]], device: str, repeats: int, w
             live[name] = fn
         except torch.OutOfMemoryError:
             result[name] = "oom"
+        except Exception as e:   # a kernel that cannot compile or run here: reported in its cell, the rest go on
+            result[name] = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
         finally:
             if torch.device(device).type == "cuda":
                 torch.cuda.empty_cache()
