@@ -26,7 +26,7 @@ def sync(device: str) -> None:
 
 def median_ms(fns: dict[str, Callable[[], object]], device: str, repeats: int, warmup: int, budget: Budget
               ) -> dict[str, float | str]:
-    """Median milliseconds of each function, run interleaved (a, b, a, b, ...) after ``warmup`` calls each (which
+    """Median milliseconds of each function, run interleaved (a, b, c, c, b, a, ...) after ``warmup`` calls each (which
     also compile Triton kernels). A function that runs out of memory reports ``"oom"``; once the budget is spent,
     the functions not yet measured report ``"skipped (time)"`` and the repeats stop early."""
     result: dict[str, float | str] = {}
@@ -48,10 +48,11 @@ def median_ms(fns: dict[str, Callable[[], object]], device: str, repeats: int, w
             if torch.device(device).type == "cuda":
                 torch.cuda.empty_cache()
     times: dict[str, list[float]] = {name: [] for name in live}
-    for _ in range(repeats):
+    order = list(live.items())
+    for i in range(repeats):
         if budget.left() <= 0 and all(times.values()):
             break
-        for name, fn in live.items():
+        for name, fn in order if i % 2 == 0 else order[::-1]:   # forward, then backward: no fixed neighbours
             sync(device)
             t0 = time.perf_counter()
             fn()

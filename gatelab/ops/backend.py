@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.util
 from collections.abc import Iterator
 from types import ModuleType
 from typing import Literal
@@ -83,9 +84,32 @@ def why_not_fla(device: torch.device | str, dtype: torch.dtype = torch.float32) 
     return None
 
 
-def resolve(op: str, backend: str | None, x: torch.Tensor, has_fla_kernel: bool = True) -> str:
+@functools.cache
+def gated_backward_refused() -> str | None:
+    """Why fla refuses the backward pass of its gated ``chunk_bwd_dqkwg`` kernel (used by ``chunk_simple_gla`` with
+    a decay and by ``chunk_gated_delta_rule``) on this machine, or None. fla 0.6 raises on Hopper GPUs with
+    Triton >= 3.4.0 and < 3.7.1 (wrong results there, its issue #640) unless tilelang is installed; its own flags
+    are read, so the answer follows the installed fla."""
+    if fla_ops() is None:
+        return None
+    try:
+        chunk_o = importlib.import_module("fla.ops.common.chunk_o")
+    except ImportError:
+        return None
+    refused = (getattr(chunk_o, "IS_NVIDIA_HOPPER", False) and getattr(chunk_o, "TRITON_ABOVE_3_4_0", False)
+               and not getattr(chunk_o, "TRITON_ABOVE_3_7_1", True))
+    if not refused or importlib.util.find_spec("tilelang") is not None:
+        return None
+    return ("fla refuses the backward of its gated kernels on Hopper GPUs with Triton >= 3.4.0 and < 3.7.1 "
+            "(incorrect results, fla issue #640); upgrade Triton to >= 3.7.1 or install tilelang")
+
+
+def resolve(op: str, backend: str | None, x: torch.Tensor, has_fla_kernel: bool = True,
+            gated_backward: bool = False) -> str:
     """``"torch"`` or ``"fla"``: what op ``op`` runs for input ``x`` when asked for ``backend`` (None: the
-    default of ``use_backend``). ``fla`` where fla cannot run, or for an op fla has no kernel of, is a ConfigError."""
+    default of ``use_backend``). ``fla`` where fla cannot run, or for an op fla has no kernel of, is a ConfigError.
+    ``gated_backward``: the op's fla form runs the gated backward kernel that fla refuses on some machines
+    (``gated_backward_refused``); there ``auto`` runs torch and ``fla`` is a ConfigError."""
     name = check_backend(default_backend() if backend is None else backend, f"{op}: backend")
     if name == "torch":
         return "torch"
@@ -95,6 +119,8 @@ def resolve(op: str, backend: str | None, x: torch.Tensor, has_fla_kernel: bool 
                               "op; use backend='torch' or 'auto' (both run gatelab's chunked PyTorch form)")
         return "torch"
     reason = why_not_fla(x.device, x.dtype)
+    if reason is None and gated_backward:
+        reason = gated_backward_refused()
     if reason is None:
         return "fla"
     if name == "fla":
@@ -117,4 +143,8 @@ def backend_record(requested: str, device: torch.device | str, dtype: torch.dtyp
         raise ConfigError(f"backend='fla' cannot run here: {reason}. Use backend='torch' or 'auto'")
     else:
         used, why = "torch", f"auto: fla cannot run: {reason}"
-    return {"backend": requested, "backend_used": used, "backend_reason": why, "fla": fla_version()}
+    record = {"backend": requested, "backend_used": used, "backend_reason": why, "fla": fla_version()}
+    refused = gated_backward_refused() if used == "fla" else None
+    if refused is not None:   # auto runs these two in PyTorch here; fla raises when a model calls them
+        record["torch_ops"] = {"chunk_simple_gla (with a decay)": refused, "chunk_gated_delta_rule": refused}
+    return record

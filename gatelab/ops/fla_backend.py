@@ -10,6 +10,8 @@ v ``[B, T, H, V]``; gates in natural-log space (fla multiplies them by 1/ln 2 it
 - ``initial_state``: fla's GLA asserts a float32 state; other dtypes are cast (gatelab's states are float32).
 - the gated delta rule without a gate (``g=None``, DeltaNet): fla's gated kernel needs a gate, so a zero log gate
   (decay 1) is passed; fla's ungated delta-rule kernel takes no float32 inputs.
+- dtypes: q, k, v (and beta) are passed in one dtype (``_one_dtype``: autocast's under CUDA autocast, else the
+  widest); gates and states keep theirs; ``o`` comes back in q's dtype.
 - checks: shapes are checked as in the PyTorch form, but not the values of g (``g <= 0``): that check reads the
   tensor, a device sync per call that would stall the GPU's queue of kernels.
 - limits: the gated delta rule's kernels take ``K <= 256``; with 16-bit inputs fla needs even K and V. Both raise a
@@ -41,6 +43,19 @@ def _float32(state: torch.Tensor | None) -> torch.Tensor | None:
     return None if state is None else state.float()
 
 
+def _one_dtype(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``xs`` (q, k, v and beta) in the one dtype fla's kernels need (a Triton dot takes both operands in one
+    dtype): CUDA autocast's dtype when it is on (autocast leaves norms and activations in float32 beside 16-bit
+    projections, so a mixer's q, k, v arrive in mixed dtypes), else the widest of them."""
+    if torch.is_autocast_enabled("cuda"):
+        dtype = torch.get_autocast_dtype("cuda")
+    else:
+        dtype = xs[0].dtype
+        for x in xs[1:]:
+            dtype = torch.promote_types(dtype, x.dtype)
+    return tuple(x if x.dtype == dtype else x.to(dtype) for x in xs)
+
+
 def fla_chunk_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor, scale: float | None,
                   initial_state: torch.Tensor | None, output_final_state: bool, chunk_size: int
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -49,9 +64,11 @@ def fla_chunk_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch
 
     check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size, "channel", values=False)
     _limits("chunk_gla", q, v)
+    dtype = q.dtype
+    q, k, v = _one_dtype(q, k, v)
     o, h = chunk_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
                      output_final_state=output_final_state)
-    return o.to(q.dtype), h
+    return o.to(dtype), h
 
 
 def fla_chunk_simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor | None,
@@ -63,9 +80,11 @@ def fla_chunk_simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g
 
     check_recurrent_inputs("chunk_simple_gla", q, k, v, g, initial_state, chunk_size, "head", values=False)
     _limits("chunk_simple_gla", q, v)
+    dtype = q.dtype
+    q, k, v = _one_dtype(q, k, v)
     o, h = chunk_simple_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
                             output_final_state=output_final_state)
-    return o.to(q.dtype), h
+    return o.to(dtype), h
 
 
 def fla_chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor | None,
@@ -80,6 +99,8 @@ def fla_chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     _limits("chunk_gated_delta_rule", q, v, MAX_DELTA_RULE_K)
     if g is None:
         g = q.new_zeros(q.shape[:3], dtype=torch.float32)                          # (B, T, H) decay 1
+    dtype = q.dtype
+    q, k, v, beta = _one_dtype(q, k, v, beta)
     o, h = chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=_float32(initial_state),
                                   output_final_state=output_final_state)
-    return o.to(q.dtype), h
+    return o.to(dtype), h

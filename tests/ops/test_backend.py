@@ -164,3 +164,66 @@ def test_a_run_asking_for_fla_on_cpu_stops_before_touching_its_folder(tmp_path):
     with pytest.raises(ConfigError, match="backend='fla' cannot run here"):
         train(tiny("gla", backend="fla"), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+@pytest.fixture
+def hopper_with_old_triton(monkeypatch, fla_imports):
+    """fla's own flags as on an H100/H200 with Triton 3.6 and no tilelang: its gated backward kernel refuses."""
+    flags = type(sys)("fla.ops.common.chunk_o")
+    flags.IS_NVIDIA_HOPPER, flags.TRITON_ABOVE_3_4_0, flags.TRITON_ABOVE_3_7_1 = True, True, False
+    monkeypatch.setitem(sys.modules, "fla.ops.common.chunk_o", flags)
+    monkeypatch.setattr(backend_module, "why_not_fla", lambda device, dtype=None: None)
+    monkeypatch.setattr(backend_module.importlib.util, "find_spec", lambda name: None)
+    backend_module.gated_backward_refused.cache_clear()
+    yield flags
+    backend_module.gated_backward_refused.cache_clear()
+
+
+def test_where_fla_refuses_its_gated_backward_auto_runs_torch_and_fla_says_why(hopper_with_old_triton):
+    x = torch.zeros(1)
+    assert backend_module.resolve("chunk_gated_delta_rule", "auto", x, gated_backward=True) == "torch"
+    assert backend_module.resolve("chunk_simple_gla", "auto", x, gated_backward=False) == "fla"   # no decay
+    assert backend_module.resolve("chunk_gla", "fla", x) == "fla"                               # its own kernels
+    with pytest.raises(ConfigError, match=r"chunk_gated_delta_rule: backend='fla' cannot run here: .*Hopper.*#640"):
+        backend_module.resolve("chunk_gated_delta_rule", "fla", x, gated_backward=True)
+    record = backend_record("auto", "cuda")
+    assert record["backend_used"] == "fla" and set(record["torch_ops"]) == {
+        "chunk_simple_gla (with a decay)", "chunk_gated_delta_rule"}
+
+
+def test_a_newer_triton_or_tilelang_lifts_the_refusal(hopper_with_old_triton, monkeypatch):
+    hopper_with_old_triton.TRITON_ABOVE_3_7_1 = True
+    assert backend_module.gated_backward_refused() is None
+    hopper_with_old_triton.TRITON_ABOVE_3_7_1 = False
+    backend_module.gated_backward_refused.cache_clear()
+    monkeypatch.setattr(backend_module.importlib.util, "find_spec",
+                        lambda name: object() if name == "tilelang" else None)
+    assert backend_module.gated_backward_refused() is None
+    assert "torch_ops" not in backend_record("auto", "cuda")
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fla_gets_q_k_v_and_beta_in_one_dtype(monkeypatch, autocast):
+    """Under autocast a mixer's q, k (normed: float32) and v, beta (projections: bf16) arrive in mixed dtypes; a
+    Triton dot takes one. The fla call gets them in autocast's dtype (else the widest); g and the state keep theirs."""
+    from gatelab.ops.fla_backend import fla_chunk_gated_delta_rule
+
+    seen = {}
+
+    def fake_kernel(q, k, v, g, beta, scale, initial_state, output_final_state):
+        seen.update(q=q.dtype, k=k.dtype, v=v.dtype, g=g.dtype, beta=beta.dtype, h0=initial_state.dtype)
+        return v.clone(), initial_state
+
+    fake = type(sys)("fla.ops.gated_delta_rule")
+    fake.chunk_gated_delta_rule = fake_kernel
+    monkeypatch.setitem(sys.modules, "fla.ops.gated_delta_rule", fake)
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda device_type=None: autocast)
+    monkeypatch.setattr(torch, "get_autocast_dtype", lambda device_type: torch.bfloat16)
+    q = F.normalize(torch.randn(B, T, H, K), dim=-1)                                   # float32
+    v, beta = torch.randn(B, T, H, V, dtype=torch.bfloat16), torch.rand(B, T, H, dtype=torch.bfloat16)
+    g, h0 = F.logsigmoid(torch.randn(B, T, H)), torch.zeros(B, H, K, V)
+    o, _ = fla_chunk_gated_delta_rule(q, q, v, g=g, beta=beta, scale=None, initial_state=h0,
+                                      output_final_state=True, chunk_size=64)
+    one = torch.bfloat16 if autocast else torch.float32
+    assert seen == {"q": one, "k": one, "v": one, "beta": one, "g": torch.float32, "h0": torch.float32}
+    assert o.dtype == q.dtype

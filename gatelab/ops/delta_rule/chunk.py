@@ -35,7 +35,7 @@ def chunk_gated_delta_rule(
     solve per chunk). Then ``O = (Q e^G) S_0 + ((Q K^T) * D) U`` and ``S_C = e^{G_C} S_0 + (K e^{G_C - G})^T U``.
     Every exponent is <= 0.
     """
-    if resolve("chunk_gated_delta_rule", backend, q) == "fla":
+    if resolve("chunk_gated_delta_rule", backend, q, gated_backward=True) == "fla":
         return fla_chunk_gated_delta_rule(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
                                           output_final_state=output_final_state, chunk_size=chunk_size)
     B, T, H, K, V = check_recurrent_inputs("chunk_gated_delta_rule", q, k, v, g, initial_state, chunk_size, "head")
