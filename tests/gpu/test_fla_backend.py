@@ -12,7 +12,7 @@ import torch
 from benchmarks.gpu.equality import CASES, FLOAT32_TOL, compare, rel_rms
 from gatelab.models import DecoderLM, ModelConfig
 from gatelab.ops import backend_record, use_backend
-from gatelab.ops.backend import fla_ops
+from gatelab.ops.backend import fla_ops, gated_backward_refused
 from gatelab.train import MQARTaskConfig, OptimConfig, TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or fla_ops() is None,
@@ -20,9 +20,17 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or fla_ops() is No
 DEVICE = "cuda"
 
 
+def skip_where_fla_refuses(gated_backward: bool) -> None:
+    """fla refuses its gated backward kernel on some machines (Hopper with Triton < 3.7.1): nothing to compare."""
+    reason = gated_backward_refused() if gated_backward else None
+    if reason:
+        pytest.skip(reason)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_fla_backend_equals_the_torch_form_and_the_float64_recurrence(case, dtype):
+    skip_where_fla_refuses(case.op == "gated_delta_rule" or (case.op == "simple_gla" and case.gated))
     rows = compare(case, DEVICE, dtype)
     bad = [f"{r['tensor']}: vs torch {r['vs_torch']:.2e}, vs float64 {r['vs_float64']:.2e} > {r['tolerance']:.0e}"
            for r in rows if not r["ok"]]
@@ -37,6 +45,7 @@ def test_auto_on_cuda_runs_fla_and_records_it():
 
 
 # head dims K=32, V=64 where the mixer allows, as in the op cases: fla compiles its kernels once per (H, K, V, dtype)
+GATED_BACKWARD = {"gdn", "deltanet", "mamba2", "retnet"}   # simple_gla with a decay or the gated delta rule
 MIXERS = {"gla": {}, "liger": {}, "gdn": {"head_dim": 32}, "deltanet": {"head_dim": 32, "expand_v": 2},
           "mamba2": {"expand": 1, "d_state": 32}, "retnet": {}, "linear_attn": {}, "hgrn2": {}}
 
@@ -44,6 +53,7 @@ MIXERS = {"gla": {}, "liger": {}, "gdn": {"head_dim": 32}, "deltanet": {"head_di
 @pytest.mark.parametrize("mixer", MIXERS)
 def test_each_mixer_on_fla_equals_torch_end_to_end(mixer):
     """A DecoderLM (2 layers, d_model 128, 2 heads) in float32: loss and every parameter gradient, fla vs torch."""
+    skip_where_fla_refuses(mixer in GATED_BACKWARD)
     torch.manual_seed(0)
     model = DecoderLM(ModelConfig(vocab_size=256, d_model=128, n_layers=2, n_heads=2, mixer=mixer, channel="none",
                                   mixer_options={mixer: MIXERS[mixer]})).to(DEVICE)
