@@ -7,7 +7,7 @@ import pytest
 from gatelab.config import ConfigError
 from gatelab.layers.token.convolution import BaseConv
 from gatelab.models import DecoderLM
-from gatelab.presets import MULTI_SCALE_HEADS, preset
+from gatelab.presets import MULTI_SCALE_HEADS, PRESETS, preset
 
 
 def test_gatelab_pairing_puts_an_ungated_short_conv_ahead_of_every_mixer_layer():
@@ -61,3 +61,19 @@ def test_compare_trains_zoologys_pairing_from_the_command_line(tmp_path):
     (config,) = [json.loads(p.read_text()) for p in out.glob("runs/*/config.json")]
     assert config["model"]["mixer"] == "base_conv,gla" and config["model"]["short_conv"] == 0
     assert "alternating Zoology's gated BaseConv" in (out / "report.md").read_text()
+
+
+# The default output folders of the presets as named before TrainConfig gained backend, compile, log and mlflow_uri
+# (measured at commit b14bca9): a sweep started then resumes in the same folder now.
+NAMED_BEFORE = {"default": "bb148ebd9d", "quick": "5cbf2c2196", "recall-vs-state": "3bc0add613", "lm": "b8379d748e",
+                "lm-quick": "73fe10ce58", "ptb-30min": "5489a568bf"}
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_preset_keeps_its_folder_name_when_new_fields_are_at_their_defaults(name):
+    from gatelab.report.compare import grid_fingerprint
+
+    grid = preset(name)
+    assert grid_fingerprint(grid) == NAMED_BEFORE[name]
+    changed = replace(grid, base=replace(grid.base, backend="torch"))
+    assert grid_fingerprint(changed) != NAMED_BEFORE[name]
