@@ -136,9 +136,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
                               "give --budget-minutes 0 to use --steps")
         grid.base.max_steps = args.steps
     grid.base = apply_overrides(grid.base, args.set or [])
-    executor = executor_from(args, grid.base.device)
     if args.address is None:            # (on a cluster, the nodes' devices count, not this machine's)
         check_device(grid.base.device)
+    executor = executor_from(args, grid.base.device)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
