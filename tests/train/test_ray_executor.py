@@ -32,7 +32,7 @@ def local_ray():
     """A Ray on this machine for the module's tests (the executor uses a Ray this process has started)."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                  object_store_memory=100 * 2**20)
     yield
     ray.shutdown()
@@ -51,10 +51,11 @@ def table(out: str) -> list[str]:
     return [row.rsplit("│", 2)[0] for row in out.splitlines() if row.startswith("│")]
 
 
-def test_compare_on_ray_reports_what_compare_on_this_machine_reports(tmp_path, capsys, one_thread):
+def test_compare_on_ray_reports_what_compare_on_this_machine_reports(tmp_path, capsys, monkeypatch, one_thread):
     assert main([*QUICK, "--out", str(tmp_path / "local")]) == 0
     local = capsys.readouterr().out
     had_ray = ray.is_initialized()
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")      # a Ray for the sweep is not any Ray the environment names
     assert main([*QUICK, "--out", str(tmp_path / "ray"), "--executor", "ray", "--cpus-per-run", "1"]) == 0
     on_ray = capsys.readouterr().out
     assert ray.is_initialized() == had_ray          # a Ray started for the sweep ends with it

@@ -122,12 +122,15 @@ class RayExecutor(Executor):
             try:
                 ray.init(address=self.address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as e:
-                raise ConfigError(f"--address {self.address}: no Ray cluster could be reached there ({e})") from None
+                raise ConfigError(f"--address {self.address}: no Ray cluster could be reached there ({e}); a "
+                                  "cluster with token authentication also needs its token here (Ray's "
+                                  "RAY_AUTH_TOKEN)") from None
             return True
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-        # runs pass only configs and small results through the object store
-        ray.init(num_cpus=local_cpus(), num_gpus=torch.cuda.device_count(), object_store_memory=100 * 2**20,
-                 **quiet)
+        # "local": a new Ray even where `ray start` left one running; runs pass only configs and small results
+        # through the object store
+        ray.init(address="local", num_cpus=local_cpus(), num_gpus=torch.cuda.device_count(),
+                 object_store_memory=100 * 2**20, **quiet)
         return True
 
     def _options(self) -> dict[str, Any]:
