@@ -16,8 +16,7 @@ import ray
 import torch
 
 from gatelab.cli import main
-from gatelab.train.executors import RunsFailed, make_executor
-from gatelab.train.executors.on_ray import RayExecutor
+from gatelab.train.executors import RayExecutor, RunsFailed, make_executor
 from gatelab.train.progress import LineProgress
 from gatelab.train.sweep import SweepRun, run_sweep
 

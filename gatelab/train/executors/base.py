@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..config import TrainConfig
 from ..progress import RunProgress
@@ -36,20 +37,19 @@ class RunsFailed(RuntimeError):
         self.failures, self.stopped, self.records = failures, stopped, []
         parts = [f"run {name} failed:\n{trace.rstrip()}" for name, trace in failures]
         if stopped:
-            parts.append(f"the sweep stopped at this failure ({total - 1} other runs cancelled or not started; "
-                         "running it again resumes them, and --keep-going trains them despite a failure)")
+            parts.append("the sweep stopped at this failure: runs still training were cancelled and the rest not "
+                         "started (running it again resumes them; --keep-going trains them despite a failure)")
         else:
             parts.append(f"{len(failures)} of {total} runs failed; the others finished (running the sweep again "
                          "trains the failed runs again)")
         super().__init__("\n\n".join(parts))
 
 
-class Executor:
+class Executor(Protocol):
     """Trains the jobs of a sweep, each by ``train_one(job.run_dir, job.config, reporter, job.overwrite)``, and
     sends their progress to ``reporter`` here. The first failure stops the rest and is raised, unless
     ``keep_going``: then every job is trained and the failures are raised together (RunsFailed) at the end."""
 
-    keep_going: bool = False
+    keep_going: bool
 
-    def run(self, train_one: TrainOne, jobs: list[Job], reporter: RunProgress) -> None:
-        raise NotImplementedError
+    def run(self, train_one: TrainOne, jobs: list[Job], reporter: RunProgress) -> None: ...

@@ -16,7 +16,7 @@ import torch
 from ...memory import keep_freed_memory, keeps_freed_memory
 from ..config import TrainConfig
 from ..progress import QueueProgress, RunProgress, relay
-from .base import Executor, Job, RunsFailed, TrainOne
+from .base import Job, RunsFailed, TrainOne
 
 
 def failure(name: str, error: BaseException) -> tuple[str, str]:
@@ -28,7 +28,7 @@ def failure(name: str, error: BaseException) -> tuple[str, str]:
     return name, "".join(traceback.format_exception(error))
 
 
-class LocalExecutor(Executor):
+class LocalExecutor:
     """``workers`` = 1: each run in this process, in order, on this process's threads. ``workers`` > 1: that many
     fresh worker processes, each handed the next run as it frees up, on ``threads // workers`` threads (on a small
     CPU, two one-thread processes get more done than one two-thread process: small models leave threads idle).

@@ -24,7 +24,7 @@ import gatelab
 from ...config import ConfigError
 from ...memory import keep_freed_memory, keeps_freed_memory
 from ..progress import RunProgress
-from .base import Executor, Job, RunsFailed, TrainOne
+from .base import Job, RunsFailed, TrainOne
 
 _ADDRESS = re.compile(r"^(ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$")
 
@@ -91,7 +91,7 @@ def train_task(train_one: TrainOne, job: Job, threads: int, keep_memory: bool) -
             "finished": (job.run_dir / "result.json").exists()}
 
 
-class RayExecutor(Executor):
+class RayExecutor:
     """Each run a Ray task with ``cpus_per_run`` CPUs (and as many torch threads: a run computes exactly what the
     local executor computes on as many threads) and ``gpus_per_run`` GPUs (fractions share a GPU). ``address``:
     an existing cluster; None starts a Ray on this machine for the sweep with all of its CPUs and GPUs (or uses the
