@@ -117,7 +117,7 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return False
-        quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if self.address is not None:
             try:
                 ray.init(address=self.address, **quiet)
@@ -130,7 +130,7 @@ class RayExecutor:
         # "local": a new Ray even where `ray start` left one running; runs pass only configs and small results
         # through the object store
         ray.init(address="local", num_cpus=local_cpus(), num_gpus=torch.cuda.device_count(),
-                 object_store_memory=100 * 2**20, **quiet)
+                 object_store_memory=100 * 2**20, include_dashboard=False, **quiet)
         return True
 
     def _options(self) -> dict[str, Any]:
