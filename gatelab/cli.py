@@ -23,6 +23,7 @@ from .tasks.text import tokenized_corpus
 from .tasks.text.assets import SOURCES
 from .tasks.text.corpora import LOADERS
 from .train.config import TrainConfig, check_buildable, check_device
+from .train.executors import EXECUTORS, Executor, RunsFailed, make_executor
 from .train.loop import train
 from .train.sweep import run_sweep
 
@@ -135,15 +136,23 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
                               "give --budget-minutes 0 to use --steps")
         grid.base.max_steps = args.steps
     grid.base = apply_overrides(grid.base, args.set or [])
-    check_device(grid.base.device)
+    if args.address is None:            # (on a cluster, the nodes' devices count, not this machine's)
+        check_device(grid.base.device)
+    executor = executor_from(args, grid.base.device)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
     runs = grid.runs(vocab, out / "budget.json")
     console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
-    records = run_sweep(runs, out, progress=not args.no_progress, workers=args.workers,
-                        train_missing=not args.report_only, overwrite=args.overwrite)
+    failed = None
+    try:
+        records = run_sweep(runs, out, progress=not args.no_progress, executor=executor,
+                            train_missing=not args.report_only, overwrite=args.overwrite)
+    except RunsFailed as e:             # the runs that finished are reported, then the failures
+        if not e.records:
+            raise
+        records, failed = e.records, e
     if not records:
         raise ConfigError(f"no run in {out} has finished yet; nothing to report")
     if len(records) < len(runs):
@@ -154,6 +163,14 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     if args.quick or args.preset in ("quick", "lm-quick"):
         console.print(QUICK_NOTE)
     console.print("report: " + ", ".join(str(p) for p in paths.values()))
+    if failed:
+        raise failed
+
+
+def executor_from(args: argparse.Namespace, device: str) -> Executor:
+    """The executor of ``--executor`` and its flags (``device``: where the runs train)."""
+    return make_executor(args.executor, args.workers, args.address, args.cpus_per_run,
+                         args.gpus_per_run, args.keep_going, device)
 
 
 def cmd_generate(args: argparse.Namespace, console: Console) -> None:
@@ -239,7 +256,8 @@ def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{mode}"
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     reproduce = REPRODUCTIONS[args.name]
-    report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress)
+    executor = executor_from(args, "cpu")
+    report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress, executor=executor)
     console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")
 
@@ -313,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)
     p.add_argument("--data", default="ptb", help="a corpus or folder (word-level tokenizer)")
     p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
+    add_executor_flags(p)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
@@ -346,10 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "alternating its gated BaseConv with the mixer")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
     p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
-    p.add_argument("--workers", type=number(int, "[1, inf)"), default=1,
-                   help="train this many runs at a time, each in its own process with an equal share of the "
-                        "threads (small models leave threads idle: 2 one-thread workers get more done on 2 cores "
-                        "than 1 two-thread process)")
+    add_executor_flags(p)
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the report from the runs finished so far (read a long sweep while it "
                         "runs; the report says how many of the planned runs it covers)")
@@ -358,6 +374,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "the start (their old outputs are removed); finished runs of this grid are still reused")
     p.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where a sweep's runs train: ``--executor`` and its flags (those of the other executor are refused)."""
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): on this machine, --workers at a time; ray: each run a Ray task, on a Ray "
+                        "started for the sweep or on the cluster at --address (pip install -e \".[ray]\")")
+    p.add_argument("--workers", type=number(int, "[1, inf)"),
+                   help="local: train this many runs at a time (default 1), each in its own process with an equal "
+                        "share of the threads (small models leave threads idle: 2 one-thread workers get more done "
+                        "on 2 cores than 1 two-thread process)")
+    p.add_argument("--address", help="ray: an existing cluster, auto (the one this machine belongs to), "
+                   "ray://HOST:PORT or HOST:PORT; --out must then be a folder every node shares (default: a Ray "
+                   "on this machine, started for the sweep)")
+    p.add_argument("--cpus-per-run", type=number(int, "[1, inf)"),
+                   help="ray: CPUs of each run's task, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-run", type=number(float, "[0, inf)"),
+                   help="ray: GPUs of each run's task, for runs on device=cuda (default 0; 0.5 shares a GPU)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a run that fails does not stop the others: every failure is listed at the end (and the "
+                        "command exits 1); without it the first failure stops the sweep")
 
 
 def make_console() -> Console:
@@ -392,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, KeyError, ValueError, OSError, ImportError, FloatingPointError) as e:
         console.print(f"[red]error:[/] {escape(error_message(e))}", highlight=False, soft_wrap=True)
         return 2
+    except RunsFailed as e:     # runs of a sweep raised: their tracebacks, no traceback of this process
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 1
     return 0
 
 

@@ -2,7 +2,6 @@
 over seeds, and the per-run measurements (the report is ``report.py``)."""
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,9 @@ from ..models.params import count_params, match_params
 from ..tasks.text import tokenized_corpus
 from ..tasks.text.windows import windows
 from ..train.config import LMTaskConfig, TrainConfig
+from ..train.executors import Executor
 from ..train.run import write_json_atomic
-from ..train.sweep import SweepRun, finished_result, run_or_resume
+from ..train.sweep import SweepRun, run_sweep
 
 
 @dataclass(frozen=True)
@@ -127,14 +127,8 @@ def measure_run(run_dir: Path, scale: Scale, quantize: bool) -> dict[str, Any]:
 
 
 def train_and_measure(runs: list[SweepRun], out: Path, scale: Scale, quantize: bool = False,
-                      progress: bool = True) -> list[dict[str, Any]]:
-    """Train (or read back) every run under ``out/runs`` and measure it."""
-    records = []
-    for i, run in enumerate(runs):
-        run_dir = out / "runs" / run.name
-        if finished_result(run_dir, run.config) is None:
-            if progress:
-                print(f"[{i + 1}/{len(runs)}] training {run.name}", flush=True)
-            run_or_resume(run_dir, copy.deepcopy(run.config))
-        records.append({**run.coords, **measure_run(run_dir, scale, quantize)})
-    return records
+                      progress: bool = True, executor: Executor | None = None) -> list[dict[str, Any]]:
+    """Train (or read back) every run under ``out/runs``, by ``executor`` (one after another here by default;
+    ``gatelab.train.executors``), and measure it."""
+    run_sweep(runs, out, progress, executor)
+    return [{**run.coords, **measure_run(out / "runs" / run.name, scale, quantize)} for run in runs]

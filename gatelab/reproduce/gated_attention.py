@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..analysis.metrics import uniform_f_attn
+from ..train.executors import Executor
 from .experiment import SCALES, Variant, train_and_measure, variant_runs
 from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
@@ -77,9 +78,11 @@ COLUMNS = {"ppl": "test ppl", "f_attn": "F-Attn", "m_act": "M-Act", "m_act_ratio
            "gate_score": "gate score", "max_inf_norm": "max inf norm"}
 
 
-def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True) -> Path:
+def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True,
+              executor: Executor | None = None) -> Path:
     scale = SCALES[mode]
-    records = train_and_measure(variant_runs(VARIANTS, scale, seeds, data), out, scale, progress=progress)
+    records = train_and_measure(variant_runs(VARIANTS, scale, seeds, data), out, scale, progress=progress,
+                                executor=executor)
     notes = mode_note(mode) + [
         "The paper's numbers are from a 15B-parameter MoE trained on 400B tokens; sinks and massive activations "
         "grow with training, so at this scale their absolute values are far smaller, and a verdict says only "

@@ -5,15 +5,15 @@ learning-rate sweep and seeds: final training loss, loss spikes (a step whose lo
 average of the steps before it) and divergence (a non-finite loss)."""
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
 from pathlib import Path
 from typing import Any
 
+from ..train.executors import Executor
 from ..train.run import RunDir
-from ..train.sweep import finished_result, run_or_resume
+from ..train.sweep import SweepRun, run_sweep
 from .experiment import SCALES, Variant, variant_runs
 from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
@@ -38,28 +38,28 @@ def count_spikes(losses: list[float], factor: float = 1.5, momentum: float = 0.9
     return spikes
 
 
-def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool) -> list[dict[str, Any]]:
+def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool,
+               executor: Executor | None = None) -> list[dict[str, Any]]:
     scale = SCALES[mode]
-    records = []
+    runs = []
     for lr in LRS[mode]:
         for run in variant_runs(VARIANTS, scale, seeds, data):
             cfg = copy.deepcopy(run.config)
             cfg.optim.lr = lr
-            run_dir = out / "runs" / f"{run.name}-lr{lr:g}"
-            if finished_result(run_dir, cfg) is None:
-                if progress:
-                    print(f"training {run_dir.name}", flush=True)
-                with contextlib.suppress(FloatingPointError):       # a diverged run's result says so
-                    run_or_resume(run_dir, cfg)
-            losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-            result = RunDir(run_dir).result()
-            diverged = bool(result and result.get("diverged"))
-            tail = losses[-max(1, len(losses) // 10):]
-            records.append({"variant": f"{run.coords['variant']} lr={lr:g}", "mixer": run.coords["variant"],
-                            "lr": lr, "seed": run.coords["seed"],
-                            "final_loss": math.inf if diverged else sum(tail) / len(tail),
-                            "spikes": count_spikes(losses), "diverged": float(diverged),
-                            "valid_ppl": None if diverged or result is None else result["final"]["valid/ppl"]})
+            runs.append(SweepRun(f"{run.name}-lr{lr:g}", {**run.coords, "lr": lr}, cfg))
+    run_sweep(runs, out, progress, executor)      # (a diverged run is a result: its result.json says so)
+    records = []
+    for run in runs:
+        run_dir, lr = out / "runs" / run.name, run.coords["lr"]
+        losses = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        result = RunDir(run_dir).result()
+        diverged = bool(result and result.get("diverged"))
+        tail = losses[-max(1, len(losses) // 10):]
+        records.append({"variant": f"{run.coords['variant']} lr={lr:g}", "mixer": run.coords["variant"],
+                        "lr": lr, "seed": run.coords["seed"],
+                        "final_loss": math.inf if diverged else sum(tail) / len(tail),
+                        "spikes": count_spikes(losses), "diverged": float(diverged),
+                        "valid_ppl": None if diverged or result is None else result["final"]["valid/ppl"]})
     return records
 
 
@@ -83,9 +83,10 @@ def claims(lrs: list[float]) -> list[Claim]:
     return out
 
 
-def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True) -> Path:
+def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True,
+              executor: Executor | None = None) -> Path:
     scale = SCALES[mode]
-    records = lr_records(out, mode, seeds, data, progress)
+    records = lr_records(out, mode, seeds, data, progress, executor)
     notes = mode_note(mode) + [
         "A diverged run counts as an infinite final loss. Gradient clipping at 1.0 (the default) is on for every "
         "variant, as in the paper's training.",

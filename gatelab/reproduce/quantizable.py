@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..ops.softmax_attn.ref import clip_gamma_for_length
+from ..train.executors import Executor
 from .experiment import OPT_LIKE, SCALES, Variant, train_and_measure, variant_runs
 from .report import mode_note, settings_lines, write_report
 from .verdict import Claim, Precondition
@@ -59,10 +60,11 @@ def variants(seq_len: int) -> list[Variant]:
     ]
 
 
-def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True) -> Path:
+def reproduce(mode: str, seeds: int, out: Path, data: str, command: str, progress: bool = True,
+              executor: Executor | None = None) -> Path:
     scale = SCALES[mode]
     runs = variant_runs(variants(scale.seq_len), scale, seeds, data, OPT_LIKE)
-    records = train_and_measure(runs, out, scale, quantize=True, progress=progress)
+    records = train_and_measure(runs, out, scale, quantize=True, progress=progress, executor=executor)
     notes = mode_note(mode) + [
         "W8A8 as the paper validates OPT (its quantized OPT, `--quant_setup fp32_head --percentile 99.999`): the "
         "weights of every linear layer and the embedding lookups (symmetric, per tensor, over the range of least "

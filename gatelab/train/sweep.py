@@ -1,5 +1,6 @@
 """Run a list of configurations into one folder, skipping those already finished with the same config and
-resuming those interrupted after a checkpoint; optionally in several worker processes at once.
+resuming those interrupted after a checkpoint; one after another here, or by an executor (worker processes on this
+machine, Ray tasks on a cluster: ``gatelab.train.executors``).
 
 One process at a time trains a sweep folder: a second one on the same folder stops at once, naming the process
 that holds it (``train_missing=False``, the command line's ``--report-only``, reads the finished runs at any time).
@@ -10,26 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import multiprocessing
-import os
-import threading
-import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..config import ConfigError, to_dict
-from ..memory import keep_freed_memory, keeps_freed_memory
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT
 from .config import TrainConfig
 from .diagnostics import TrainingDiverged
+from .executors import Executor, Job, LocalExecutor, RunsFailed
 from .files import read_json
 from .lock import FolderBusy, folder_lock
 from .loop import train
-from .progress import QueueProgress, RunProgress, relay, reporting
+from .progress import RunProgress, reporting
 from .run import RunDir, stored_config, what_it_computes
 
 
@@ -122,70 +116,21 @@ def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
     return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
 
 
-_QUEUE: Any = None      # in a worker process: where its progress reports go (set by _start_worker)
-
-
-def _start_worker(parent: int, keep_memory: bool, queue: Any) -> None:
-    """A worker's initializer: send progress reports to ``queue``, take on the sweep process's memory policy, and
-    end this process once the sweep process that started it is gone (killed, say), so no run goes on training
-    unwatched."""
-    global _QUEUE
-    _QUEUE = queue
-    if keep_memory:
-        keep_freed_memory()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _train_with_threads(run_dir: Path, config: TrainConfig, threads: int, overwrite: bool) -> None:
-    """A worker process's job: train one run on ``threads`` intra-op threads, reporting to the sweep process."""
-    torch.set_num_threads(threads)
-    _train_one(run_dir, config, QueueProgress(_QUEUE), overwrite)
-
-
-def _train_in_workers(pending: list[tuple[Path, TrainConfig]], workers: int, reporter: RunProgress,
-                      overwrite: bool) -> None:
-    """Train every ``(run_dir, config)`` in ``workers`` fresh processes, each handed the next run as it frees up
-    and given an equal share of this process's threads; their progress comes back to ``reporter`` here. The first
-    failure cancels the runs not yet started and is raised here. Workers keep freed memory if this process does
-    (``gatelab.memory``) and end with it."""
-    threads = max(1, torch.get_num_threads() // workers)
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=(os.getpid(), keeps_freed_memory(), queue))
-    with relay(queue, reporter):
-        try:
-            remaining = {pool.submit(_train_with_threads, run_dir, config, threads, overwrite)
-                         for run_dir, config in pending}
-            while remaining:
-                done, remaining = wait(remaining, return_when=FIRST_EXCEPTION)
-                for future in done:
-                    future.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-
-def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool | RunProgress = True, workers: int = 1,
-              train_missing: bool = True, overwrite: bool = False) -> list[dict[str, Any]]:
+def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool | RunProgress = True,
+              executor: Executor | None = None, train_missing: bool = True,
+              overwrite: bool = False) -> list[dict[str, Any]]:
     """Train every run under ``out_dir/runs/<name>`` (finished ones are read back, not redone).
 
-    ``workers`` > 1 trains that many runs at a time, each in its own process with an equal share of the threads
-    (on a small CPU, two one-thread processes get more done than one two-thread process: small models leave
-    threads idle). A run trained in a worker computes exactly what it computes alone on as many threads.
+    ``executor``: where the runs train (``gatelab.train.executors``): by default one after another in this process;
+    ``LocalExecutor(workers)`` trains that many at a time in worker processes, ``RayExecutor`` each as a Ray task.
+    Whichever trains it, a run computes exactly what it computes alone on as many threads, in its own folder.
     ``progress``: True shows a bar per run in a terminal and plain lines otherwise (workers' runs included).
     ``overwrite``: run folders of another configuration, and unfinished runs, train again from the start.
 
     Returns one flat record per finished (or diverged) run, in the order of ``runs``: its coordinates and its
-    measured results. With ``train_missing=False`` nothing is trained (and nothing locked).
+    measured results. With ``train_missing=False`` nothing is trained (and nothing locked). Runs that raise:
+    the executor's error (RunsFailed carries the records of the runs that finished all the same).
     """
-    if workers < 1:
-        raise ValueError(f"workers must be a positive integer; got {workers}")
     out_dir = Path(out_dir)
     run_dirs = [out_dir / "runs" / run.name for run in runs]
     pending = [(d, run.config) for d, run in zip(run_dirs, runs, strict=True)
@@ -196,11 +141,15 @@ def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool | RunPro
                 reporting(progress, len(runs), len(runs) - len(pending)) as reporter:
             if not overwrite:
                 _check_folders(pending)
-            if workers == 1:
-                for run_dir, config in pending:
-                    _train_one(run_dir, config, reporter, overwrite)
-            else:
-                _train_in_workers(pending, workers, reporter, overwrite)
+            try:
+                (executor or LocalExecutor()).run(_train_one, [Job(d, c, overwrite) for d, c in pending], reporter)
+            except RunsFailed as e:
+                e.records = _records(runs, run_dirs)
+                raise
+    return _records(runs, run_dirs)
+
+
+def _records(runs: list[SweepRun], run_dirs: list[Path]) -> list[dict[str, Any]]:
     results = [finished_result(d, run.config) for d, run in zip(run_dirs, runs, strict=True)]
     return [_record(run, result) for run, result in zip(runs, results, strict=True) if result is not None]
 

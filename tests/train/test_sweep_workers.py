@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from gatelab.train.executors import LocalExecutor, RunsFailed
 from gatelab.train.progress import LineProgress
 from gatelab.train.sweep import SweepRun, run_sweep
 
@@ -16,8 +17,16 @@ from .test_resume import config, losses
 
 
 def runs(mixers=("gla", "attn", "gla,attn")):
-    return [SweepRun(f"r{i}", {"mixer": m}, dataclasses.replace(config(), model=dataclasses.replace(
-        config().model, mixer=m), max_steps=12, checkpoint_every=0)) for i, m in enumerate(mixers)]
+    """A run per mixer; a mixer that is not registered makes a run that fails as it starts training (set after the
+    config is built, which would refuse it)."""
+    out = []
+    for i, m in enumerate(mixers):
+        known = m if m in ("gla", "attn", "gla,attn") else "gla"
+        cfg = dataclasses.replace(config(), model=dataclasses.replace(config().model, mixer=known), max_steps=12,
+                                  checkpoint_every=0)
+        cfg.model.mixer = m
+        out.append(SweepRun(f"r{i}", {"mixer": m}, cfg))
+    return out
 
 
 @pytest.fixture
@@ -39,7 +48,7 @@ def test_workers_train_the_same_runs_as_one_process_and_leave_finished_ones_alon
     finished = (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns
     shown = io.StringIO()
     apart = run_sweep(runs(), tmp_path / "two", progress=LineProgress(every=0.0, out=shown, runs=3, done=1),
-                      workers=2)
+                      executor=LocalExecutor(2))
     assert (tmp_path / "two" / "runs" / "r0" / "result.json").stat().st_mtime_ns == finished
     assert [r["run"] for r in apart] == ["r0", "r1", "r2"]
     for a, b in zip(together, apart, strict=True):
@@ -55,21 +64,33 @@ def test_workers_train_the_same_runs_as_one_process_and_leave_finished_ones_alon
 
 def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):
     with pytest.raises(KeyError, match="no_such_mixer"):
-        run_sweep(runs(("gla", "no_such_mixer")), tmp_path, progress=False, workers=2)
+        run_sweep(runs(("gla", "no_such_mixer")), tmp_path, progress=False, executor=LocalExecutor(2))
 
 
-def test_workers_must_be_positive(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_keep_going_trains_the_other_runs_and_reports_every_failure(tmp_path, one_thread, workers):
+    with pytest.raises(RunsFailed) as failed:
+        run_sweep(runs(("no_such_mixer", "gla", "nor_this")), tmp_path, progress=False,
+                  executor=LocalExecutor(workers, keep_going=True))
+    assert [name for name, _ in failed.value.failures] == ["r0", "r2"]
+    message = str(failed.value)
+    assert "run r0 failed:\nTraceback" in message and "no_such_mixer" in message and "nor_this" in message
+    assert "2 of 3 runs failed" in message
+    assert [r["run"] for r in failed.value.records] == ["r1"]          # the other run finished, and is reported
+
+
+def test_workers_must_be_positive():
     with pytest.raises(ValueError, match="workers must be a positive integer"):
-        run_sweep(runs(), tmp_path, workers=0)
+        LocalExecutor(0)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc")
 def test_workers_end_when_the_sweep_process_is_killed(tmp_path):
     """A killed sweep leaves no worker training on (they would race a restarted sweep for the same runs)."""
     script = (f"import dataclasses; from tests.train.test_sweep_workers import runs; "
-              f"from gatelab.train.sweep import run_sweep; "
+              f"from gatelab.train.sweep import run_sweep; from gatelab.train.executors import LocalExecutor; "
               f"run_sweep([dataclasses.replace(r, config=dataclasses.replace(r.config, max_steps=100000)) "
-              f"for r in runs()], {str(tmp_path)!r}, progress=False, workers=2)")
+              f"for r in runs()], {str(tmp_path)!r}, progress=False, executor=LocalExecutor(2))")
     sweep = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parents[2])
     try:
         deadline = time.monotonic() + 120
