@@ -35,13 +35,23 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def evaluate(model: DecoderLM, task: MQARTask | LMTask, batch_size: int, device: str) -> dict[str, float]:
-    """The task's evaluation with the model in eval mode."""
+def evaluate(model: torch.nn.Module, task: MQARTask | LMTask, batch_size: int, device: str) -> dict[str, float]:
+    """The task's evaluation with the model (a ``DecoderLM``, or one compiled) in eval mode."""
     model.eval()
     try:
         return task.evaluate(model, batch_size, device)
     finally:
         model.train()
+
+
+def compiled(module: torch.nn.Module, on: bool) -> torch.nn.Module:
+    """``module`` compiled by ``torch.compile`` (inductor) when ``on``, else ``module`` itself.
+
+    Shapes are static (``dynamic=False``): a run calls the model on a few fixed shapes (its training micro-batch,
+    the evaluation batch and the last, shorter evaluation batch), each compiled once, in training and in inference
+    mode. The wrapper only runs the module: checkpoints and saved models are written from the module itself, so
+    their keys carry no ``_orig_mod.`` prefix."""
+    return torch.compile(module, dynamic=False) if on else module
 
 
 def autocast_for(precision: str, device: str) -> contextlib.AbstractContextManager:
@@ -175,7 +185,8 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
     model = DecoderLM(cfg.model).to(device)
-    net = DistributedDataParallel(model) if world.size > 1 else model
+    net = compiled(DistributedDataParallel(model) if world.size > 1 else model, cfg.compile)
+    eval_net = compiled(model, cfg.compile) if world.size > 1 else net
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None and world.is_main else None
     state = _open_run(cfg, run_dir, run, task, model, opt, resume, overwrite, device)
@@ -228,7 +239,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
         state.step = step + 1
         record: dict[str, Any] = {"step": step + 1, "loss": mean_across(loss, world).item(), "lr": lr}
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-            state.last_eval = evaluate(model, task, 2 * cfg.batch_size, device)
+            state.last_eval = evaluate(eval_net, task, 2 * cfg.batch_size, device)
             record.update({f"eval/{k}": v for k, v in state.last_eval.items()})
             if not state.best or better(state.last_eval[task.metric], state.best[task.metric]):
                 state.best = state.last_eval

@@ -39,3 +39,19 @@ def test_bad_shapes_are_explained():
         recurrent_gla(q, k, v, g=g, initial_state=torch.zeros(1, 2, 4, 5, dtype=q.dtype))
     with pytest.raises(ValueError, match="chunk_size"):
         chunk_gla(q, k, v, g=g, chunk_size=0)
+
+
+@pytest.mark.parametrize("chunk_size", [7, 12, 40])
+def test_chunk_sizes_with_an_odd_base_block_match_the_recurrence_with_gradients(chunk_size):
+    """Chunks of 7, 12 = 4 x 3 and 40 = 8 x 5 end the halving at an odd base block (computed in log space), whose
+    gradients the written-out backward takes from autograd; the equivalence suite covers powers of two."""
+    q, k, v, g, h0 = gla_inputs(2, 45, 2, 6, 5, initial_state=True)
+    do = torch.randn(2, 45, 2, 5, dtype=torch.float64)
+    grads = []
+    for fn in (recurrent_gla, chunk_gla):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v, g, h0)]
+        o, _ = fn(*leaves[:3], g=leaves[3], initial_state=leaves[4], chunk_size=chunk_size)
+        (o * do).sum().backward()
+        grads.append([o.detach()] + [t.grad for t in leaves])
+    for name, ref, out in zip(("o", "dq", "dk", "dv", "dg", "dh0"), *grads, strict=True):
+        torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10, msg=f"{name} differs")

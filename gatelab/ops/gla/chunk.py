@@ -25,12 +25,12 @@ def _levels(chunk_size: int) -> tuple[int, list[int]]:
     return b, halves
 
 
-def _pair_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``(q k^T) v`` over the last two dims; elementwise for tiny blocks, where batched matmuls are slow on CPU."""
-    if q.shape[-2] >= SMALL:
-        return (q @ k.transpose(-1, -2)) @ v
-    scores = (q.unsqueeze(-2) * k.unsqueeze(-3)).sum(-1)                       # (..., b, b)
-    return (scores.unsqueeze(-1) * v.unsqueeze(-3)).sum(-2)                    # (..., b, V)
+def _mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a @ b`` over the last two dims; elementwise when ``a`` has few rows, where batched matmuls of tiny
+    matrices are slow on a CPU."""
+    if a.shape[-2] >= SMALL:
+        return a @ b
+    return (a.unsqueeze(-1) * b.unsqueeze(-3)).sum(-2)
 
 
 def _base_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Tensor, base: int) -> torch.Tensor:
@@ -46,6 +46,68 @@ def _base_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Ten
     return (A @ v.view(*lead, nb, base, -1)).view(*lead, C, -1)                # (B, H, N, C, V)
 
 
+def _halves(x: torch.Tensor, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The left and right halves of every block of ``2b`` rows: views ``[..., P, b, D]`` of ``[..., C, D]``."""
+    *lead, C, D = x.shape
+    pairs = x.view(*lead, C // (2 * b), 2, b, D)                               # (B, H, N, P, 2, b, D)
+    return pairs[..., 0, :, :], pairs[..., 1, :, :]
+
+
+def _level(q: torch.Tensor, k: torch.Tensor, G: torch.Tensor, b: int):
+    """One halving level: the re-referenced queries of the right halves and keys of the left halves
+    ``[B, H, N, P, b, K]``, their scores ``[B, H, N, P, b, b]``, and the two exponentials."""
+    G_left, G_right = _halves(G, b)
+    g_ref = G_right[..., :1, :]                                                # (B, H, N, P, 1, K)
+    eq, ek = (G_right - g_ref).exp(), (g_ref - G_left).exp()                   # both exponents <= 0
+    q_r, k_l = _halves(q, b)[1] * eq, _halves(k, b)[0] * ek
+    return q_r, k_l, _mm(q_r, k_l.transpose(-1, -2)), eq, ek
+
+
+class _IntraChunk(torch.autograd.Function):
+    """``intra_chunk_output`` with its backward written out: each level's gradients are added into views of
+    whole-size gradient tensors, where autograd would build a zero-filled whole-size tensor per slice and level."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, G):
+        *lead, C, _ = q.shape
+        base, halves = _levels(C)
+        o = _base_output(q, k, v, G, base)                                     # (B, H, N, C, V)
+        ctx.levels = []
+        for b in halves:
+            ctx.levels.append(_level(q, k, G, b))                              # kept for the backward
+            _halves(o, b)[1].add_(_mm(ctx.levels[-1][2], _halves(v, b)[0]))    # right halves += A v_left
+        ctx.save_for_backward(q, k, v, G)
+        return o
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, do):
+        q, k, v, G = ctx.saved_tensors
+        base, halves = _levels(q.shape[-2])
+        do = do.contiguous()
+        if base == 1:                                                          # o = (q . k) v, row by row
+            s = (q * k).sum(-1, keepdim=True)                                  # (B, H, N, C, 1)
+            ds = (do * v).sum(-1, keepdim=True)
+            dq, dk, dv, dG = ds * k, ds * q, do * s, torch.zeros_like(G)
+        else:
+            with torch.enable_grad():
+                leaves = [x.detach().requires_grad_() for x in (q, k, v, G)]
+                dq, dk, dv, dG = torch.autograd.grad(_base_output(*leaves, base), leaves, do)
+        for b, (q_r, k_l, A, eq, ek) in zip(halves, ctx.levels, strict=True):
+            do_r, v_l = _halves(do, b)[1], _halves(v, b)[0]                    # (B, H, N, P, b, V)
+            dA = _mm(do_r, v_l.transpose(-1, -2))                              # (B, H, N, P, b, b)
+            _halves(dv, b)[0].add_(_mm(A.transpose(-1, -2), do_r))
+            dq_r, dk_l = _mm(dA, k_l), _mm(dA.transpose(-1, -2), q_r)          # (B, H, N, P, b, K)
+            _halves(dq, b)[1].add_(dq_r * eq)
+            _halves(dk, b)[0].add_(dk_l * ek)
+            t_q, t_k = dq_r * q_r, dk_l * k_l          # d/dG of q e^{G - g_ref} and of k e^{g_ref - G}
+            dG_left, dG_right = _halves(dG, b)
+            dG_right.add_(t_q)
+            dG_left.sub_(t_k)
+            dG_right[..., :1, :].add_(t_k.sum(-2, keepdim=True) - t_q.sum(-2, keepdim=True))   # through g_ref
+        return dq, dk, dv, dG
+
+
 def intra_chunk_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
     """The intra-chunk output ``o_i = sum_{j<=i} (sum_d q_id k_jd exp(G_id - G_jd)) v_j`` of every chunk.
 
@@ -54,21 +116,9 @@ def intra_chunk_output(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, G: tor
     half in one product after both are re-referenced to the right half's first gate G_r: ``q exp(G - G_r)`` and
     ``k exp(G_r - G)``, both exponents <= 0 because G only decreases. Pairs inside the odd-sized base blocks
     (single tokens for power-of-two chunks) are computed directly. Every (query, key) pair is counted once.
+    The backward is written out (``_IntraChunk``); the inputs must be contiguous.
     """
-    *lead, C, K = q.shape
-    V = v.shape[-1]
-    base, halves = _levels(C)
-    o = _base_output(q, k, v, G, base)                                         # (B, H, N, C, V)
-    for b in halves:
-        P = C // (2 * b)
-        _, q_right = q.view(*lead, P, 2, b, K).unbind(-3)                       # (B, H, N, P, b, K)
-        k_left, _ = k.view(*lead, P, 2, b, K).unbind(-3)
-        G_left, G_right = G.view(*lead, P, 2, b, K).unbind(-3)
-        v_left, _ = v.view(*lead, P, 2, b, V).unbind(-3)                        # (B, H, N, P, b, V)
-        g_ref = G_right[..., :1, :]                                            # (B, H, N, P, 1, K)
-        right = _pair_output(q_right * (G_right - g_ref).exp(), k_left * (g_ref - G_left).exp(), v_left)
-        o.view(*lead, P, 2, b, V)[..., 1, :, :] += right                       # add into the right halves
-    return o
+    return _IntraChunk.apply(q, k, v, G)
 
 
 def chunk_gla(
