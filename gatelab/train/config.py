@@ -97,7 +97,9 @@ class TrainConfig:
     The model's vocabulary comes from the task (``resolved()``). ``checkpoint_every`` > 0 writes a resumable
     checkpoint every that many steps; with ``keep_checkpoints`` the model weights of each are also kept as
     ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``). A ``target_accuracy`` above 1
-    never stops early. ``device``: ``cpu``, ``cuda``, ``cuda:N`` (any torch device string).
+    never stops early. ``device``: ``cpu``, ``cuda``, ``cuda:N`` (any torch device string). ``log`` mirrors every
+    metrics.jsonl line and the config to ``tensorboard`` (``<run>/tensorboard/``) and/or ``mlflow`` (a local store:
+    ``mlflow_uri``, default ``<out>/mlruns``); see ``gatelab.train.tracking``. Neither changes what a run computes.
 
     Every numeric field has a range (``RANGES``, here and in the nested configs), checked when the config is built
     (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place
@@ -118,6 +120,8 @@ class TrainConfig:
     keep_checkpoints: bool = False
     seed: int = 0
     device: str = "cpu"
+    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
+    mlflow_uri: str = ""
 
     RANGES: ClassVar[dict[str, str]] = {"batch_size": "[1, inf)", "grad_accum": "[1, inf)", "max_steps": "[1, inf)",
                                         "eval_every": "[1, inf)", "target_accuracy": "[0, inf]",
