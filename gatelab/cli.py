@@ -26,11 +26,17 @@ from .train.config import TrainConfig, check_buildable, check_device
 from .train.executors import EXECUTORS, Executor, RunsFailed, make_executor
 from .train.loop import train
 from .train.sweep import run_sweep
+from .train.tracking import PACKAGES, check_available
 
 # TrainConfig's model defaults follow Zoology's MQAR protocol; language models get a channel mixer instead.
 LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_heads=4", "model.n_layers=4",
                      "model.d_model=128"]
 
+
+TRACKERS = list(PACKAGES)
+LOG_HELP = ("mirror every metrics.jsonl line and the config to TensorBoard (RUN/tensorboard/) and/or a local MLflow "
+            "store (OUT/mlruns; --set mlflow_uri=PATH for another); each needs its extra: pip install "
+            "'gatelab[tensorboard]', 'gatelab[mlflow]'")
 
 QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few steps); its scores sit near chance "
               "and say nothing about the mixers. Run without --quick for the comparison.")
@@ -70,6 +76,9 @@ def resume(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError(f"nothing to resume in {args.out}: it has no config.json")
     check_run_files(args.out)
     cfg = from_dict(TrainConfig, json.loads(stored.read_text()))
+    if args.log is not None:       # where the metrics are mirrored may change; what the run computes may not
+        cfg.log = args.log
+    check_available(cfg.log)
     check_device(cfg.device)
     result = train(cfg, args.out, progress=not args.no_progress, resume=True)
     console.print(f"resumed {args.out}: finished after {result['steps']} steps")
@@ -96,10 +105,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError(f"--data applies to --task lm (this is --task {task})")
     task_defaults = LM_MODEL_DEFAULTS if task == "lm" and not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
-    given = {"model.mixer": mixer, "lm.data": args.data}
+    given = {"model.mixer": mixer, "lm.data": args.data, "log": args.log}
     cfg = apply_overrides(cfg, [f"task={task}", *task_defaults, *(args.set or [])],
                           values={k: v for k, v in given.items() if v is not None})
     check_device(cfg.device)
+    check_available(cfg.log)
     check_buildable(cfg)
     out = Path(args.out) if args.out else default_run_folder(cfg)
     result = train(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
@@ -135,9 +145,10 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
             raise ConfigError("a time budget (--budget-minutes, or the preset's) sets each model's steps; "
                               "give --budget-minutes 0 to use --steps")
         grid.base.max_steps = args.steps
-    grid.base = apply_overrides(grid.base, args.set or [])
+    grid.base = apply_overrides(grid.base, args.set or [], values={"log": args.log} if args.log else None)
     if args.address is None:            # (on a cluster, the nodes' devices count, not this machine's)
         check_device(grid.base.device)
+    check_available(grid.base.log)
     executor = executor_from(args, grid.base.device)
     out = Path(args.out) if args.out else Path("runs") / f"compare-{grid_fingerprint(grid)}"
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
@@ -290,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/train-<task>[-<corpus>]-<mixer>-s<seed>, e.g. "
                    "runs/train-lm-ptb-gated_attn-s0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
-                   "(needs checkpoint_every > 0), with its stored config: no other option is taken")
+                   "(needs checkpoint_every > 0), with its stored config: no other option is taken but --log")
     p.add_argument("--overwrite", action="store_true",
                    help="train into --out even if it holds a run of another configuration (its outputs are removed)")
+    p.add_argument("--log", nargs="+", choices=TRACKERS, help=LOG_HELP)
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("generate", help="continue a prompt with a trained language model")
@@ -372,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="run folders in --out that hold another configuration, and unfinished runs, train again from "
                         "the start (their old outputs are removed); finished runs of this grid are still reused")
+    p.add_argument("--log", nargs="+", choices=TRACKERS, help=LOG_HELP)
     p.add_argument("--no-progress", action="store_true")
     return parser
 

@@ -2,6 +2,7 @@
 ``from_pretrained`` offline, ``generate`` with greedy or sampling decoding through each mixer's own state)."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,25 @@ class GatelabCache:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen
 
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Keep the sequences ``beam_idx [B']`` of the batch, in that order (beam search calls this every step)."""
+        self.states = reorder_state(self.states, beam_idx)
+
+
+def reorder_state(state: Any, index: torch.Tensor) -> Any:
+    """The decoding state of the sequences ``index`` (every state tensor has the batch first; a state that knows
+    better, as ``KVCache``, reorders itself)."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(0, index)
+    if hasattr(state, "reorder"):
+        return state.reorder(index)
+    if dataclasses.is_dataclass(state):
+        return dataclasses.replace(state, **{f.name: reorder_state(getattr(state, f.name), index)
+                                             for f in dataclasses.fields(state)})
+    if isinstance(state, (tuple, list)):
+        return type(state)(reorder_state(item, index) for item in state)
+    return state
+
 
 @dataclass
 class GatelabCausalLMOutput(ModelOutput):
@@ -43,7 +63,7 @@ class GatelabPreTrainedModel(PreTrainedModel):
     config_class = GatelabConfig
     base_model_prefix = "model"
     main_input_name = "input_ids"
-    _is_stateful = True   # no beam reordering or assisted decoding: a recurrent state cannot be rewound
+    _is_stateful = True   # no assisted decoding: a recurrent state cannot be rewound (beam search reorders it)
     _no_split_modules = ["Block"]
 
     def _init_weights(self, module: torch.nn.Module) -> None:

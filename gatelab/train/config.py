@@ -101,6 +101,9 @@ class TrainConfig:
     ``checkpoints/step-NNNNNN.safetensors`` (for ``gatelab analyze --trajectory``). A ``target_accuracy`` above 1
     never stops early. ``device``: ``cpu``, ``cuda``, ``cuda:N`` (any torch device string). ``compile`` runs
     training and evaluation through ``torch.compile`` (inductor); checkpoints and saved models are unaffected.
+    ``log`` mirrors every metrics.jsonl line and the config to ``tensorboard`` (``<run>/tensorboard/``) and/or
+    ``mlflow`` (a local store: ``mlflow_uri``, default ``<out>/mlruns``); see ``gatelab.train.tracking``. Neither
+    changes what a run computes.
 
     Every numeric field has a range (``RANGES``, here and in the nested configs), checked when the config is built
     (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place
@@ -123,6 +126,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     compile: bool = False
+    log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
+    mlflow_uri: str = ""
 
     RANGES: ClassVar[dict[str, str]] = {"batch_size": "[1, inf)", "grad_accum": "[1, inf)", "max_steps": "[1, inf)",
                                         "eval_every": "[1, inf)", "target_accuracy": "[0, inf]",

@@ -159,7 +159,7 @@ def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, 
     RunDir(folder).check_config(to_dict(cfg), stored)
     saved = RunState(**load_checkpoint(folder / CHECKPOINT, model, opt))
     if run:
-        run.resume(saved.step)
+        run.resume(saved.step, to_dict(cfg))
     return saved
 
 

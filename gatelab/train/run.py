@@ -6,6 +6,7 @@ import json
 import platform
 import shutil
 import subprocess
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..config import ConfigError
 from ..ops.backend import backend_record
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT
 from .files import read_json, remove_orphan_temps, write_json_atomic
+from .tracking import TENSORBOARD_DIR, TRACKING_FILE, Tracker, check_available, numeric, open_trackers
 
 __all__ = ["NONFINITE_BATCH", "RunDir", "device_name", "differences", "environment", "git_commit", "stored_config",
            "what_it_computes", "write_json_atomic"]
@@ -71,9 +73,13 @@ def differences(stored: dict[str, Any], config: dict[str, Any], prefix: str = ""
     return out
 
 
+TRACKING_FIELDS = ("log", "mlflow_uri")    # where a run's metrics are mirrored: not what it computes
+
+
 def what_it_computes(config: dict[str, Any]) -> dict[str, Any]:
-    """A stored config without the fields that only say how often the run saved itself along the way."""
-    return {k: v for k, v in config.items() if k != "checkpoint_every"}
+    """A stored config without the fields that only say how often the run saved itself along the way and where
+    its metrics are mirrored."""
+    return {k: v for k, v in config.items() if k != "checkpoint_every" and k not in TRACKING_FIELDS}
 
 
 def _listed(diff: list[tuple[str, Any, Any]]) -> str:
@@ -100,17 +106,21 @@ NONFINITE_BATCH = "nonfinite_batch.safetensors"      # the batch a run diverged 
 FINISHED = ("result.json", "model", "analysis", "measure.json", NONFINITE_BATCH, "nonfinite_batch.pt")
 # Everything a run writes into its folder (besides its lock), cleared when the folder starts a new run.
 OUTPUTS = ("config.json", "meta.json", "metrics.jsonl", "tokenizer.json", CHECKPOINT, LEGACY_CHECKPOINT,
-           "checkpoints", *FINISHED)
+           "checkpoints", TRACKING_FILE, TENSORBOARD_DIR, *FINISHED)
 
 
 class RunDir:
     """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``result.json``, and the trained model in
     ``model/`` (Hugging Face format). A folder holds one resolved configuration: starting a run of another one in
-    it is an error unless asked to overwrite, and a new start clears every output of the run before."""
+    it is an error unless asked to overwrite, and a new start clears every output of the run before.
+
+    Every line written to ``metrics.jsonl`` is also sent to the trackers the config's ``log`` names (TensorBoard,
+    MLflow; see ``gatelab.train.tracking``), opened by ``start`` and ``resume`` and closed by ``finish``."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.trackers: list[Tracker] = []
 
     def conflict(self, config: dict[str, Any]) -> str | None:
         """Why this folder may not take a run of ``config`` without overwriting (None if it may): it holds a
@@ -139,25 +149,39 @@ class RunDir:
         problem = None if overwrite else self.conflict(config)
         if problem:
             raise ConfigError(f"{problem}; pass --overwrite (overwrite=True) to replace it, or use another folder")
+        check_available(config.get("log") or [])
         backend = backend_record(config.get("backend", "auto"), device)   # what the chunked ops run on, or why not
         self.clear()
         write_json_atomic(self.path / "config.json", config)
         write_json_atomic(self.path / "meta.json", {**environment(device), **backend})
         (self.path / "metrics.jsonl").write_text("")
+        self._track(config, None)
 
-    def resume(self, step: int) -> None:
+    def resume(self, step: int, config: dict[str, Any] | None = None) -> None:
         """Continue the run here from its checkpoint at ``step``: drop later metrics (logged again) and the
-        outputs of an earlier finish (rewritten when this one finishes)."""
+        outputs of an earlier finish (rewritten when this one finishes). ``config`` (the stored one by default)
+        may differ from the stored one only in where metrics are mirrored (``check_config``); it is stored."""
+        if config is not None:
+            check_available(config.get("log") or [])
+            write_json_atomic(self.path / "config.json", config)
         self.clear(FINISHED)
         self.truncate_log(step)
+        self._track(config if config is not None else stored_config(self.path) or {}, step)
+
+    def _track(self, config: dict[str, Any], resumed_at: int | None) -> None:
+        self.trackers = open_trackers(self.path, config, resumed_at)
+        if self.trackers:     # a run that ends without finish (an exception) still flushes its trackers
+            self._closer = weakref.finalize(self, _close, self.trackers, True)
 
     def log(self, record: dict[str, Any]) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
+        for tracker in self.trackers:
+            tracker.log(numeric(record), record["step"])
 
     def check_config(self, config: dict[str, Any], stored: dict[str, Any]) -> None:
         """Refuse to continue a run folder with a different configuration (``stored``: its config as read)."""
-        diff = differences(stored, config)
+        diff = [d for d in differences(stored, config) if d[0] not in TRACKING_FIELDS]
         if diff:
             raise ConfigError(f"{self.path} holds a run of another configuration ({_listed(diff)}); a run resumes "
                               "with the configuration it started with")
@@ -170,8 +194,17 @@ class RunDir:
 
     def finish(self, result: dict[str, Any]) -> None:
         write_json_atomic(self.path / "result.json", result)
+        if self.trackers:
+            self._closer.detach()
+            _close(self.trackers, bool(result.get("diverged")))
+            self.trackers = []
 
     def result(self) -> dict[str, Any] | None:
         """The finished (or diverged) run's result, or None if it never finished."""
         path = self.path / "result.json"
         return read_json(path) if path.exists() else None
+
+
+def _close(trackers: list[Tracker], failed: bool) -> None:
+    for tracker in trackers:
+        tracker.close(failed)

@@ -14,16 +14,7 @@ from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require
 from ..rope import RotaryEmbedding
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
-
-
-@dataclass
-class KVCache:
-    """The state of a softmax-attention layer: the keys ``[B, T, Hkv, D]`` and values ``[B, T, Hkv, D]`` it
-    still needs (all of them, or the last window - 1 with a sliding window) and the tokens seen so far."""
-
-    k: torch.Tensor
-    v: torch.Tensor
-    offset: int = 0
+from .kv_cache import KVCache
 
 
 @dataclass(kw_only=True)
@@ -129,9 +120,11 @@ class SoftmaxAttention(TokenMixer):
         offset = 0 if state is None else state.offset
         if self.rope is not None:
             q, k = self.rope(q, offset), self.rope(k, offset)
-        if state is not None:
-            k = torch.cat([state.k, k], dim=1)                                             # (B, Tk, Hkv, D)
-            v = torch.cat([state.v, v], dim=1)
+        if state is None:
+            cache = KVCache.wrap(k, v, T)                                                 # no copy
+        else:
+            cache = state.append(k, v)                  # written in place into the cache's preallocated tail
+            k, v = cache.k, cache.v                                                        # (B, Tk, Hkv, D) views
         window = self.window
         if self.clipped or self.attn_probe.active or self.score_probe.active:
             scores = self.score_probe(attention_scores(q, k))                              # (B, H, T, Tk)
@@ -141,8 +134,8 @@ class SoftmaxAttention(TokenMixer):
             o, _ = sdpa_attention(q, k, v, window=window)                                  # (B, T, H, D)
         o = self.context_probe(o)
         if window is not None:
-            k, v = k[:, max(0, k.shape[1] - (window - 1)):], v[:, max(0, v.shape[1] - (window - 1)):]
-        return o, KVCache(k, v, offset + T)
+            cache = cache.keep_last(window - 1).compact()
+        return o, cache
 
     def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
         q, k, v = self.project(x)
@@ -152,9 +145,7 @@ class SoftmaxAttention(TokenMixer):
         return self._gate("g5", y.unsqueeze(2), x).squeeze(2), cache
 
     def init_state(self, batch_size: int) -> KVCache:
-        p = self._param_like()
-        empty = p.new_zeros(batch_size, 0, self.config.n_kv_heads, self.config.head_dim)
-        return KVCache(empty, empty.clone())
+        return KVCache.empty(self._param_like(), batch_size, self.config.n_kv_heads, self.config.head_dim)
 
     def state_size(self, seq_len: int) -> int:
         return 2 * seq_len * self.config.n_kv_heads * self.config.head_dim
