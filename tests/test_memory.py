@@ -22,7 +22,7 @@ def test_sweep_workers_take_on_the_memory_policy_of_the_sweep_process():
 import multiprocessing, os
 from concurrent.futures import ProcessPoolExecutor
 from gatelab.memory import keep_freed_memory, keeps_freed_memory
-from gatelab.train.sweep import _start_worker
+from gatelab.train.executors.local import _start_worker
 if __name__ == "__main__":
     context = multiprocessing.get_context("spawn")
     for keep in (False, True):
