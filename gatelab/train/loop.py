@@ -186,6 +186,10 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
     model = DecoderLM(cfg.model).to(device)
+    if cfg.compile:
+        # this run's model compiles afresh: code compiled for earlier runs of this process (a sweep trains its runs
+        # one after another) would count against dynamo's recompile limit, past which it runs eagerly without a word
+        torch._dynamo.reset()
     net = compiled(DistributedDataParallel(model) if world.size > 1 else model, cfg.compile)
     eval_net = compiled(model, cfg.compile) if world.size > 1 else net
     opt = build_optimizer(model, cfg.optim)
