@@ -62,7 +62,8 @@ def measure(mixer: str, repeats: int, smoke: bool) -> dict:
     eager = DecoderLM(cfg)
     twin = copy.deepcopy(eager)
     x = torch.randint(0, cfg.vocab_size, (batch, seq + 1))
-    compiled = torch.compile(twin, dynamic=False)
+    torch._dynamo.reset()      # each mixer compiles afresh: the earlier mixers' code would count against dynamo's
+    compiled = torch.compile(twin, dynamic=False)   # recompile limit, past which it runs eagerly without a word
     steps = {"eager": train_step(eager, eager.parameters(), x), "compiled": train_step(compiled, twin.parameters(), x)}
     t0 = time.perf_counter()
     steps["compiled"]()

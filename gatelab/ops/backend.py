@@ -104,12 +104,18 @@ def gated_backward_refused() -> str | None:
             "(incorrect results, fla issue #640); upgrade Triton to >= 3.7.1 or install tilelang")
 
 
+def needs_backward(*xs: torch.Tensor | None) -> bool:
+    """Whether autograd will record an op on these inputs (gradients on, and one of them requires grad)."""
+    return torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in xs)
+
+
 def resolve(op: str, backend: str | None, x: torch.Tensor, has_fla_kernel: bool = True,
             gated_backward: bool = False) -> str:
     """``"torch"`` or ``"fla"``: what op ``op`` runs for input ``x`` when asked for ``backend`` (None: the
     default of ``use_backend``). ``fla`` where fla cannot run, or for an op fla has no kernel of, is a ConfigError.
-    ``gated_backward``: the op's fla form runs the gated backward kernel that fla refuses on some machines
-    (``gated_backward_refused``); there ``auto`` runs torch and ``fla`` is a ConfigError."""
+    ``gated_backward``: the call will run the backward of fla's gated kernel (``needs_backward`` of its inputs),
+    which fla refuses on some machines (``gated_backward_refused``); there ``auto`` runs torch and ``fla`` is a
+    ConfigError. Inference (no backward) runs fla there."""
     name = check_backend(default_backend() if backend is None else backend, f"{op}: backend")
     if name == "torch":
         return "torch"

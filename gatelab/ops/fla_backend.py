@@ -63,9 +63,9 @@ def fla_chunk_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch
     from fla.ops.gla import chunk_gla
 
     check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size, "channel", values=False)
-    _limits("chunk_gla", q, v)
     dtype = q.dtype
     q, k, v = _one_dtype(q, k, v)
+    _limits("chunk_gla", q, v)
     o, h = chunk_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
                      output_final_state=output_final_state)
     return o.to(dtype), h
@@ -79,9 +79,9 @@ def fla_chunk_simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g
     from fla.ops.simple_gla import chunk_simple_gla
 
     check_recurrent_inputs("chunk_simple_gla", q, k, v, g, initial_state, chunk_size, "head", values=False)
-    _limits("chunk_simple_gla", q, v)
     dtype = q.dtype
     q, k, v = _one_dtype(q, k, v)
+    _limits("chunk_simple_gla", q, v)
     o, h = chunk_simple_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
                             output_final_state=output_final_state)
     return o.to(dtype), h
@@ -96,11 +96,11 @@ def fla_chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
     check_recurrent_inputs("chunk_gated_delta_rule", q, k, v, g, initial_state, chunk_size, "head", values=False)
     check_beta("chunk_gated_delta_rule", beta, q)
-    _limits("chunk_gated_delta_rule", q, v, MAX_DELTA_RULE_K)
     if g is None:
         g = q.new_zeros(q.shape[:3], dtype=torch.float32)                          # (B, T, H) decay 1
     dtype = q.dtype
     q, k, v, beta = _one_dtype(q, k, v, beta)
+    _limits("chunk_gated_delta_rule", q, v, MAX_DELTA_RULE_K)
     o, h = chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=_float32(initial_state),
                                   output_final_state=output_final_state)
     return o.to(dtype), h

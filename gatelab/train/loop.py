@@ -119,8 +119,9 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool | 
     world, device = init_world(cfg.device)
     try:
         lock = folder_lock(run_dir) if run_dir is not None and world.is_main else contextlib.nullcontext()
-        with lock, reporting(progress if world.is_main else False) as reporter, use_backend(cfg.backend):
-            return _train(cfg, run_dir, reporter, resume, overwrite, world, device)
+        with lock, reporting(progress if world.is_main else False) as reporter, use_backend(cfg.backend), \
+                contextlib.ExitStack() as cleanup:
+            return _train(cfg, run_dir, reporter, resume, overwrite, world, device, cleanup)
     finally:
         close_world(world)
 
@@ -179,16 +180,22 @@ def _result(state: RunState, model: DecoderLM, task: MQARTask | LMTask, world: W
 
 
 def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, resume: bool, overwrite: bool,
-           world: World, device: str) -> dict[str, Any]:
+           world: World, device: str, cleanup: contextlib.ExitStack) -> dict[str, Any]:
     check_split(cfg, world)
     seed_everything(cfg.seed)
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
     model = DecoderLM(cfg.model).to(device)
+    if cfg.compile:
+        # this run's model compiles afresh: code compiled for earlier runs of this process (a sweep trains its runs
+        # one after another) would count against dynamo's recompile limit, past which it runs eagerly without a word
+        torch._dynamo.reset()
     net = compiled(DistributedDataParallel(model) if world.size > 1 else model, cfg.compile)
     eval_net = compiled(model, cfg.compile) if world.size > 1 else net
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None and world.is_main else None
+    if run:
+        cleanup.callback(run.close_trackers)     # a run that raises marks its tracker runs failed, now
     state = _open_run(cfg, run_dir, run, task, model, opt, resume, overwrite, device)
     name = Path(run_dir).name if run_dir is not None else f"train {cfg.model.mixer}"
 

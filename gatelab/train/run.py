@@ -194,9 +194,14 @@ class RunDir:
 
     def finish(self, result: dict[str, Any]) -> None:
         write_json_atomic(self.path / "result.json", result)
+        self.close_trackers(failed=bool(result.get("diverged")))
+
+    def close_trackers(self, failed: bool = True) -> None:
+        """Close the trackers still open: at ``finish``, or when the run ends without finishing (an exception),
+        marked failed; nothing once they are closed."""
         if self.trackers:
             self._closer.detach()
-            _close(self.trackers, bool(result.get("diverged")))
+            _close(self.trackers, failed)
             self.trackers = []
 
     def result(self) -> dict[str, Any] | None:

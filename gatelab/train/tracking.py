@@ -61,10 +61,15 @@ def open_trackers(run: Path, config: dict[str, Any], resumed_at: int | None = No
     names = list(config.get("log") or [])
     check_available(names)
     trackers: list[Tracker] = []
-    for name in names:
-        tracker = TensorBoardTracker() if name == "tensorboard" else MlflowTracker(config.get("mlflow_uri", ""))
-        tracker.open(run, config, resumed_at)
-        trackers.append(tracker)
+    try:
+        for name in names:
+            tracker = TensorBoardTracker() if name == "tensorboard" else MlflowTracker(config.get("mlflow_uri", ""))
+            tracker.open(run, config, resumed_at)
+            trackers.append(tracker)
+    except BaseException:
+        for tracker in trackers:      # the ones opened before the one that failed
+            tracker.close(True)
+        raise
     return trackers
 
 

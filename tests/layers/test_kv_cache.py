@@ -149,3 +149,28 @@ def test_a_cache_from_no_grad_continues_under_grad_and_back():
     with torch.no_grad():
         rest, _ = layer(x[:, 3:], state)
     torch.testing.assert_close(torch.cat([y3, rest], 1), full[:, 2:], atol=1e-10, rtol=1e-10)
+
+
+def test_frozen_keys_and_values_under_grad_are_not_overwritten_in_place():
+    """Attention over the cache is recorded through the queries alone when keys and values need no gradient: an
+    append must not write into the buffer such a recorded op saved (backward would then fail or be wrong)."""
+    torch.manual_seed(0)
+    k0, v0 = torch.randn(1, 4, 2, 8), torch.randn(1, 4, 2, 8)
+    with torch.no_grad():
+        cache = KVCache.wrap(k0, v0, 4)
+    q = torch.randn(1, 1, 2, 8, requires_grad=True)
+    keys = cache.k
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, keys)                   # recorded through q; saves keys
+    cache.append(torch.randn(1, 1, 2, 8), torch.randn(1, 1, 2, 8))
+    scores.sum().backward()                                             # keys unchanged: no version error
+    torch.testing.assert_close(q.grad, keys.sum(1, keepdim=True))
+
+
+def test_a_narrower_dtype_appends_in_place_into_a_wider_cache():
+    with torch.no_grad():
+        cache = KVCache.wrap(torch.randn(1, 4, 1, 8), torch.randn(1, 4, 1, 8), 4).append(
+            torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8))
+        storage = cache.buffer.k.data_ptr()
+        half = torch.randn(1, 1, 1, 8, dtype=torch.bfloat16)
+        cache = cache.append(half, half.clone())
+    assert cache.buffer.k.data_ptr() == storage and cache.k.dtype == torch.float32

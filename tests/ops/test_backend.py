@@ -227,3 +227,28 @@ def test_fla_gets_q_k_v_and_beta_in_one_dtype(monkeypatch, autocast):
     one = torch.bfloat16 if autocast else torch.float32
     assert seen == {"q": one, "k": one, "v": one, "beta": one, "g": torch.float32, "h0": torch.float32}
     assert o.dtype == q.dtype
+
+
+def test_the_ops_ask_for_fla_gated_backward_only_when_autograd_records(monkeypatch):
+    """Inference (no_grad, or no input requiring grad) runs no backward, so fla's refusal does not apply to it."""
+    from gatelab.ops.delta_rule import chunk as delta_rule_chunk
+    from gatelab.ops.simple_gla import chunk as simple_gla_chunk
+
+    asked = []
+
+    def spy(op, backend, x, has_fla_kernel=True, gated_backward=False):
+        asked.append(gated_backward)
+        return "torch"
+
+    monkeypatch.setattr(delta_rule_chunk, "resolve", spy)
+    monkeypatch.setattr(simple_gla_chunk, "resolve", spy)
+    q, k, v, g, h0 = gla_inputs(B, T, H, K, V, dtype=torch.float32, initial_state=True)
+    g, beta, kn = g[..., 0], torch.rand(B, T, H), F.normalize(k, dim=-1)
+    chunk_simple_gla(q, k, v, g=g)
+    chunk_gated_delta_rule(q, kn, v, g=g, beta=beta)
+    with torch.no_grad():
+        chunk_simple_gla(q, k, v.requires_grad_(), g=g)
+    chunk_simple_gla(q, k, v, g=None)                                  # no decay: fla's ungated kernels
+    chunk_simple_gla(q, k, v, g=g)
+    chunk_gated_delta_rule(q, kn, v, g=g, beta=beta)
+    assert asked == [False, False, False, False, True, True]

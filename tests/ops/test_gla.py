@@ -55,3 +55,16 @@ def test_chunk_sizes_with_an_odd_base_block_match_the_recurrence_with_gradients(
         grads.append([o.detach()] + [t.grad for t in leaves])
     for name, ref, out in zip(("o", "dq", "dk", "dv", "dg", "dh0"), *grads, strict=True):
         torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10, msg=f"{name} differs")
+
+
+def test_the_intra_chunk_levels_are_saved_through_autograd():
+    """The halving levels the written-out backward reuses are saved tensors of the graph (freed with it, seen by
+    saved-tensor hooks such as activation offloading), not attributes that outlive the backward."""
+    q, k, v, g, _ = gla_inputs(1, 64, 1, 8, 8, dtype=torch.float32)
+    q.requires_grad_()
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t.shape) or t, lambda t: t):
+        o, _ = chunk_gla(q, k, v, g=g, chunk_size=64)
+    o.sum().backward()
+    levels = 6                                        # a chunk of 64 halves down to single tokens: 32, 16, ..., 1
+    assert sum(1 for shape in packed if len(shape) == 6) >= 5 * levels   # (B, H, N, P, b, .) tensors per level

@@ -58,3 +58,16 @@ def test_compile_is_a_config_switch():
     assert TrainConfig().compile is False
     with pytest.raises(ConfigError, match="compile"):
         apply_overrides(TrainConfig(), ["compile=3"])
+
+
+def test_each_compiled_run_compiles_afresh(tmp_path, monkeypatch):
+    """A sweep trains its runs one after another in one process: a compiled run resets dynamo first, so the code
+    of earlier runs does not count against its recompile limit (past which dynamo runs eagerly without a word)."""
+    import torch
+
+    resets = []
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(True))
+    monkeypatch.setattr(torch, "compile", lambda module, **options: module)
+    train(tiny("attn", compile=True), tmp_path / "compiled", progress=False)
+    train(tiny("attn", compile=False), tmp_path / "eager", progress=False)
+    assert resets == [True]

@@ -16,6 +16,7 @@ import ray
 import torch
 
 from gatelab.cli import main
+from gatelab.config import ConfigError
 from gatelab.train.executors import RayExecutor, RunsFailed, make_executor
 from gatelab.train.progress import LineProgress
 from gatelab.train.sweep import SweepRun, run_sweep
@@ -180,3 +181,16 @@ def test_gpus_per_run_must_match_the_runs_device():
     assert make_executor("ray", address=cluster, gpus_per_run=0.5, device="cuda").gpus == 0.5
     with pytest.raises(ValueError, match=r"--cpus-per-run 0: it must be an integer >= 1"):
         make_executor("ray", cpus_per_run=0)
+
+
+def test_a_run_too_big_for_every_node_of_a_cluster_is_refused_before_it_waits_for_ever():
+    from gatelab.train.executors.on_ray import check_a_node_fits
+
+    nodes = [{"CPU": 4.0}, {"CPU": 2.0, "GPU": 1.0}]
+    check_a_node_fits(nodes, 4, 0.0, "auto")
+    check_a_node_fits(nodes, 2, 0.5, "auto")
+    with pytest.raises(ConfigError, match=r"--address auto: no node of the cluster has --cpus-per-run 4 CPUs and "
+                                          r"--gpus-per-run 1 GPUs .*its nodes: 4 CPUs/0 GPUs, 2 CPUs/1 GPUs"):
+        check_a_node_fits(nodes, 4, 1.0, "auto")
+    with pytest.raises(ConfigError, match="no live node"):
+        check_a_node_fits([], 1, 0.0, "ray://head:10001")

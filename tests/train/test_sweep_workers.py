@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gatelab.config import ConfigError
+from gatelab.train import sweep
 from gatelab.train.executors import LocalExecutor, RunsFailed
 from gatelab.train.progress import LineProgress
 from gatelab.train.sweep import SweepRun, run_sweep
@@ -62,9 +64,22 @@ def test_workers_train_the_same_runs_as_one_process_and_leave_finished_ones_alon
     assert sorted(count for count, _ in ends) == ["[2/3]", "[3/3]"] and sorted(n for _, n in ends) == ["r1", "r2"]
 
 
-def test_a_failing_run_in_a_worker_fails_the_sweep(tmp_path, one_thread):
-    with pytest.raises(KeyError, match="no_such_mixer"):
-        run_sweep(runs(("gla", "no_such_mixer")), tmp_path, progress=False, executor=LocalExecutor(2))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_run_stops_the_sweep_naming_the_run_with_its_traceback(tmp_path, one_thread, workers):
+    with pytest.raises(RunsFailed) as failed:
+        run_sweep(runs(("no_such_mixer", "gla")), tmp_path, progress=False, executor=LocalExecutor(workers))
+    assert failed.value.stopped and [name for name, _ in failed.value.failures] == ["r0"]
+    message = str(failed.value)
+    assert "run r0 failed:\nTraceback" in message and "no_such_mixer" in message and "sweep stopped" in message
+
+
+def test_a_users_mistake_in_a_run_stays_a_one_line_error_that_names_the_run(tmp_path, monkeypatch):
+    def refuse(run_dir, config, reporter, overwrite):
+        raise ConfigError("lm.data='nowhere' is not a corpus or a folder")
+
+    monkeypatch.setattr(sweep, "_train_one", refuse)
+    with pytest.raises(ConfigError, match=r"^run r0: lm.data='nowhere' is not a corpus or a folder$"):
+        run_sweep(runs(("gla",)), tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

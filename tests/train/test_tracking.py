@@ -110,6 +110,18 @@ def test_a_resumed_run_appends_each_step_once(tmp_path, monkeypatch):
     assert history == {mlflow_key(k): v for k, v in expected(run).items()} and found.info.status == "FINISHED"
 
 
+def test_a_run_that_raises_marks_its_mlflow_run_failed_at_once(tmp_path, monkeypatch):
+    """Not at garbage collection or process exit: the traceback that propagates keeps the run folder alive."""
+    def broken(step, total, optim):
+        raise RuntimeError("broken at step 0")
+
+    monkeypatch.setattr(loop, "lr_at", broken)
+    with pytest.raises(RuntimeError, match="broken at step 0") as raised:
+        train(config(log=["mlflow"]), tmp_path / "out" / "broken", progress=False)
+    found, _ = mlflow_values(tmp_path / "out", "broken")
+    assert found.info.status == "FAILED" and raised.value is not None
+
+
 def test_tracking_added_on_resume_is_not_another_configuration(tmp_path):
     run = tmp_path / "out" / "run"
     train(config(checkpoint_every=3, max_steps=3), run, progress=False)

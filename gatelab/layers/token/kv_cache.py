@@ -75,10 +75,11 @@ class KVCache:
     def append(self, k: torch.Tensor, v: torch.Tensor) -> KVCache:
         """This cache followed by ``k, v [B, T, Hkv, D]`` (``offset`` advanced by T); this cache is unchanged."""
         n = k.shape[1]
-        if _recording(k, v, self.buffer.k, self.buffer.v):
+        if _recording():
             return KVCache.wrap(torch.cat([self.k, k], 1), torch.cat([self.v, v], 1), self.offset + n)
         buf = self.buffer
-        fits = self.end == buf.filled and self.end + n <= buf.capacity and buf.k.dtype == k.dtype
+        fits = (self.end == buf.filled and self.end + n <= buf.capacity
+                and torch.promote_types(buf.k.dtype, k.dtype) == buf.k.dtype)     # (a narrower k is widened)
         cache = self if fits else self._moved(max(MIN_CAPACITY, 2 * self.length, self.length + n),
                                               torch.promote_types(buf.k.dtype, k.dtype))
         buf, end = cache.buffer, cache.end
@@ -94,7 +95,7 @@ class KVCache:
     def compact(self) -> KVCache:
         """The same tokens in a buffer of ``max(16, 2 * length)`` slots when this one holds more (a sliding window's
         cache after a long prompt), so that its memory stays bounded by the window; as is while autograd records."""
-        if self.buffer.capacity <= max(MIN_CAPACITY, 2 * self.length) or _recording(self.buffer.k, self.buffer.v):
+        if self.buffer.capacity <= max(MIN_CAPACITY, 2 * self.length) or _recording():
             return self
         return self._moved(max(MIN_CAPACITY, 2 * self.length))
 
@@ -116,6 +117,8 @@ class KVCache:
         return KVCache(KVBuffer(*stores, self.length), 0, self.length, self.offset)
 
 
-def _recording(*tensors: torch.Tensor) -> bool:
-    """Whether autograd records an operation on these tensors (then nothing it may have saved is written)."""
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+def _recording() -> bool:
+    """Whether autograd may record operations here: whenever gradients are on, since attention over the cache can be
+    recorded through its queries alone (frozen keys and values), and a recorded op may have saved the buffer that an
+    in-place append would overwrite. Decoding runs under ``no_grad`` (``generate``) and writes in place."""
+    return torch.is_grad_enabled()

@@ -8,7 +8,7 @@ import torch
 
 from .._chunk import from_chunks, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
-from ..backend import resolve
+from ..backend import needs_backward, resolve
 from ..fla_backend import fla_chunk_gated_delta_rule
 from .chunk_function import ChunkDeltaRule
 from .ref import check_beta
@@ -35,7 +35,8 @@ def chunk_gated_delta_rule(
     solve per chunk). Then ``O = (Q e^G) S_0 + ((Q K^T) * D) U`` and ``S_C = e^{G_C} S_0 + (K e^{G_C - G})^T U``.
     Every exponent is <= 0.
     """
-    if resolve("chunk_gated_delta_rule", backend, q, gated_backward=True) == "fla":
+    backward = needs_backward(q, k, v, g, beta, initial_state)          # fla refuses its gated backward on some GPUs
+    if resolve("chunk_gated_delta_rule", backend, q, gated_backward=backward) == "fla":
         return fla_chunk_gated_delta_rule(q, k, v, g=g, beta=beta, scale=scale, initial_state=initial_state,
                                           output_final_state=output_final_state, chunk_size=chunk_size)
     B, T, H, K, V = check_recurrent_inputs("chunk_gated_delta_rule", q, k, v, g, initial_state, chunk_size, "head")

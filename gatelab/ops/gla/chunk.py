@@ -72,17 +72,19 @@ class _IntraChunk(torch.autograd.Function):
         *lead, C, _ = q.shape
         base, halves = _levels(C)
         o = _base_output(q, k, v, G, base)                                     # (B, H, N, C, V)
-        ctx.levels = []
+        levels = []
         for b in halves:
-            ctx.levels.append(_level(q, k, G, b))                              # kept for the backward
-            _halves(o, b)[1].add_(_mm(ctx.levels[-1][2], _halves(v, b)[0]))    # right halves += A v_left
-        ctx.save_for_backward(q, k, v, G)
+            levels.append(_level(q, k, G, b))                                  # kept for the backward
+            _halves(o, b)[1].add_(_mm(levels[-1][2], _halves(v, b)[0]))        # right halves += A v_left
+        # saved through autograd (not on ctx), so they are freed with the graph and saved-tensor hooks see them
+        ctx.save_for_backward(q, k, v, G, *(t for level in levels for t in level))
         return o
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, do):
-        q, k, v, G = ctx.saved_tensors
+        q, k, v, G, *saved = ctx.saved_tensors
+        levels = [saved[i:i + 5] for i in range(0, len(saved), 5)]            # (q_r, k_l, A, eq, ek) per level
         base, halves = _levels(q.shape[-2])
         do = do.contiguous()
         if base == 1:                                                          # o = (q . k) v, row by row
@@ -93,7 +95,7 @@ class _IntraChunk(torch.autograd.Function):
             with torch.enable_grad():
                 leaves = [x.detach().requires_grad_() for x in (q, k, v, G)]
                 dq, dk, dv, dG = torch.autograd.grad(_base_output(*leaves, base), leaves, do)
-        for b, (q_r, k_l, A, eq, ek) in zip(halves, ctx.levels, strict=True):
+        for b, (q_r, k_l, A, eq, ek) in zip(halves, levels, strict=True):
             do_r, v_l = _halves(do, b)[1], _halves(v, b)[0]                    # (B, H, N, P, b, V)
             dA = _mm(do_r, v_l.transpose(-1, -2))                              # (B, H, N, P, b, b)
             _halves(dv, b)[0].add_(_mm(A.transpose(-1, -2), do_r))

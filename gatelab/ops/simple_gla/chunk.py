@@ -8,7 +8,7 @@ import torch
 
 from .._chunk import from_chunks, pass_states, to_chunks
 from .._common import check_recurrent_inputs, compute_dtype
-from ..backend import resolve
+from ..backend import needs_backward, resolve
 from ..fla_backend import fla_chunk_simple_gla
 
 
@@ -30,7 +30,8 @@ def chunk_simple_gla(
     ``D_ij = exp(G_i - G_j)`` for ``j <= i`` (else 0): a C x C matrix per head whose exponents are all <= 0, so it
     needs no special care under strong decay. The inter-chunk part is shared with GLA (``pass_states``).
     """
-    if resolve("chunk_simple_gla", backend, q, gated_backward=g is not None) == "fla":
+    backward = g is not None and needs_backward(q, k, v, g, initial_state)   # (fla refuses it on some GPUs)
+    if resolve("chunk_simple_gla", backend, q, gated_backward=backward) == "fla":
         return fla_chunk_simple_gla(q, k, v, g=g, scale=scale, initial_state=initial_state,
                                     output_final_state=output_final_state, chunk_size=chunk_size)
     B, T, H, K, _ = check_recurrent_inputs("chunk_simple_gla", q, k, v, g, initial_state, chunk_size, "head")

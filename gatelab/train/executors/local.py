@@ -13,10 +13,19 @@ from typing import Any
 
 import torch
 
+from ...config import ConfigError
 from ...memory import keep_freed_memory, keeps_freed_memory
 from ..config import TrainConfig
 from ..progress import QueueProgress, RunProgress, relay
 from .base import Job, RunsFailed, TrainOne
+
+
+def stop(name: str, error: BaseException, total: int) -> BaseException:
+    """What the first failure of a sweep raises: a user's mistake (ConfigError) as it is, with the run named (the
+    CLI prints it in one line); anything else as RunsFailed naming the run, with its traceback."""
+    if isinstance(error, ConfigError):
+        return ConfigError(f"run {name}: {error}")
+    return RunsFailed([failure(name, error)], stopped=True, total=total)
 
 
 def failure(name: str, error: BaseException) -> tuple[str, str]:
@@ -53,7 +62,7 @@ class LocalExecutor:
                 train_one(job.run_dir, job.config, reporter, job.overwrite)
             except Exception as e:
                 if not self.keep_going:
-                    raise
+                    raise stop(job.name, e, len(jobs)) from e
                 failures.append(failure(job.name, e))
         if failures:
             raise RunsFailed(failures, stopped=False, total=len(jobs))
@@ -61,7 +70,7 @@ class LocalExecutor:
     def _in_workers(self, train_one: TrainOne, jobs: list[Job], reporter: RunProgress) -> None:
         """The first failure cancels the runs not yet started and is raised here (``keep_going``: every run is
         trained and the failures raised together)."""
-        threads = max(1, torch.get_num_threads() // self.workers)
+        threads = max(1, torch.get_num_threads() // max(1, min(self.workers, len(jobs))))
         context = multiprocessing.get_context("spawn")
         queue = context.Queue()
         pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker,
@@ -79,12 +88,20 @@ class LocalExecutor:
                         if future.exception() is None:
                             continue
                         if not self.keep_going:
-                            raise future.exception()
+                            _end_workers(pool)           # runs still training stop now (each resumes later)
+                            raise stop(job.name, future.exception(), len(jobs)) from future.exception()
                         failures.append(failure(job.name, future.exception()))
             finally:
                 pool.shutdown(wait=True, cancel_futures=True)
         if failures:
             raise RunsFailed(failures, stopped=False, total=len(jobs))
+
+
+def _end_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now, mid-run: a run folder is only ever written atomically, so a stopped run
+    resumes from its last checkpoint (or starts again) next time."""
+    for process in list((pool._processes or {}).values()):   # (no public way before Python 3.14)
+        process.terminate()
 
 
 _QUEUE: Any = None      # in a worker process: where its progress reports go (set by _start_worker)

@@ -125,6 +125,12 @@ class RayExecutor:
                 raise ConfigError(f"--address {self.address}: no Ray cluster could be reached there ({e}); a "
                                   "cluster with token authentication also needs its token here (Ray's "
                                   "RAY_AUTH_TOKEN)") from None
+            try:
+                check_a_node_fits([n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")], self.cpus,
+                                  self.gpus, self.address)
+            except ConfigError:
+                ray.shutdown()
+                raise
             return True
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         # "local": a new Ray even where `ray start` left one running; runs pass only configs and small results
@@ -177,6 +183,18 @@ class RayExecutor:
                 ray.shutdown()
         if failures:
             raise RunsFailed(failures, stopped=not self.keep_going, total=len(jobs))
+
+
+def check_a_node_fits(nodes: list[dict[str, float]], cpus_per_run: int, gpus_per_run: float, address: str) -> None:
+    """A run's resources must fit one live node of the cluster (``nodes``: each node's resources, as Ray lists
+    them), else its task would wait for ever for a node (an autoscaling cluster may add one; this checks the nodes
+    it has now)."""
+    if any(node.get("CPU", 0) >= cpus_per_run and node.get("GPU", 0) >= gpus_per_run for node in nodes):
+        return
+    have = ", ".join(f"{node.get('CPU', 0):g} CPUs/{node.get('GPU', 0):g} GPUs" for node in nodes) or "no live node"
+    raise ConfigError(f"--address {address}: no node of the cluster has --cpus-per-run {cpus_per_run} CPUs and "
+                      f"--gpus-per-run {gpus_per_run:g} GPUs for a run (its nodes: {have}); ask for less "
+                      "per run")
 
 
 def check_fits_here(cpus_per_run: int, gpus_per_run: float) -> None:
