@@ -138,7 +138,7 @@ class TrainConfig:
 
     def check(self) -> None:
         """Rules across fields: the batch splits into the micro-batches, the device string parses, the mixer
-        schedule names registered mixers and divides the layers."""
+        schedule names registered mixers and divides the layers, and ``backend=fla`` has a kernel for its mixers."""
         if self.batch_size % self.grad_accum:
             raise ConfigError(f"batch_size={self.batch_size} must split evenly into grad_accum={self.grad_accum} "
                               "micro-batches")
@@ -146,7 +146,10 @@ class TrainConfig:
             torch.device(self.device)
         except RuntimeError:
             raise ConfigError(f"device={self.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
-        self.model.schedule()
+        schedule = self.model.schedule()
+        if self.backend == "fla" and "mamba" in schedule:   # (its first forward would say so, after the folder starts)
+            raise ConfigError("backend=fla: mamba's selective scan has no flash-linear-attention kernel; use "
+                              "backend=auto (fla where it has a kernel, gatelab's PyTorch forms elsewhere) or torch")
 
     @classmethod
     def stored(cls, path: Path) -> dict:

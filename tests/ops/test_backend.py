@@ -252,3 +252,12 @@ def test_the_ops_ask_for_fla_gated_backward_only_when_autograd_records(monkeypat
     chunk_simple_gla(q, k, v, g=g)
     chunk_gated_delta_rule(q, kn, v, g=g, beta=beta)
     assert asked == [False, False, False, False, True, True]
+
+
+def test_backend_fla_with_mamba_is_refused_when_the_config_is_checked():
+    """Before a run folder is touched, not at the first forward: mamba's selective scan has no fla kernel."""
+    for mixer in ("mamba", "gla,mamba"):
+        with pytest.raises(ConfigError, match="backend=fla: mamba's selective scan has no flash-linear-attention"):
+            TrainConfig(model=ModelConfig(mixer=mixer, n_layers=2), backend="fla").check()
+    TrainConfig(model=ModelConfig(mixer="mamba", n_layers=2), backend="auto").check()
+    TrainConfig(model=ModelConfig(mixer="gla", n_layers=2), backend="fla").check()
