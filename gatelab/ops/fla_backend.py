@@ -56,19 +56,27 @@ def _one_dtype(*xs: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(x if x.dtype == dtype else x.to(dtype) for x in xs)
 
 
+def _gla_family(name: str, gate: str, kernel, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                g: torch.Tensor | None, scale: float | None, initial_state: torch.Tensor | None,
+                output_final_state: bool, chunk_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One fla kernel of the GLA family (gate per ``channel`` or per ``head``) on gatelab's arguments."""
+    check_recurrent_inputs(name, q, k, v, g, initial_state, chunk_size, gate, values=False)
+    dtype = q.dtype
+    q, k, v = _one_dtype(q, k, v)
+    _limits(name, q, v)
+    o, h = kernel(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
+                  output_final_state=output_final_state)
+    return o.to(dtype), h
+
+
 def fla_chunk_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor, scale: float | None,
                   initial_state: torch.Tensor | None, output_final_state: bool, chunk_size: int
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``chunk_gla`` (same arguments and results) on ``fla.ops.gla.chunk_gla``."""
     from fla.ops.gla import chunk_gla
 
-    check_recurrent_inputs("chunk_gla", q, k, v, g, initial_state, chunk_size, "channel", values=False)
-    dtype = q.dtype
-    q, k, v = _one_dtype(q, k, v)
-    _limits("chunk_gla", q, v)
-    o, h = chunk_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
-                     output_final_state=output_final_state)
-    return o.to(dtype), h
+    return _gla_family("chunk_gla", "channel", chunk_gla, q, k, v, g, scale, initial_state, output_final_state,
+                       chunk_size)
 
 
 def fla_chunk_simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor | None,
@@ -78,13 +86,8 @@ def fla_chunk_simple_gla(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g
     (no decay: plain linear attention) is passed through, fla takes it."""
     from fla.ops.simple_gla import chunk_simple_gla
 
-    check_recurrent_inputs("chunk_simple_gla", q, k, v, g, initial_state, chunk_size, "head", values=False)
-    dtype = q.dtype
-    q, k, v = _one_dtype(q, k, v)
-    _limits("chunk_simple_gla", q, v)
-    o, h = chunk_simple_gla(q, k, v, g, scale=scale, initial_state=_float32(initial_state),
-                            output_final_state=output_final_state)
-    return o.to(dtype), h
+    return _gla_family("chunk_simple_gla", "head", chunk_simple_gla, q, k, v, g, scale, initial_state,
+                       output_final_state, chunk_size)
 
 
 def fla_chunk_gated_delta_rule(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, g: torch.Tensor | None,
