@@ -28,3 +28,11 @@ def _data_home(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def bad_input_files(tmp_path_factory) -> dict[str, str]:
+    """The files the bad-input tables refer to (tests/bad_inputs.py), built once for both tables."""
+    from tests.bad_inputs import make_inputs
+
+    return make_inputs(tmp_path_factory.mktemp("bad-inputs"))
