@@ -37,3 +37,4 @@ class Registry(Generic[T]):
 
 MIXERS: Registry = Registry("token mixer")
 CHANNEL_MIXERS: Registry = Registry("channel mixer")
+RESIDUALS: Registry = Registry("residual connection")

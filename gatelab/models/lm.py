@@ -13,26 +13,35 @@ from .. import layers  # noqa: F401  (registers the mixers)
 from ..config import ConfigError, check_ranges
 from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
-from ..registry import CHANNEL_MIXERS, MIXERS
-from .block import Block
+from ..registry import CHANNEL_MIXERS, MIXERS, RESIDUALS, Registry
+from .block import Block, finish_stream
 
 
-def parse_schedule(spec: str) -> list[str]:
-    """Mixer keys from a schedule: one key (``"gla"``), a list (``"gdn,gdn,gdn,gated_attn"``) or a ratio
-    (``"gdn:gated_attn=3:1"``, the same as the list). Unknown keys are errors that list the valid ones."""
+def parse_schedule(spec: str, registry: Registry = MIXERS, allowed: tuple[str, ...] = ()) -> list[str]:
+    """Keys of ``registry`` (token mixers by default) from a schedule: one key (``"gla"``), a list
+    (``"gdn,gdn,gdn,gated_attn"``) or a ratio (``"gdn:gated_attn=3:1"``, the same as the list). Unknown keys are
+    errors that list the valid ones; ``allowed`` names extra keys that are not registered (``"none"``)."""
     if "=" in spec:
         names, _, counts = spec.partition("=")
         keys, ns = names.split(":"), counts.split(":")
         if len(keys) != len(ns) or not all(n.strip().isdigit() and int(n) > 0 for n in ns):
-            raise ConfigError(f"hybrid ratio {spec!r} must look like a:b=3:1 (one positive count per mixer)")
+            raise ConfigError(f"hybrid ratio {spec!r} must look like a:b=3:1 (one positive count per {registry.kind})")
         out = [k.strip() for k, n in zip(keys, ns, strict=True) for _ in range(int(n))]
     else:
         out = [k.strip() for k in spec.split(",") if k.strip()]
     if not out:
-        raise ConfigError("the mixer schedule is empty; give a mixer key, a list a,b,c or a ratio a:b=3:1")
+        raise ConfigError(f"the {registry.kind} schedule is empty; give a key, a list a,b,c or a ratio a:b=3:1")
     for key in out:
-        MIXERS.get(key)
+        if key not in allowed:
+            registry.get(key)
     return out
+
+
+def tile(keys: list[str], n_layers: int, field: str) -> list[str]:
+    """A schedule tiled over ``n_layers`` (its length must divide n_layers)."""
+    if len(keys) > n_layers or n_layers % len(keys):
+        raise ConfigError(f"{field} schedule {keys} (length {len(keys)}) must divide n_layers={n_layers}")
+    return [keys[i % len(keys)] for i in range(n_layers)]
 
 
 @dataclass(kw_only=True)
@@ -44,7 +53,12 @@ class ModelConfig:
     mixer_options: per mixer key, extra options for that mixer (``{"gated_attn": {"gate_granularity": "headwise"}}``);
         every mixer receives ``d_model`` and ``n_heads`` (which mixer_options may override). Options for mixers
         that are not in the schedule are allowed (one config can serve a sweep over mixers).
-    channel: ``"swiglu"``, ``"mlp"`` or ``"none"``; d_ff 0 means the channel mixer's default width.
+    channel: a channel-mixer key (``gatelab mixers`` lists them) or ``"none"``, or a schedule like the mixer's
+        (``"swiglu,moe"``); d_ff 0 means each channel mixer's default width (for mixtures of experts: each expert's).
+    channel_options: per channel-mixer key, its options (``{"moe": {"n_experts": 8, "top_k": 2}}``).
+    residual: how each branch joins the residual stream (``add``, the GTrXL gates ``gtrxl_gru`` ..., ``ladder``);
+        residual_options: that connection's options (``{"gtrxl_gru": {"bias": 2.0}}``).
+    chains: Chain-of-Model's number of chains (1: an ordinary model); see ``gatelab.models.chain``.
     short_conv: kernel of an ungated short causal convolution ahead of every token mixer (0: none), gatelab's MQAR
         protocol (Zoology alternates layers of its gated ``base_conv`` with the mixer instead: a schedule
         ``base_conv,<mixer>``).
@@ -59,7 +73,11 @@ class ModelConfig:
     mixer: str = "attn"
     mixer_options: dict[str, dict] = field(default_factory=dict)
     channel: str = "swiglu"
+    channel_options: dict[str, dict] = field(default_factory=dict)
     d_ff: int = 0
+    residual: str = "add"
+    residual_options: dict[str, dict] = field(default_factory=dict)
+    chains: int = 1
     short_conv: int = 0
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_eps: float = 1e-5
@@ -69,14 +87,16 @@ class ModelConfig:
 
     RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
                                         "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",
-                                        "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)", "dropout": "[0, 1)"}
+                                        "chains": "[1, inf)", "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)",
+                                        "dropout": "[0, 1)"}
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""
-        keys = parse_schedule(self.mixer)
-        if len(keys) > self.n_layers or self.n_layers % len(keys):
-            raise ConfigError(f"model.mixer schedule {keys} (length {len(keys)}) must divide n_layers={self.n_layers}")
-        return [keys[i % len(keys)] for i in range(self.n_layers)]
+        return tile(parse_schedule(self.mixer), self.n_layers, "model.mixer")
+
+    def channel_schedule(self) -> list[str]:
+        """The channel-mixer key of each layer (``"none"``: no channel mixer)."""
+        return tile(parse_schedule(self.channel, CHANNEL_MIXERS, allowed=("none",)), self.n_layers, "model.channel")
 
 
 @dataclass
@@ -85,6 +105,7 @@ class LMOutput:
     loss: torch.Tensor | None = None
     aux_loss: torch.Tensor | None = None
     states: list[Any] | None = None
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class DecoderLM(nn.Module):
@@ -92,7 +113,8 @@ class DecoderLM(nn.Module):
 
     ``forward(input_ids [B, T], labels=None, states=None, step=False)`` returns logits ``[B, T, vocab]``, the
     mean cross-entropy over labels != -100 (labels aligned with the inputs: position t predicts labels[t]), the
-    summed auxiliary loss of the channel mixers, and the per-layer mixer states.
+    channel mixers' auxiliary losses of a training forward (``aux_losses``: per name, summed over layers, each with
+    its coefficient; ``aux_loss``: their sum, which training adds to the loss), and the per-layer mixer states.
 
     When a layer's mixer takes a forget-gate lower bound (``mixer.lower_bound_dim > 0``: hgrn2), the model holds
     ``lower_bounds [n_layers, lower_bound_dim]`` (zeros) and gives each such layer its row of
@@ -104,14 +126,17 @@ class DecoderLM(nn.Module):
         super().__init__()
         check_ranges(config, "model")  # a config built in Python has not been through from_dict
         self.config = config
-        schedule = config.schedule()
+        schedule, channels = config.schedule(), config.channel_schedule()
         for key in config.mixer_options:
             MIXERS.get(key)
-        if config.channel != "none":
-            CHANNEL_MIXERS.get(config.channel)
+        for key in config.channel_options:
+            CHANNEL_MIXERS.get(key)
+        RESIDUALS.get(config.residual)
+        for key in config.residual_options:
+            RESIDUALS.get(key)
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
         self.embed_dropout = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(self._block(key) for key in schedule)
+        self.blocks = nn.ModuleList(self._block(key, ch) for key, ch in zip(schedule, channels, strict=True))
         widths = {b.mixer.lower_bound_dim for b in self.blocks} - {0}
         if len(widths) > 1:
             raise ConfigError(f"model.mixer schedule {schedule}: the mixers that take a forget-gate lower bound want "
@@ -123,16 +148,22 @@ class DecoderLM(nn.Module):
         if config.tie_embeddings:
             self.head.weight = self.embed.weight
 
-    def _block(self, key: str) -> Block:
+    def _block(self, key: str, channel_key: str) -> Block:
         c = self.config
         mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {})})
         window = getattr(mixer, "window", None)
         if window is not None and window > c.max_seq_len:
             raise ConfigError(f"{key}: window={window} is longer than model.max_seq_len={c.max_seq_len}; a window "
                               "must fit in the sequence (use attn for full attention)")
-        channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None)
+        channel = None
+        if channel_key != "none":
+            options = c.channel_options.get(channel_key, {})
+            channel = CHANNEL_MIXERS.get(channel_key)(c.d_model, c.d_ff or None, **options)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
-        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv, c.dropout)
+        residual = RESIDUALS.get(c.residual)
+        options = c.residual_options.get(c.residual, {})
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv, c.dropout,
+                     lambda: residual(c.d_model, **options))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -162,16 +193,49 @@ class DecoderLM(nn.Module):
                              f"model.max_seq_len={self.config.max_seq_len}")
         x = self.embed_dropout(self.embed(input_ids))
         states = states if states is not None else [None] * len(self.blocks)
-        new_states = []
+        new_states, carry = [], {}
         for block, state, bound in zip(self.blocks, states, self.layer_lower_bounds(), strict=True):
-            x, state = block(x, state, step=step, lower_bound=bound)
+            x, state = block(x, state, step=step, lower_bound=bound, carry=carry)
             new_states.append(state)
-        logits = self.head(self.norm(x))
-        aux = [a for a in (b.aux_loss() for b in self.blocks) if a is not None]
+        logits = self.head(self.norm(finish_stream(x, carry)))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
-        return LMOutput(logits, loss, torch.stack(aux).sum() if aux else None, new_states)
+        aux = self.aux_losses() if self.training else {}
+        total = torch.stack(list(aux.values())).sum() if aux else None
+        return LMOutput(logits, loss, total, new_states, aux)
+
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """The channel mixers' auxiliary losses of the last training forward, per name, summed over layers."""
+        out: dict[str, torch.Tensor] = {}
+        for block in self.blocks:
+            for name, value in block.aux_losses().items():
+                out[name] = out[name] + value if name in out else value
+        return out
+
+    def channel_mixers(self) -> list[tuple[int, nn.Module]]:
+        """(layer, channel mixer) for every layer that has one."""
+        return [(i, b.channel) for i, b in enumerate(self.blocks) if b.channel is not None]
+
+    def channel_stats(self) -> dict[str, dict[str, Any]]:
+        """Each channel mixer's statistics since the last ``reset_channel_stats`` (routing: experts per token,
+        dropped fraction, load, ...), by layer (``"layer3"``); layers with none are left out."""
+        return {f"layer{i}": s for i, ch in self.channel_mixers() if (s := ch.stats())}
+
+    def reset_channel_stats(self) -> None:
+        for _, ch in self.channel_mixers():
+            ch.reset_stats()
+
+    def on_train_step(self, step: int, max_steps: int) -> None:
+        """Tell every channel mixer that training step ``step`` (0-based) of ``max_steps`` begins (schedules)."""
+        for _, ch in self.channel_mixers():
+            ch.on_train_step(step, max_steps)
+
+    def submodel(self, k: int) -> DecoderLM:
+        """The model of the first k chains of a Chain-of-Model (``chains > 1``), with the sliced weights."""
+        from .chain import chain_submodel
+
+        return chain_submodel(self, k)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

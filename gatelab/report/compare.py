@@ -174,6 +174,7 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
 # TrainConfig fields added after grids were first named, at their defaults: left out of the name, so a grid that
 # does not set them keeps the folder it had (and resumes there).
 LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], "mlflow_uri": ""}
+LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1}
 
 
 def grid_fingerprint(grid: Any) -> str:
@@ -181,5 +182,6 @@ def grid_fingerprint(grid: Any) -> str:
     keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")
     pairing = {} if grid.pairing == "short_conv" else {"pairing": grid.pairing}   # (older folders: short_conv)
     base = {k: v for k, v in to_dict(grid.base).items() if LATER_FIELDS.get(k, object()) != v}
+    base["model"] = {k: v for k, v in base["model"].items() if LATER_MODEL_FIELDS.get(k, object()) != v}
     payload = json.dumps({k: getattr(grid, k) for k in keys} | pairing | {"base": base}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:10]

@@ -18,6 +18,7 @@ from ..config import ConfigError, to_dict
 from ..models.lm import DecoderLM
 from ..ops.backend import use_backend
 from ..tasks.text import check_same_tokenizer
+from .channel_stats import aux_record, mean_stats
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT, first_nonfinite, load_checkpoint, save_checkpoint, save_weights
 from .config import TrainConfig
 from .diagnostics import TrainingDiverged, first_nonfinite_gradient, first_nonfinite_module
@@ -35,13 +36,18 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def evaluate(model: torch.nn.Module, task: MQARTask | LMTask, batch_size: int, device: str) -> dict[str, float]:
-    """The task's evaluation with the model (a ``DecoderLM``, or one compiled) in eval mode."""
+def evaluate(model: torch.nn.Module, task: MQARTask | LMTask, batch_size: int, device: str,
+             channels: DecoderLM | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """The task's evaluation with the model (a ``DecoderLM``, or one compiled) in eval mode, and the channel
+    mixers' statistics over it (``channels``: the ``DecoderLM`` itself; by layer, empty for dense layers)."""
+    if channels is not None:
+        channels.reset_channel_stats()
     model.eval()
     try:
-        return task.evaluate(model, batch_size, device)
+        metrics = task.evaluate(model, batch_size, device)
     finally:
         model.train()
+    return metrics, channels.channel_stats() if channels is not None else {}
 
 
 def compiled(module: torch.nn.Module, on: bool) -> torch.nn.Module:
@@ -136,6 +142,7 @@ class RunState:
     train_time: float = 0.0
     best: dict[str, float] = field(default_factory=dict)
     last_eval: dict[str, float] = field(default_factory=dict)
+    channel_stats: dict[str, Any] = field(default_factory=dict)
 
 
 def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, task: MQARTask | LMTask,
@@ -175,6 +182,7 @@ def _result(state: RunState, model: DecoderLM, task: MQARTask | LMTask, world: W
         "tokens_per_second": state.tokens / max(state.train_time, 1e-9),
         "processes": world.size,
         "threads": torch.get_num_threads(),
+        **({"channel_stats": state.channel_stats} if state.channel_stats else {}),
         **extra,
     }
 
@@ -221,7 +229,9 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
             group["lr"] = lr
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = torch.zeros((), device=device)
+        model.on_train_step(step, cfg.max_steps)
+        model.reset_channel_stats()
+        loss, aux = torch.zeros((), device=device), {}
         micro = list(zip(shard(x, world).chunk(cfg.grad_accum), shard(y, world).chunk(cfg.grad_accum), strict=True))
         for i, (xm, ym) in enumerate(micro):
             xm, ym = xm.to(device), ym.to(device)
@@ -230,10 +240,12 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
                 with precision:
                     out = net(xm, labels=ym)
                     micro_loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
+                for key, value in aux_record(out.aux_losses, len(micro)).items():
+                    aux[key] = aux.get(key, 0.0) + value
                 if not bool(mean_across(torch.isfinite(micro_loss).float(), world) == 1):
                     stop(nonfinite_loss(model, xm, ym, step, micro_loss, run), step + 1)
                 (micro_loss / len(micro)).backward()
-            loss += micro_loss.detach() / len(micro)
+            loss += out.loss.detach() / len(micro)
         norm = grad_norm(model)          # the same on every process: gradients are averaged by now
         if not bool(torch.isfinite(norm)):
             stop(nonfinite_gradient(model, norm.item(), step) + save_batch(run, step, shard(x, world),
@@ -244,10 +256,12 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
         state.train_time += time.perf_counter() - t0
         state.tokens += x.numel()
         state.step = step + 1
-        record: dict[str, Any] = {"step": step + 1, "loss": mean_across(loss, world).item(), "lr": lr}
+        record: dict[str, Any] = {"step": step + 1, "loss": mean_across(loss, world).item(), "lr": lr, **aux,
+                                  **mean_stats(model.channel_stats(), "train")}
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.max_steps:
-            state.last_eval = evaluate(eval_net, task, 2 * cfg.batch_size, device)
+            state.last_eval, state.channel_stats = evaluate(eval_net, task, 2 * cfg.batch_size, device, model)
             record.update({f"eval/{k}": v for k, v in state.last_eval.items()})
+            record.update(mean_stats(state.channel_stats, "eval"))
             if not state.best or better(state.last_eval[task.metric], state.best[task.metric]):
                 state.best = state.last_eval
         checkpoint = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0

@@ -35,6 +35,8 @@ class ChannelMixer(nn.Module):
     description: str = ""
     paper: str = ""
     uses_carry: bool = False
+    d_ff: int            # the resolved width (set by every subclass): parameter matching starts from it
+    d_ff_multiple: int = 1   # what d_ff must be a multiple of (groups, chains or learners that split it)
 
     def __init__(self) -> None:
         super().__init__()

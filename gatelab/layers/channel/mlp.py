@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...registry import CHANNEL_MIXERS
+from .base import ChannelMixer
 
 
 def default_swiglu_width(d_model: int) -> int:
@@ -14,13 +15,13 @@ def default_swiglu_width(d_model: int) -> int:
 
 
 @CHANNEL_MIXERS.register("mlp")
-class MLP(nn.Module):
+class MLP(ChannelMixer):
     """``w2(gelu(w1 x))`` (Vaswani et al. 2017). d_ff defaults to ``4 * d_model``.
     Parameters: ``2 * d_model * d_ff + d_ff + d_model`` (with biases)."""
 
     def __init__(self, d_model: int, d_ff: int | None = None):
         super().__init__()
-        d_ff = d_ff or 4 * d_model
+        d_ff = self.d_ff = d_ff or 4 * d_model
         self.w1, self.w2 = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -28,13 +29,13 @@ class MLP(nn.Module):
 
 
 @CHANNEL_MIXERS.register("swiglu")
-class SwiGLU(nn.Module):
+class SwiGLU(ChannelMixer):
     """``w2(silu(w1 x) * w3 x)`` (Shazeer 2020, arXiv 2002.05202). d_ff defaults to ``default_swiglu_width``.
     Parameters: ``3 * d_model * d_ff`` (no biases)."""
 
     def __init__(self, d_model: int, d_ff: int | None = None):
         super().__init__()
-        d_ff = d_ff or default_swiglu_width(d_model)
+        d_ff = self.d_ff = d_ff or default_swiglu_width(d_model)
         self.w1 = nn.Linear(d_model, d_ff, bias=False)
         self.w3 = nn.Linear(d_model, d_ff, bias=False)
         self.w2 = nn.Linear(d_ff, d_model, bias=False)
