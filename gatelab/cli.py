@@ -17,7 +17,7 @@ from .cli_parser import build_parser
 from .config import ConfigError, apply_overrides, from_dict
 from .memory import keep_freed_memory
 from .presets import TASK_PRESETS, preset, safe_name
-from .registry import MIXERS
+from .registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
 from .report.compare import grid_fingerprint, print_summary, write_compare_report
 from .tasks.text import tokenized_corpus
 from .tasks.text.corpora import LOADERS
@@ -45,13 +45,15 @@ def default_run_folder(cfg: TrainConfig) -> Path:
 
 
 def cmd_mixers(args: argparse.Namespace, console: Console) -> None:
-    table = Table(title="registered token mixers")
-    for col in ("key", "class", "description", "paper"):
-        table.add_column(col)
-    for key in MIXERS.names():
-        cls = MIXERS.get(key)
-        table.add_row(key, cls.__name__, cls.description, cls.paper)
-    console.print(table)
+    for registry, title in ((MIXERS, "token mixers (model.mixer)"), (CHANNEL_MIXERS, "channel mixers (model.channel)"),
+                            (RESIDUALS, "residual connections (model.residual)")):
+        table = Table(title=f"registered {title}")
+        for col in ("key", "class", "description", "paper"):
+            table.add_column(col)
+        for key in registry.names():
+            cls = registry.get(key)
+            table.add_row(key, cls.__name__, cls.description, cls.paper)
+        console.print(table)
 
 
 def resume(args: argparse.Namespace, console: Console) -> None:
@@ -132,7 +134,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         if grid.task != "lm":
             raise ConfigError("--data applies to --task lm")
         grid.base.lm.data = args.data
-    for name in ("mixers", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes", "pairing"):
+    for name in ("mixers", "channels", "residuals", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes",
+                 "pairing"):
         if getattr(args, name) is not None:
             setattr(grid, name, getattr(args, name))
     if args.steps is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from . import __version__
-from .cli_types import asset_name, bit_widths, mixer_list, number, number_list
+from .cli_types import asset_name, bit_widths, channel_list, mixer_list, number, number_list, residual_list
 from .presets import PRESETS, TASK_PRESETS
 from .tasks.text.assets import SOURCES
 from .train.executors import EXECUTORS
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gatelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("mixers", help="list the registered token mixers")
+    sub.add_parser("mixers", help="list the registered token mixers, channel mixers and residual connections")
 
     p = sub.add_parser("train", help="train one model and leave a run folder")
     p.add_argument("--task", choices=["mqar", "lm"], help="mqar (the default), or lm (whose model defaults: 4 layers, "
@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
     p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
     p.add_argument("--mixers", type=mixer_list, help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
+    p.add_argument("--channels", type=channel_list,
+                   help="comma-separated channel mixers to compare (swiglu,geglu,polycom,moe,...; a schedule ratio "
+                        "such as swiglu:moe=1:1 is one entry), parameter-matched: dense models on all parameters, "
+                        "mixtures of experts on the parameters one token uses")
+    p.add_argument("--residuals", type=residual_list,
+                   help="comma-separated residual connections to compare (add,gtrxl_gru,ladder,...)")
     p.add_argument("--seq-lens", type=number_list(int, "[1, inf)"), help="comma-separated sequence lengths")
     p.add_argument("--d-models", type=number_list(int, "[1, inf)"), help="comma-separated model widths")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), help="number of seeds")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from .config import ConfigError, Interval
 from .models.lm import parse_schedule
-from .registry import MIXERS
+from .registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
 from .tasks.text.assets import SOURCES
 
 
@@ -53,6 +53,31 @@ def mixer_list(text: str) -> list[str]:
     for n in names:
         try:
             parse_schedule(n)
+        except (ConfigError, KeyError) as e:
+            raise argparse.ArgumentTypeError(e.args[0]) from None
+    return names
+
+
+def channel_list(text: str) -> list[str]:
+    """Comma-separated channel mixers for compare (``none`` allowed); each may be a schedule ratio (swiglu:moe=1:1)."""
+    return _key_list(text, "channel mixer keys", lambda n: parse_schedule(n, CHANNEL_MIXERS, allowed=("none",)),
+                     CHANNEL_MIXERS.names())
+
+
+def residual_list(text: str) -> list[str]:
+    """Comma-separated residual connections for compare."""
+    return _key_list(text, "residual connection keys", RESIDUALS.get, RESIDUALS.names())
+
+
+def _key_list(text: str, what: str, check: Callable[[str], object], registered: list[str]) -> list[str]:
+    names = [x.strip() for x in text.split(",")]
+    if not all(names):
+        problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"
+        raise argparse.ArgumentTypeError(f"{problem}: give comma-separated {what} "
+                                         f"(registered: {', '.join(registered)})")
+    for n in names:
+        try:
+            check(n)
         except (ConfigError, KeyError) as e:
             raise argparse.ArgumentTypeError(e.args[0]) from None
     return names

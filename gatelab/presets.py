@@ -9,8 +9,8 @@ from typing import ClassVar
 
 from .config import ConfigError, check_ranges
 from .models.lm import ModelConfig, parse_schedule
-from .models.params import count_params, match_params
-from .registry import MIXERS
+from .models.params import count_active_params, match_params
+from .registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
 from .train.budget import steps_for_budget
 from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig, check_buildable
 from .train.sweep import SweepRun
@@ -28,9 +28,12 @@ def safe_name(text: str) -> str:
 class CompareGrid:
     """A comparison grid. Each (mixer, d_model, seq_len, seed) cell is trained once per learning rate; the
     report keeps the best learning rate per cell and seed, then gives mean and std over seeds (Zoology's
-    protocol). ``base`` holds everything else (task, steps, batch, data, layers). With ``match_params``, every
-    mixer's channel-mixer width is set so its model has as many parameters as the first mixer's at the same
-    width (language-model grids; MQAR models have no channel mixer and compare at equal width, as Zoology does).
+    protocol). ``base`` holds everything else (task, steps, batch, data, layers). ``channels`` and ``residuals``
+    (None: the base model's) add the channel mixer and the residual connection as grid dimensions. With
+    ``match_params``, every model's channel-mixer width (d_ff) is set so it has as many active parameters per token
+    as the first (mixer, channel, residual) at the same width: for dense models all parameters, for mixtures of
+    experts the router, shared and top_k experts (language-model grids; MQAR models have no channel mixer and
+    compare at equal width, as Zoology does).
     With ``budget_minutes`` > 0, each cell trains for the number of steps its model does in that many minutes on
     this machine (measured once and recorded; ``base.max_steps`` is then ignored): an equal-time comparison.
 
@@ -50,6 +53,8 @@ class CompareGrid:
     match_params: bool = False
     budget_minutes: float = 0.0
     pairing: str = "short_conv"
+    channels: list[str] | None = None
+    residuals: list[str] | None = None
 
     RANGES: ClassVar[dict[str, str]] = {"seq_lens": "[1, inf)", "d_models": "[1, inf)", "seeds": "[1, inf)",
                                         "lrs": "(0, inf)", "budget_minutes": "[0, inf)"}
@@ -59,21 +64,35 @@ class CompareGrid:
             raise ConfigError("the grid has no mixers: give at least one mixer key or hybrid")
         for mixer in self.mixers:
             parse_schedule(mixer)
+        for channel in self.channels or []:
+            parse_schedule(channel, CHANNEL_MIXERS, allowed=("none",))
+        for residual in self.residuals or []:
+            RESIDUALS.get(residual)
+
+    def variants(self) -> list[tuple[str, str, str]]:
+        """Every (mixer, channel, residual) of the grid, the first being the parameter-matching reference."""
+        channels = self.channels or [self.base.model.channel]
+        residuals = self.residuals or [self.base.model.residual]
+        return [(m, c, r) for m in self.mixers for c in channels for r in residuals]
 
     @property
     def task(self) -> str:
         return self.base.task
 
-    def model_for(self, mixer: str, d_model: int, vocab_size: int) -> ModelConfig:
-        """The model of one cell (parameter-matched to the first mixer when the grid asks for it)."""
-        model = copy.deepcopy(self.base.model)
-        model.d_model, model.vocab_size = d_model, vocab_size
-        self._pair(model, mixer)
-        if not self.match_params or mixer == self.mixers[0]:
+    def model_for(self, mixer: str, d_model: int, vocab_size: int, channel: str | None = None,
+                  residual: str | None = None) -> ModelConfig:
+        """The model of one cell (parameter-matched to the grid's first variant when the grid asks for it)."""
+        def build(variant: tuple[str, str | None, str | None]) -> ModelConfig:
+            model = copy.deepcopy(self.base.model)
+            model.d_model, model.vocab_size = d_model, vocab_size
+            self._pair(model, variant[0])
+            model.channel, model.residual = variant[1] or model.channel, variant[2] or model.residual
             return model
-        reference = copy.deepcopy(model)
-        self._pair(reference, self.mixers[0])
-        return match_params(model, count_params(reference))
+
+        model, reference = build((mixer, channel, residual)), self.variants()[0]
+        if not self.match_params or (mixer, model.channel, model.residual) == reference:
+            return model
+        return match_params(model, count_active_params(build(reference)), active=True)
 
     def heads(self, model: ModelConfig) -> str:
         """The head count of the cell's mixer layers, as the reports print it: one number, or ``key:n`` per mixer
@@ -83,6 +102,10 @@ class CompareGrid:
         if len(set(counts.values())) == 1:
             return str(next(iter(counts.values())))
         return " ".join(f"{k}:{n}" for k, n in counts.items())
+
+    def _variant_coords(self, channel: str, residual: str) -> dict[str, str]:
+        """The channel and residual of a run, for the grids that vary them (others keep their old run names)."""
+        return {**({"channel": channel} if self.channels else {}), **({"residual": residual} if self.residuals else {})}
 
     def _pair(self, model: ModelConfig, mixer: str) -> None:
         """Set ``model``'s layers for ``mixer`` under the grid's pairing."""
@@ -100,20 +123,22 @@ class CompareGrid:
         """Every run of the grid. ``vocab_size`` (the tokenizer's, for language models) is needed for parameter
         matching, since embeddings count. ``budget_record`` keeps the step counts of a time budget."""
         check_ranges(self)
+        self.check()
         out = []
-        for mixer in self.mixers:
+        for mixer, channel, residual in self.variants():
             for d in self.d_models:
                 cell = copy.deepcopy(self.base)
-                cell.model.d_model = d
+                cell.model.d_model, cell.model.channel, cell.model.residual = d, channel, residual
                 self._pair(cell.model, mixer)
                 check_ranges(cell)
                 check_buildable(cell)   # an option the mixer rejects fails here, before anything trains
-                model = self.model_for(mixer, d, vocab_size or self.base.model.vocab_size)
+                model = self.model_for(mixer, d, vocab_size or self.base.model.vocab_size, channel, residual)
                 for T in self.seq_lens:
                     for seed in range(self.seeds):
                         for lr in self.lrs:
                             cfg = copy.deepcopy(self.base)
                             cfg.model.mixer, cfg.model.short_conv = model.mixer, model.short_conv
+                            cfg.model.channel, cfg.model.residual = model.channel, model.residual
                             cfg.model.d_model, cfg.model.d_ff = d, model.d_ff
                             cfg.seed, cfg.optim.lr = seed, lr
                             if self.task == "lm":
@@ -124,10 +149,11 @@ class CompareGrid:
                             if self.budget_minutes:
                                 probe = cfg.resolved(vocab_size)
                                 cfg.max_steps = steps_for_budget(probe, 60 * self.budget_minutes, budget_record)
-                            coords = {"mixer": mixer, "d_model": d, "heads": self.heads(model), "seq_len": T,
-                                      "seed": seed, "lr": lr}
-                            name = safe_name(f"{mixer}-d{d}-T{T}-s{seed}-lr{lr:g}")
-                            out.append(SweepRun(name, coords, cfg))
+                            coords = {"mixer": mixer, **self._variant_coords(channel, residual), "d_model": d,
+                                      "heads": self.heads(model), "seq_len": T, "seed": seed, "lr": lr}
+                            name = "-".join([mixer, *self._variant_coords(channel, residual).values(),
+                                             f"d{d}-T{T}-s{seed}-lr{lr:g}"])
+                            out.append(SweepRun(safe_name(name), coords, cfg))
         return out
 
 

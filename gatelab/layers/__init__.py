@@ -1,4 +1,5 @@
 """Layers: token mixers, channel mixers, norms, rotary embedding."""
+from . import residual  # noqa: F401  (registers the residual connections)
 from .base import Probe, TokenMixer
 from .channel import MLP, SwiGLU
 from .conv import ShortConv

@@ -42,7 +42,7 @@ class Add(Residual):
     """``x + y``. No parameters."""
 
     description = "the ordinary residual sum x + y"
-    paper = "He et al. 2016"
+    paper = "He et al. 2016, arXiv 1512.03385"
 
     def __init__(self, d_model: int):
         super().__init__()
@@ -58,7 +58,7 @@ class Ladder(Residual):
     pending output before its final norm. ``forward`` is that addition. No parameters."""
 
     description = "each module's output joins the stream one module later"
-    paper = "Zhang et al. 2025 (Ladder-residual)"
+    paper = "Zhang et al. 2025 (Ladder-residual), arXiv 2501.06589"
     delayed = True
 
     def __init__(self, d_model: int):
@@ -83,7 +83,7 @@ class GateConfig:
 class GTrXLGate(Residual):
     """Shared parts of the GTrXL gates: the config, the branch's ReLU and ``d x d`` bias-free projections."""
 
-    paper = "Parisotto et al. 2019 (GTrXL)"
+    paper = "Parisotto et al. 2019 (GTrXL), arXiv 1910.06764"
 
     def __init__(self, d_model: int, n_projections: int, **options):
         super().__init__()

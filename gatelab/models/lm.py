@@ -168,6 +168,12 @@ class DecoderLM(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def num_active_params(self) -> int:
+        """The parameters one token uses: all, except that each channel mixer counts its ``active_params()`` (a
+        mixture of experts: its router, shared experts and top_k experts)."""
+        unused = sum(sum(p.numel() for p in ch.parameters()) - ch.active_params() for _, ch in self.channel_mixers())
+        return self.num_params() - unused
+
     def layer_lower_bounds(self) -> list[torch.Tensor | None]:
         """Each layer's forget-gate lower bound ``[lower_bound_dim]``: the softmax of ``lower_bounds`` over the
         layers (in float32 or wider), its cumulative sum minus the first row, so bounds grow from 0 at the first

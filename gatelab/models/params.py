@@ -24,9 +24,7 @@ def count_params(cfg: ModelConfig) -> int:
 def count_active_params(cfg: ModelConfig) -> int:
     """The parameters one token uses: all of them, except that each channel mixer counts its ``active_params()``
     (a mixture of experts: the router, shared experts and top_k experts)."""
-    model = _meta_model(cfg)
-    unused = sum(sum(p.numel() for p in ch.parameters()) - ch.active_params() for _, ch in model.channel_mixers())
-    return sum(p.numel() for p in model.parameters()) - unused
+    return _meta_model(cfg).num_active_params()
 
 
 def default_d_ff(cfg: ModelConfig) -> int:

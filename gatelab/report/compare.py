@@ -13,8 +13,26 @@ from rich.table import Table
 
 from ..config import to_dict
 from ..train.run import environment, write_json_atomic
-from .plots import plot_accuracy_vs_length, plot_accuracy_vs_state, plot_learning_curves, plot_perplexity
-from .tables import METRICS, best_over_lrs, diverged, markdown_table, score_text, summarize, write_csv
+from .plots import (
+    plot_accuracy_vs_length,
+    plot_accuracy_vs_state,
+    plot_expert_load,
+    plot_learning_curves,
+    plot_perplexity,
+)
+from .tables import (
+    METRICS,
+    best_over_lrs,
+    diverged,
+    markdown_table,
+    routing_table,
+    score_text,
+    sparse,
+    summarize,
+    variant_label,
+    varied,
+    write_csv,
+)
 
 
 def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path, command: str,
@@ -39,7 +57,11 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
         plot_perplexity(rows, paths["perplexity.png"])
         plot_learning_curves(valid_curves(records, out_dir, grid.base), paths["learning_curves.png"],
                              "valid perplexity")
-        body = _lm_text(rows, base, grid.match_params)
+        loads = expert_loads(records, out_dir)
+        if loads:
+            paths["expert_load.png"] = out_dir / "expert_load.png"
+            plot_expert_load(loads, paths["expert_load.png"])
+        body = _lm_text(rows, base, grid.match_params, bool(loads))
     text = [
         f"# gatelab compare: {'MQAR' if grid.task == 'mqar' else 'language modelling on ' + base['lm']['data']}",
         "",
@@ -50,6 +72,8 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
             ""]),
         *_diverged_text(records, grid.task),
         *body,
+        *([f"- channel mixers {grid.channels}"] if grid.channels else []),
+        *([f"- residual connections {grid.residuals}"] if grid.residuals else []),
         f"- mixers {grid.mixers}, sequence lengths {grid.seq_lens}, d_model {grid.d_models}, seeds {grid.seeds}, "
         f"learning rates {grid.lrs}",
         f"- {base['model']['n_layers']} layers, heads as in the table, {_pairing_text(grid, base)}, channel "
@@ -63,7 +87,8 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     ]
     paths["report.md"].write_text("\n".join(text))
     write_json_atomic(out_dir / "grid.json", {"command": command, "grid": {**{k: getattr(grid, k) for k in (
-        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes", "pairing")},
+        "mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes", "pairing", "channels",
+        "residuals")},
         "base": base}})
     return paths
 
@@ -119,7 +144,7 @@ def _mqar_text(rows: list[dict[str, Any]], base: dict[str, Any]) -> list[str]:
     ]
 
 
-def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool) -> list[str]:
+def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool, loads: bool) -> list[str]:
     lm = base["lm"]
     whole = "the whole valid and test splits" if not lm["eval_tokens"] else f"the first {lm['eval_tokens']} tokens " \
         "of valid and test\n(a quick check, not comparable with published numbers)"
@@ -127,10 +152,15 @@ def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool) ->
         f"Perplexity is exp of the mean next-token loss over {whole},",
         "in consecutive windows of seq_len tokens (every token predicted once). For each seed, the learning rate and",
         "the evaluation with the lowest valid perplexity are kept; the table gives mean ± std over seeds.",
-        *(["Models are parameter-matched to the first mixer by their SwiGLU width."] if matched else []),
+        *([_matched_text(rows)] if matched else []),
         "",
         markdown_table(rows, "lm"),
         "",
+        *(["Channel mixers on the test evaluation (mean over layers, then over seeds): experts per token, the",
+           "fraction of routed slots dropped by the capacity limit, the router's entropy in nats, learners per token",
+           "and the fraction of the full FFN's FLOPs (adaptive computation), the active fraction of hidden units.",
+           "", routing_table(rows), ""] if routing_table(rows) else []),
+        *(["![expert load](expert_load.png)", ""] if loads else []),
         "![perplexity](perplexity.png)",
         "",
         "![learning curves](learning_curves.png)",
@@ -142,13 +172,38 @@ def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool) ->
     ]
 
 
+def _matched_text(rows: list[dict[str, Any]]) -> str:
+    what = " and ".join(["mixer", *varied(rows)])
+    if sparse(rows):
+        return (f"Models are parameter-matched to the first {what} by their channel mixer's width (d_ff): on the "
+                "parameters one token uses (a mixture of experts: its router, shared and top-k experts; `params` "
+                "counts all of them).")
+    return f"Models are parameter-matched to the first {what} by their channel mixer's width (d_ff)."
+
+
+def expert_loads(records: list[dict[str, Any]], out_dir: Path) -> dict[str, list[list[float]]]:
+    """Each model's per-layer expert load on its last test evaluation (its first seed's best-lr run), for the
+    models whose channel mixers report one."""
+    loads: dict[str, list[list[float]]] = {}
+    for r in sorted(best_over_lrs(records, "lm"), key=lambda r: r["seed"]):
+        label = f"{variant_label(r)} d{r['d_model']} T{r['seq_len']}"
+        path = out_dir / "runs" / r["run"] / "result.json"
+        if label in loads or diverged(r) or not path.exists():
+            continue
+        stats = json.loads(path.read_text()).get("channel_stats", {})
+        layers = [s["load"] for s in stats.values() if "load" in s]
+        if layers:
+            loads[label] = layers
+    return loads
+
+
 def valid_curves(records: list[dict[str, Any]], out_dir: Path, base: Any) -> dict[str, list[tuple[int, float]]]:
     """Valid perplexity against training tokens for each cell's best-lr runs, averaged over seeds."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in best_over_lrs(records, "lm"):
         if diverged(r):
             continue
-        label = f"{r['mixer']} d{r['d_model']} T{r['seq_len']}"
+        label = f"{variant_label(r)} d{r['d_model']} T{r['seq_len']}"
         tokens_per_step = base.batch_size * r["seq_len"]
         for line in (out_dir / "runs" / r["run"] / "metrics.jsonl").read_text().splitlines():
             entry = json.loads(line)
@@ -162,12 +217,17 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
     m = METRICS[task]
     title = "MQAR accuracy" if task == "mqar" else "perplexity (lower is better)"
     table = Table(title=f"{title} (best lr per seed; mean ± std over seeds)")
-    for col in ("mixer", "d_model", "heads", "seq_len", *m.labels, "params", "state", "tokens/s"):
-        table.add_column(col, justify="left" if col == "mixer" else "right")
-    for r in summarize(records, task):
+    rows = summarize(records, task)
+    extra, active = varied(rows), sparse(rows)
+    for col in ("mixer", *extra, "d_model", "heads", "seq_len", *m.labels, "params", *(["active"] if active else []),
+                "state", "tokens/s"):
+        table.add_column(col, justify="left" if col in ("mixer", *extra) else "right")
+    for r in rows:
         scores = [score_text(r, k, task) for k in m.reported]
-        table.add_row(r["mixer"], str(r["d_model"]), str(r.get("heads", "")), str(r["seq_len"]), *scores,
-                      f"{r['num_params']:,}", f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}")
+        table.add_row(r["mixer"], *(r[c] for c in extra), str(r["d_model"]), str(r.get("heads", "")),
+                      str(r["seq_len"]), *scores, f"{r['num_params']:,}",
+                      *([f"{r['active_params']:,}"] if active else []), f"{r['state_size']:,}",
+                      f"{r['tokens_per_second']:,.0f}")
     console.print(table)
 
 
@@ -181,6 +241,7 @@ def grid_fingerprint(grid: Any) -> str:
     """A short stable name for a grid, so re-running the same command resumes in the same folder."""
     keys = ("mixers", "seq_lens", "d_models", "seeds", "lrs", "match_params", "budget_minutes")
     pairing = {} if grid.pairing == "short_conv" else {"pairing": grid.pairing}   # (older folders: short_conv)
+    pairing |= {k: getattr(grid, k) for k in ("channels", "residuals") if getattr(grid, k) is not None}
     base = {k: v for k, v in to_dict(grid.base).items() if LATER_FIELDS.get(k, object()) != v}
     base["model"] = {k: v for k, v in base["model"].items() if LATER_MODEL_FIELDS.get(k, object()) != v}
     payload = json.dumps({k: getattr(grid, k) for k in keys} | pairing | {"base": base}, sort_keys=True)

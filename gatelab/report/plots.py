@@ -9,6 +9,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator, ScalarFormatter
 
+from .tables import variant_label
+
 MARKERS = "osD^vP*X<>hp"
 
 
@@ -88,7 +90,7 @@ def plot_accuracy_vs_state(rows: list[dict[str, Any]], path: Path, metric: str =
 
 def plot_perplexity(rows: list[dict[str, Any]], path: Path) -> None:
     """Valid and test perplexity per mixer (bars, std over seeds as error bars), one group per cell."""
-    labels = [f"{r['mixer']}\nd{r['d_model']} T{r['seq_len']}" for r in rows]
+    labels = [f"{variant_label(r)}\nd{r['d_model']} T{r['seq_len']}" for r in rows]
     fig = Figure(figsize=(1.2 * len(rows) + 2.5, 3.8))
     ax = fig.subplots()
     xs = range(len(rows))
@@ -115,5 +117,26 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path,
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_expert_load(loads: dict[str, list[list[float]]], path: Path) -> None:
+    """Expert load histograms: for each model (a panel), the fraction of routed slots each expert received on the
+    test evaluation, a bar group per expert with one bar per layer (uniform routing: every bar at 1 / experts)."""
+    fig = Figure(figsize=(4.2 * len(loads) + 0.8, 3.4))
+    axes = fig.subplots(1, len(loads), squeeze=False)
+    for ax, (label, layers) in zip(axes[0], loads.items(), strict=True):
+        width = 0.8 / len(layers)
+        for i, load in enumerate(layers):
+            ax.bar([e - 0.4 + (i + 0.5) * width for e in range(len(load))], load, width=width,
+                   color=PALETTE[i % len(PALETTE)], label=f"layer {i}")
+        ax.axhline(1 / len(layers[0]), color="black", lw=0.8, ls="--")
+        ax.set_xticks(range(len(layers[0])))
+        ax.set_xlabel("expert")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0][0].set_ylabel("fraction of routed slots")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

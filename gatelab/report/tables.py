@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CELL = ("mixer", "d_model", "seq_len")
+CELL = ("mixer", "channel", "residual", "d_model", "seq_len")   # (channel, residual: "" unless a grid varies them)
+VARIANT = ("channel", "residual")
+# channel-mixer statistics a summary row averages over seeds where runs have them (mean over layers per run)
+ROUTING = ("experts_per_token", "dropped_fraction", "router_entropy", "learners_per_token", "flops_fraction",
+           "active_fraction")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def best_over_lrs(records: list[dict[str, Any]], task: str = "mqar") -> list[dic
     m = METRICS[task]
     best: dict[tuple, dict[str, Any]] = {}
     for r in records:
-        key = tuple(r[c] for c in CELL) + (r["seed"],)
+        key = tuple(r.get(c, "") for c in CELL) + (r["seed"],)
         if key not in best:
             best[key] = r
         elif diverged(r) != diverged(best[key]):
@@ -61,9 +65,10 @@ def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[st
     every seed diverged)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for r in best_over_lrs(records, task):
-        groups[tuple(r[c] for c in CELL)].append(r)
+        groups[tuple(r.get(c, "") for c in CELL)].append(r)
     rows = []
-    for key, rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
+    # by mixer, width and length; the channels and residuals of a cell in the grid's order (a stable sort)
+    for key, rs in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][3], kv[0][4])):
         row: dict[str, Any] = dict(zip(CELL, key, strict=True))
         kept = [r for r in rs if not diverged(r)]
         for metric in METRICS[task].reported:
@@ -78,8 +83,10 @@ def summarize(records: list[dict[str, Any]], task: str = "mqar") -> list[dict[st
             "best_lrs": " ".join(sorted({f"{r['lr']:g}" for r in kept})),
             "heads": rs[0].get("heads", ""),
             "num_params": rs[0]["num_params"],
+            "active_params": rs[0].get("active_params", rs[0]["num_params"]),
             "state_size": rs[0]["state_size"],
             "tokens_per_second": statistics.median(r["tokens_per_second"] for r in rs),
+            **{k: statistics.fmean(r[k] for r in kept) for k in ROUTING if kept and all(k in r for r in kept)},
         })
     return rows
 
@@ -114,16 +121,50 @@ def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(rows)
 
 
+def variant_label(r: dict[str, Any]) -> str:
+    """A run's or row's model in words: its mixer, and its channel mixer and residual where the grid varies them."""
+    return " ".join([str(r["mixer"]), *(str(r[c]) for c in VARIANT if r.get(c))])
+
+
+def varied(rows: list[dict[str, Any]]) -> list[str]:
+    """The variant columns (channel, residual) that the rows' grid varied."""
+    return [c for c in VARIANT if any(r.get(c, "") for r in rows)]
+
+
+def sparse(rows: list[dict[str, Any]]) -> bool:
+    """Whether some row's model uses fewer parameters per token than it has (a mixture of experts)."""
+    return any(r.get("active_params", r["num_params"]) != r["num_params"] for r in rows)
+
+
 def markdown_table(rows: list[dict[str, Any]], task: str = "mqar") -> str:
-    m = METRICS[task]
-    header = ["mixer", "d_model", "heads", "seq_len", *(f"{label} (mean ± std)" for label in m.labels), "seeds",
-              "best lr",
-              "params", "state (floats/seq)", "tokens/s"]
+    m, extra = METRICS[task], varied(rows)
+    header = ["mixer", *extra, "d_model", "heads", "seq_len", *(f"{label} (mean ± std)" for label in m.labels),
+              "seeds", "best lr", "params", *(["active params"] if sparse(rows) else []), "state (floats/seq)",
+              "tokens/s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         scores = [score_text(r, k, task) for k in m.reported]
-        cells = [r["mixer"], r["d_model"], r.get("heads", ""), r["seq_len"], *scores, r["seeds"], r["best_lrs"] or "-",
-                 f"{r['num_params']:,}",
+        cells = [r["mixer"], *(r[c] for c in extra), r["d_model"], r.get("heads", ""), r["seq_len"], *scores,
+                 r["seeds"], r["best_lrs"] or "-", f"{r['num_params']:,}",
+                 *([f"{r['active_params']:,}"] if sparse(rows) else []),
                  f"{r['state_size']:,}", f"{r['tokens_per_second']:,.0f}"]
         lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def routing_table(rows: list[dict[str, Any]]) -> str:
+    """The channel mixers' statistics on the test evaluation (mean over layers, then over seeds), for the rows
+    that have any ("" if none): experts per token, dropped-token fraction, router entropy (nats), learners per
+    token and FLOPs fraction (adaptive computation), active fraction of hidden dimensions."""
+    keys = [k for k in ROUTING if any(k in r for r in rows)]
+    if not keys:
+        return ""
+    extra = varied(rows)
+    header = ["mixer", *extra, "d_model", "seq_len", *(k.replace("_", " ") for k in keys)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        if any(k in r for k in keys):
+            cells = [r["mixer"], *(r[c] for c in extra), r["d_model"], r["seq_len"],
+                     *(f"{r[k]:.3f}" if k in r else "-" for k in keys)]
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines)

@@ -177,6 +177,7 @@ def _result(state: RunState, model: DecoderLM, task: MQARTask | LMTask, world: W
         "final": state.last_eval,
         "best": state.best,
         "num_params": model.num_params(),
+        "active_params": model.num_active_params(),
         "state_size": model.state_size(task.max_len),
         "train_seconds": state.train_time,
         "tokens_per_second": state.tokens / max(state.train_time, 1e-9),

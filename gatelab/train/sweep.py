@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ConfigError, to_dict
+from .channel_stats import mean_stats
 from .checkpoint import CHECKPOINT, LEGACY_CHECKPOINT
 from .config import TrainConfig
 from .diagnostics import TrainingDiverged
@@ -162,6 +163,8 @@ def _record(run: SweepRun, result: dict[str, Any]) -> dict[str, Any]:
         **scores(run.config.task, result),
         "steps": result["steps"],
         "num_params": result["num_params"],
+        "active_params": result.get("active_params", result["num_params"]),   # (older runs: all dense)
+        **mean_stats(result.get("channel_stats", {})),
         "state_size": result["state_size"],
         "tokens_per_second": result["tokens_per_second"],
         "train_seconds": result["train_seconds"],
