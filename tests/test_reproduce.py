@@ -10,7 +10,7 @@ from gatelab.reproduce import gated_attention, quantizable
 from gatelab.reproduce.gated_attention import sink_precondition
 from gatelab.reproduce.lr_stability import count_spikes
 from gatelab.reproduce.report import write_report
-from gatelab.reproduce.verdict import Claim, Precondition, judge, judge_claim
+from gatelab.reproduce.verdict import Claim, Precondition, judge, judge_claim, judge_no_worse
 
 from .utils import write_corpus
 
@@ -28,6 +28,18 @@ def test_verdicts_follow_the_effect_in_standard_errors():
 
 SINK = Precondition("a sink in the baseline", "f_attn", "baseline", 0.07, "twice uniform attention")
 CLAIM = Claim("G1 removes the sink", "f_attn", "baseline", "g1", "lower", "0.467 → 0.048", SINK)
+
+
+def test_a_claim_of_no_loss_is_judged_against_its_margin():
+    control = [100.0, 100.5, 99.5]
+    assert judge_no_worse(control, [100.2, 100.4, 100.0], "lower", 0.01).verdict == "reproduced"   # within 1%
+    assert judge_no_worse(control, [104.0, 104.5, 103.5], "lower", 0.01).verdict == "not reproduced"
+    assert judge_no_worse(control, [101.0, 102.5, 99.5], "lower", 0.01).verdict == "inconclusive"
+    assert judge_no_worse([0.50, 0.51], [0.49, 0.50], "higher", 0.05).verdict == "reproduced"      # accuracy
+    v = judge_no_worse(control, [100.0, 100.5, 99.5], "lower", 0.01)
+    assert v.effect == pytest.approx(1.0) and v.z > 2
+    claim = Claim("no loss", "ppl", "a", "b", "lower", "-", margin=0.01)
+    assert judge_claim(claim, {"ppl": {"a": control, "b": [104.0, 104.5, 103.5]}}).verdict == "not reproduced"
 
 
 def test_a_claim_whose_precondition_fails_is_untestable_whatever_the_comparison_shows():

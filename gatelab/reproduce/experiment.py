@@ -2,6 +2,7 @@
 over seeds, and the per-run measurements (the report is ``report.py``)."""
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from ..analysis.analyze import AnalysisConfig, as_tensor, load_trained, quantization
 from ..analysis.measure import measure
 from ..models.lm import ModelConfig
-from ..models.params import count_params, match_params
+from ..models.params import count_active_params, match_params
 from ..tasks.text import tokenized_corpus
 from ..tasks.text.windows import windows
 from ..train.config import LMTaskConfig, TrainConfig
@@ -44,9 +45,13 @@ SCALES = {
 
 @dataclass(frozen=True)
 class Variant:
+    """A model of a reproduction: its token mixer with options, and ``model``: other ``ModelConfig`` fields it
+    changes (``{"channel": "moe", "channel_options": {"moe": {...}}, "residual": "gtrxl_gru"}``)."""
+
     name: str
     mixer: str
     options: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,9 +70,9 @@ OPT_LIKE = Architecture("layernorm", "mlp", "OPT/BERT-like pre-norm blocks: Laye
 
 
 def lm_config(scale: Scale, data: str, mixer: str, options: dict[str, Any], seed: int, lr: float,
-              arch: Architecture = LLAMA_LIKE) -> TrainConfig:
+              arch: Architecture = LLAMA_LIKE, model: dict[str, Any] | None = None) -> TrainConfig:
     """Word-level LM with a BOS token at position 0 of every window (where sinks form), pre-norm blocks of
-    ``arch``."""
+    ``arch``; ``model`` overrides other ModelConfig fields (a variant's channel mixer or residual)."""
     cfg = TrainConfig(task="lm", lm=LMTaskConfig(data=data, seq_len=scale.seq_len, eval_tokens=scale.eval_tokens,
                                                  bos=True),
                       model=ModelConfig(d_model=scale.d_model, n_layers=scale.n_layers, n_heads=scale.n_heads,
@@ -75,22 +80,25 @@ def lm_config(scale: Scale, data: str, mixer: str, options: dict[str, Any], seed
                                         channel=arch.channel, norm=arch.norm),
                       batch_size=scale.batch_size, max_steps=scale.steps, eval_every=scale.steps, seed=seed)
     cfg.optim.lr = lr
+    for name, value in (model or {}).items():
+        setattr(cfg.model, name, copy.deepcopy(value))
     return cfg
 
 
 def variant_runs(variants: list[Variant], scale: Scale, seeds: int, data: str,
                  arch: Architecture = LLAMA_LIKE) -> list[SweepRun]:
-    """Every (variant, seed) run, each variant parameter-matched to the first by its channel mixer's width."""
+    """Every (variant, seed) run, each variant parameter-matched to the first by its channel mixer's width, on the
+    parameters one token uses (all of a dense model's; a mixture of experts' router, shared and top-k experts)."""
     vocab = tokenized_corpus(data, "word")[0].vocab_size
     runs = []
     reference = None
     for v in variants:
-        model = lm_config(scale, data, v.mixer, v.options, 0, scale.lr, arch).model
+        model = lm_config(scale, data, v.mixer, v.options, 0, scale.lr, arch, v.model).model
         model.vocab_size = vocab
-        reference = reference or count_params(model)
-        d_ff = match_params(model, reference).d_ff if v is not variants[0] else 0
+        reference = reference or count_active_params(model)
+        d_ff = match_params(model, reference, active=True).d_ff if v is not variants[0] else 0
         for seed in range(seeds):
-            cfg = lm_config(scale, data, v.mixer, v.options, seed, scale.lr, arch)
+            cfg = lm_config(scale, data, v.mixer, v.options, seed, scale.lr, arch, v.model)
             cfg.model.d_ff = d_ff
             runs.append(SweepRun(f"{v.name}-s{seed}", {"variant": v.name, "seed": seed}, cfg))
     return runs

@@ -38,12 +38,14 @@ def count_spikes(losses: list[float], factor: float = 1.5, momentum: float = 0.9
     return spikes
 
 
-def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool,
-               executor: Executor | None = None) -> list[dict[str, Any]]:
+def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool, executor: Executor | None = None,
+               variants: list[Variant] = VARIANTS) -> list[dict[str, Any]]:
+    """Every variant at every learning rate of the mode, over seeds (parameter-matched to the first variant): final
+    training loss (mean of the last tenth of the steps; infinite if diverged), spikes, divergence, valid ppl."""
     scale = SCALES[mode]
     runs = []
     for lr in LRS[mode]:
-        for run in variant_runs(VARIANTS, scale, seeds, data):
+        for run in variant_runs(variants, scale, seeds, data):
             cfg = copy.deepcopy(run.config)
             cfg.optim.lr = lr
             runs.append(SweepRun(f"{run.name}-lr{lr:g}", {**run.coords, "lr": lr}, cfg))

@@ -39,7 +39,9 @@ class Precondition:
 @dataclass(frozen=True)
 class Claim:
     """``treatment`` has a ``lower`` (or ``higher``) ``metric`` than ``control``; ``paper`` quotes the paper's
-    numbers for the same comparison; ``precondition``, if any, must hold for a verdict."""
+    numbers for the same comparison; ``precondition``, if any, must hold for a verdict. With ``margin`` the claim is
+    one of no loss instead: ``treatment`` is not worse than ``control`` (in the ``direction`` that is better) by
+    more than ``margin`` times the control's mean (``judge_no_worse``)."""
 
     text: str
     metric: str
@@ -48,6 +50,7 @@ class Claim:
     direction: Literal["lower", "higher"]
     paper: str
     precondition: Precondition | None = None
+    margin: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,32 @@ def judge(control: list[float], treatment: list[float], direction: str, threshol
     return Verdict(verdict, (mc, sc), (mt, st), effect, z, ratio)
 
 
+def judge_no_worse(control: list[float], treatment: list[float], direction: str, margin: float,
+                   threshold: float = 2.0) -> Verdict:
+    """A claim of no loss: reproduced when the treatment's shortfall (its metric worse than the control's, in the
+    direction that is better) is below ``margin`` x the control's mean by more than ``threshold`` standard errors
+    (Welch), not reproduced when it exceeds that allowance by as much, inconclusive otherwise. ``effect`` and ``z``
+    are those of the allowance left: positive where the treatment is within it."""
+    (mc, sc), (mt, st) = mean_std(control), mean_std(treatment)
+    shortfall = (mt - mc) if direction == "lower" else (mc - mt)
+    effect = margin * abs(mc) - shortfall
+    if len(control) < 2 or len(treatment) < 2:
+        return Verdict("inconclusive", (mc, sc), (mt, st), effect, math.nan, math.nan)
+    se = math.sqrt(sc**2 / len(control) + st**2 / len(treatment))
+    pooled = math.sqrt((sc**2 + st**2) / 2)
+    z = effect / se if se > 0 else math.copysign(math.inf, effect) if effect else 0.0
+    ratio = effect / pooled if pooled > 0 else math.copysign(math.inf, effect) if effect else 0.0
+    verdict = "reproduced" if z >= threshold else "not reproduced" if z <= -threshold else "inconclusive"
+    return Verdict(verdict, (mc, sc), (mt, st), effect, z, ratio)
+
+
 def judge_claim(claim: Claim, groups: dict[str, dict[str, list[float]]]) -> Verdict:
     """The verdict on ``claim`` from per-seed values ``groups[metric][variant]``: "untestable here" when its
     precondition fails (the comparison is still computed and shown), ``judge`` otherwise."""
     by_variant = groups.get(claim.metric, {})
-    verdict = judge(by_variant.get(claim.control, []), by_variant.get(claim.treatment, []), claim.direction)
+    control, treatment = by_variant.get(claim.control, []), by_variant.get(claim.treatment, [])
+    verdict = (judge(control, treatment, claim.direction) if claim.margin is None
+               else judge_no_worse(control, treatment, claim.direction, claim.margin))
     pre = claim.precondition
     if pre is None:
         return verdict
