@@ -1,4 +1,8 @@
 """Channel mixers (within a token). Importing registers them in ``gatelab.registry.CHANNEL_MIXERS``."""
-from .mlp import MLP, SwiGLU
+from .glu import GEGLU, GLU, Bilinear, GatedFFN, ReGLU, SwiGLU
+from .grkan import GRKAN
+from .lowrank import LowRankFFN
+from .mlp import MLP
+from .polycom import PolyCom
 
-__all__ = ["MLP", "SwiGLU"]
+__all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "Bilinear", "GatedFFN", "LowRankFFN", "PolyCom", "ReGLU", "SwiGLU"]
