@@ -17,7 +17,7 @@ from .mlp import DenseConfig, DenseMixer
 
 @dataclass(kw_only=True)
 class LowRankConfig(DenseConfig):
-    """Options of ``lowrank``: the rank of each factorised weight (None: ``d_model // 4``), the activation
+    """Options of ``lowrank``: the rank of each factorised weight (None: ``max(1, d_model // 4)``), the activation
     (the Low-Rank Transformer's FFN uses ReLU) and whether the layers keep their biases."""
 
     rank: int | None = None
@@ -50,9 +50,10 @@ class LowRankFFN(DenseMixer):
     factorisation-by-design, solver "random").
 
     x, y ``[B, T, d_model]``; hidden ``[B, T, d_ff]``, d_ff defaulting to ``4 * d_model``. The rank defaults to
-    ``d_model // 4``: the paper's ASR models (d_model 512, d_ff 2048) use ranks of 100 and below, and every rank
-    must stay below ``d_model * d_ff / (d_model + d_ff)``, where a factorised weight stops being smaller than
-    the dense one (Greenformer skips such layers; here it is an error).
+    ``max(1, d_model // 4)``, this library's choice, of the order of the paper's (its ASR models, d_model 512 and
+    d_ff 2048, use ranks of 100 and below; their training code is not public). A rank must stay below
+    ``d_model * d_ff / (d_model + d_ff)``, where a factorised weight stops being smaller than the dense one
+    (Greenformer skips such layers; here it is an error).
     Parameters: ``2 * rank * (d_model + d_ff)`` (+ ``d_ff + d_model`` with biases).
     """
 
