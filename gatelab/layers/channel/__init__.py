@@ -1,5 +1,10 @@
 """Channel mixers (within a token). Importing registers them in ``gatelab.registry.CHANNEL_MIXERS``."""
-from .mlp import MLP, SwiGLU
-from .moe import AdaptiveComputationModule, MixtureOfHiddenDimensions  # noqa: F401  (registers acm, mohd)
+from .glu import GEGLU, GLU, Bilinear, GatedFFN, ReGLU, SwiGLU
+from .grkan import GRKAN
+from .lowrank import LowRankFFN
+from .mlp import MLP
+from .moe import AdaptiveComputationModule, MixtureOfHiddenDimensions
+from .polycom import PolyCom
 
-__all__ = ["MLP", "SwiGLU"]
+__all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "AdaptiveComputationModule", "Bilinear", "GatedFFN", "LowRankFFN",
+           "MixtureOfHiddenDimensions", "PolyCom", "ReGLU", "SwiGLU"]
