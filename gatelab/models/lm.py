@@ -15,6 +15,7 @@ from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
 from ..registry import CHANNEL_MIXERS, MIXERS
 from .block import Block
+from .chain import chain_submodel, check_chains
 
 
 def parse_schedule(spec: str) -> list[str]:
@@ -50,6 +51,9 @@ class ModelConfig:
         ``base_conv,<mixer>``).
     dropout: training-time dropout on the embeddings and on each residual branch (mixer and channel outputs),
         as in GPT-2; 0 disables it. Evaluation and generation never drop.
+    chains: Chain-of-Model (Song et al. 2025): the hidden state splits into this many chains of d_model / chains
+        channels, chain i depending on chains <= i everywhere, so ``DecoderLM.submodel(k)`` is a smaller model
+        (see ``gatelab.models.chain``); > 1 needs chain-aware mixers (attn, gated_attn, swa) and channel (chain).
     """
 
     vocab_size: int = 512
@@ -66,10 +70,12 @@ class ModelConfig:
     tie_embeddings: bool = True
     max_seq_len: int = 4096
     dropout: float = 0.0
+    chains: int = 1
 
     RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
                                         "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",
-                                        "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)", "dropout": "[0, 1)"}
+                                        "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)", "dropout": "[0, 1)",
+                                        "chains": "[1, inf)"}
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""
@@ -103,6 +109,7 @@ class DecoderLM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         check_ranges(config, "model")  # a config built in Python has not been through from_dict
+        check_chains(config)
         self.config = config
         schedule = config.schedule()
         for key in config.mixer_options:
@@ -117,7 +124,7 @@ class DecoderLM(nn.Module):
             raise ConfigError(f"model.mixer schedule {schedule}: the mixers that take a forget-gate lower bound want "
                               f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
         self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
-        self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
+        self.norm = build_norm(config.norm, config.d_model, config.norm_eps, chains=config.chains)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
         if config.tie_embeddings:
@@ -125,17 +132,22 @@ class DecoderLM(nn.Module):
 
     def _block(self, key: str) -> Block:
         c = self.config
-        mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {})})
+        chains = {"n_chains": c.chains} if c.chains > 1 else {}
+        mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {}), **chains})
         window = getattr(mixer, "window", None)
         if window is not None and window > c.max_seq_len:
             raise ConfigError(f"{key}: window={window} is longer than model.max_seq_len={c.max_seq_len}; a window "
                               "must fit in the sequence (use attn for full attention)")
-        channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None)
+        channel = None if c.channel == "none" else CHANNEL_MIXERS.get(c.channel)(c.d_model, c.d_ff or None, **chains)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
-        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv, c.dropout)
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps, c.chains), conv, c.dropout)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def submodel(self, k: int) -> DecoderLM:
+        """The model of the first k of ``config.chains`` chains (``gatelab.models.chain.chain_submodel``)."""
+        return chain_submodel(self, k)
 
     def layer_lower_bounds(self) -> list[torch.Tensor | None]:
         """Each layer's forget-gate lower bound ``[lower_bound_dim]``: the softmax of ``lower_bounds`` over the
