@@ -48,6 +48,8 @@ def check_chains(config: ModelConfig) -> None:
     mixers, channels = sorted(set(config.schedule())), sorted(set(_channel_keys(config.channel)) - {"none"})
     for field, keys, registry in (("mixer", mixers, MIXERS), ("channel", channels, CHANNEL_MIXERS)):
         supported = chain_keys(registry)
+        for key in keys:
+            registry.get(key)  # an unknown key: the registry's error, which lists the keys
         refused = [k for k in keys if k not in supported]
         if refused:
             raise ConfigError(f"model.chains={n}: model.{field} {', '.join(refused)} does not split into chains; "
@@ -55,7 +57,7 @@ def check_chains(config: ModelConfig) -> None:
                               + (" (or none)" if field == "channel" else ""))
     if config.d_model % n:
         raise ConfigError(f"model.d_model={config.d_model} is not divisible by model.chains={n}")
-    if config.d_ff % n:
+    if channels and config.d_ff % n:
         raise ConfigError(f"model.d_ff={config.d_ff} is not divisible by model.chains={n}; choose a multiple of {n} "
                           "(or 0 for the default width)")
     for key in mixers:

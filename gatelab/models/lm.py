@@ -53,7 +53,7 @@ class ModelConfig:
         as in GPT-2; 0 disables it. Evaluation and generation never drop.
     chains: Chain-of-Model (Song et al. 2025): the hidden state splits into this many chains of d_model / chains
         channels, chain i depending on chains <= i everywhere, so ``DecoderLM.submodel(k)`` is a smaller model
-        (see ``gatelab.models.chain``); > 1 needs chain-aware mixers (attn, gated_attn, swa) and channel (chain).
+        (``gatelab.models.chain``); > 1 needs chain-aware mixers (attn, gated_attn, swa, liger) and channel (chain).
     """
 
     vocab_size: int = 512

@@ -129,6 +129,7 @@ def test_one_chain_norms_are_torch_norms_and_bad_widths_are_refused():
 ATTENTION = [
     ("attn", {"n_heads": 4, "n_kv_heads": 2, "qk_norm": True}),
     ("swa", {"n_heads": 4, "window": 3}),
+    ("liger", {"n_heads": 4, "window": 3, "chunk_size": 2}),
     ("gated_attn", {"n_heads": 4}),
     ("gated_attn", {"n_heads": 4, "gate_granularity": "headwise", "gate_init_prob": 0.9}),
     ("gated_attn", {"n_heads": 4, "n_kv_heads": 2, "gate_position": "g2"}),
