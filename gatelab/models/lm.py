@@ -15,6 +15,7 @@ from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
 from ..registry import CHANNEL_MIXERS, MIXERS, RESIDUALS, Registry
 from .block import Block, finish_stream
+from .chain import chain_submodel, check_chains
 
 
 def parse_schedule(spec: str, registry: Registry = MIXERS, allowed: tuple[str, ...] = ()) -> list[str]:
@@ -58,7 +59,9 @@ class ModelConfig:
     channel_options: per channel-mixer key, its options (``{"moe": {"n_experts": 8, "top_k": 2}}``).
     residual: how each branch joins the residual stream (``add``, the GTrXL gates ``gtrxl_gru`` ..., ``ladder``);
         residual_options: that connection's options (``{"gtrxl_gru": {"bias": 2.0}}``).
-    chains: Chain-of-Model's number of chains (1: an ordinary model); see ``gatelab.models.chain``.
+    chains: Chain-of-Model (Song et al. 2025): the hidden state splits into this many chains of d_model / chains
+        channels, chain i depending on chains <= i everywhere, so ``DecoderLM.submodel(k)`` is a smaller model
+        (``gatelab.models.chain``); > 1 needs chain-aware mixers (attn, gated_attn, swa, liger) and channel (chain).
     short_conv: kernel of an ungated short causal convolution ahead of every token mixer (0: none), gatelab's MQAR
         protocol (Zoology alternates layers of its gated ``base_conv`` with the mixer instead: a schedule
         ``base_conv,<mixer>``).
@@ -125,6 +128,7 @@ class DecoderLM(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         check_ranges(config, "model")  # a config built in Python has not been through from_dict
+        check_chains(config)
         self.config = config
         schedule, channels = config.schedule(), config.channel_schedule()
         for key in config.mixer_options:
@@ -142,7 +146,7 @@ class DecoderLM(nn.Module):
             raise ConfigError(f"model.mixer schedule {schedule}: the mixers that take a forget-gate lower bound want "
                               f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
         self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
-        self.norm = build_norm(config.norm, config.d_model, config.norm_eps)
+        self.norm = build_norm(config.norm, config.d_model, config.norm_eps, chains=config.chains)
         self.head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         nn.init.normal_(self.embed.weight, std=config.d_model**-0.5)
         if config.tie_embeddings:
@@ -150,19 +154,20 @@ class DecoderLM(nn.Module):
 
     def _block(self, key: str, channel_key: str) -> Block:
         c = self.config
-        mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {})})
+        chains = {"n_chains": c.chains} if c.chains > 1 else {}
+        mixer = MIXERS.get(key)(c.d_model, **{"n_heads": c.n_heads, **c.mixer_options.get(key, {}), **chains})
         window = getattr(mixer, "window", None)
         if window is not None and window > c.max_seq_len:
             raise ConfigError(f"{key}: window={window} is longer than model.max_seq_len={c.max_seq_len}; a window "
                               "must fit in the sequence (use attn for full attention)")
         channel = None
         if channel_key != "none":
-            options = c.channel_options.get(channel_key, {})
+            options = {**c.channel_options.get(channel_key, {}), **chains}
             channel = CHANNEL_MIXERS.get(channel_key)(c.d_model, c.d_ff or None, **options)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
         residual = RESIDUALS.get(c.residual)
         options = c.residual_options.get(c.residual, {})
-        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps), conv, c.dropout,
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps, c.chains), conv, c.dropout,
                      lambda: residual(c.d_model, **options))
 
     def num_params(self) -> int:
@@ -173,6 +178,10 @@ class DecoderLM(nn.Module):
         mixture of experts: its router, shared experts and top_k experts)."""
         unused = sum(sum(p.numel() for p in ch.parameters()) - ch.active_params() for _, ch in self.channel_mixers())
         return self.num_params() - unused
+
+    def submodel(self, k: int) -> DecoderLM:
+        """The model of the first k of ``config.chains`` chains (``gatelab.models.chain.chain_submodel``)."""
+        return chain_submodel(self, k)
 
     def layer_lower_bounds(self) -> list[torch.Tensor | None]:
         """Each layer's forget-gate lower bound ``[lower_bound_dim]``: the softmax of ``lower_bounds`` over the
@@ -236,12 +245,6 @@ class DecoderLM(nn.Module):
         """Tell every channel mixer that training step ``step`` (0-based) of ``max_steps`` begins (schedules)."""
         for _, ch in self.channel_mixers():
             ch.on_train_step(step, max_steps)
-
-    def submodel(self, k: int) -> DecoderLM:
-        """The model of the first k chains of a Chain-of-Model (``chains > 1``), with the sliced weights."""
-        from .chain import chain_submodel
-
-        return chain_submodel(self, k)
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

@@ -1,4 +1,5 @@
 """Channel mixers (within a token). Importing registers them in ``gatelab.registry.CHANNEL_MIXERS``."""
+from .chain import ChainFFN, ChainLinear
 from .glu import GEGLU, GLU, Bilinear, GatedFFN, ReGLU, SwiGLU
 from .grkan import GRKAN
 from .lowrank import LowRankFFN
@@ -6,5 +7,5 @@ from .mlp import MLP
 from .moe import AdaptiveComputationModule, MixtureOfHiddenDimensions
 from .polycom import PolyCom
 
-__all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "AdaptiveComputationModule", "Bilinear", "GatedFFN", "LowRankFFN",
-           "MixtureOfHiddenDimensions", "PolyCom", "ReGLU", "SwiGLU"]
+__all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "AdaptiveComputationModule", "Bilinear", "ChainFFN", "ChainLinear",
+           "GatedFFN", "LowRankFFN", "MixtureOfHiddenDimensions", "PolyCom", "ReGLU", "SwiGLU"]

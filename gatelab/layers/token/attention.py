@@ -12,6 +12,7 @@ from ...config import from_dict
 from ...ops.softmax_attn import attention_mix, attention_probs, attention_scores, sdpa_attention
 from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require
+from ..channel.chain import ChainLinear, chain_linear_params
 from ..rope import RotaryEmbedding
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
 from .kv_cache import KVCache
@@ -25,7 +26,8 @@ class AttentionConfig:
     have none), on in ``gated_attn``. ``rotary_fraction`` rotates only the first ``int(head_dim * fraction)`` dims
     of each head (Qwen3-Next: 0.25; default 1.0, every dim). ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches
     to the clipped softmax of Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives
-    ``gamma = -alpha / T``)."""
+    ``gamma = -alpha / T``). ``n_chains > 1`` makes it Chain-of-Model attention (see ``SoftmaxAttention``): it must
+    divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``)."""
 
     d_model: int
     n_heads: int = 4
@@ -38,10 +40,12 @@ class AttentionConfig:
     rotary_fraction: float = 1.0
     clip_gamma: float = 0.0
     clip_zeta: float = 1.0
+    n_chains: int = 1
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "n_kv_heads": "[1, inf)",
                                         "head_dim": "[1, inf)", "qk_norm_eps": "(0, inf)", "rope_base": "(1, inf)",
-                                        "rotary_fraction": "(0, 1]", "clip_gamma": "(-inf, 0]", "clip_zeta": "[1, inf)"}
+                                        "rotary_fraction": "(0, 1]", "clip_gamma": "(-inf, 0]", "clip_zeta": "[1, inf)",
+                                        "n_chains": "[1, inf)"}
 
 
 @MIXERS.register("attn")
@@ -58,6 +62,13 @@ class SoftmaxAttention(TokenMixer):
     The scores before the mask ``[B, H, Tq, Tk]`` pass through ``score_probe`` (hooking it also forms them) and
     the attention output ``[B, T, H, D]`` before any gate through ``context_probe``; the layer uses each probe's
     output, so a hook may replace it (simulated quantization does).
+
+    Chain-of-Model attention (``n_chains = n > 1``; Song et al. 2025, arXiv 2505.11820, §3.2.1, Algorithm 2): the
+    heads are split evenly over the chains (chain c holds heads ``[c H/n, (c+1) H/n)`` and kv heads
+    ``[c Hkv/n, (c+1) Hkv/n)``, so GQA pairs each query head with a kv head of its own chain) and q/k/v/o_proj are
+    ``ChainLinear``: head group c reads residual chains <= c, and output chain c reads head groups <= c. Each
+    projection's ``d_in * d_out`` above becomes ``d_in * d_out * (n + 1) / (2n)``. The paper's CoLM-Air (keys and
+    values from the first chain, shared by all) is not offered.
     """
 
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
@@ -78,12 +89,16 @@ class SoftmaxAttention(TokenMixer):
                 "qk_norm=False; set qk_norm=True or leave qk_norm_eps at its default")
         require(cfg.rope or cfg.rotary_fraction == 1.0, f"rotary_fraction={cfg.rotary_fraction} has no effect with "
                 "rope=False; set rope=True or leave rotary_fraction at its default")
+        n = cfg.n_chains
+        for name, value in (("d_model", d_model), ("n_heads", cfg.n_heads), ("n_kv_heads", cfg.n_kv_heads)):
+            require(value % n == 0, f"{name}={value} is not divisible by n_chains={n}: Chain-of-Model attention "
+                    "splits the width and the heads evenly over the chains")
         self.config = cfg
         H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = nn.Linear(d_model, H * D, bias=False)
-        self.k_proj = nn.Linear(d_model, Hkv * D, bias=False)
-        self.v_proj = nn.Linear(d_model, Hkv * D, bias=False)
-        self.o_proj = nn.Linear(H * D, d_model, bias=False)
+        self.q_proj = self._linear(d_model, H * D)
+        self.k_proj = self._linear(d_model, Hkv * D)
+        self.v_proj = self._linear(d_model, Hkv * D)
+        self.o_proj = self._linear(H * D, d_model)
         self.q_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
         self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
         self.rope = RotaryEmbedding(D, cfg.rope_base, rotary_fraction=cfg.rotary_fraction) if cfg.rope else None
@@ -91,6 +106,11 @@ class SoftmaxAttention(TokenMixer):
         self.score_probe, self.context_probe = Probe(), Probe()
 
     window: int | None = None
+
+    def _linear(self, d_in: int, d_out: int, bias: bool = False) -> nn.Module:
+        """A projection: ``nn.Linear``, or a ``ChainLinear`` over the chains with ``n_chains > 1``."""
+        n = self.config.n_chains
+        return nn.Linear(d_in, d_out, bias=bias) if n == 1 else ChainLinear(d_in, d_out, n, bias=bias)
 
     @property
     def clipped(self) -> bool:
@@ -152,8 +172,10 @@ class SoftmaxAttention(TokenMixer):
 
     def expected_num_params(self) -> int:
         c = self.config
-        return (c.d_model * c.n_heads * c.head_dim + 2 * c.d_model * c.n_kv_heads * c.head_dim
-                + c.n_heads * c.head_dim * c.d_model + (2 * c.head_dim if c.qk_norm else 0))
+        def lin(d_in: int, d_out: int) -> int:
+            return chain_linear_params(d_in, d_out, c.n_chains)
+        return (lin(c.d_model, c.n_heads * c.head_dim) + 2 * lin(c.d_model, c.n_kv_heads * c.head_dim)
+                + lin(c.n_heads * c.head_dim, c.d_model) + (2 * c.head_dim if c.qk_norm else 0))
 
 
 @dataclass(kw_only=True)
@@ -196,6 +218,13 @@ class GatedAttention(SoftmaxAttention):
     adds ``d_model * H * D`` and headwise G1 adds ``d_model * H`` (``AttentionGate``); ``rmsnorm`` adds ``d``,
     ``silu`` and ``scale`` add nothing (``GateControl``). The gate scores (the scale's constant) pass through
     ``gate.probe``.
+
+    With ``n_chains > 1`` (Chain-of-Model attention, see ``SoftmaxAttention``; gating it is our combination, the
+    Chain-of-Model paper has no gate) a linear gate's projection is a ``ChainLinear``, so the gate of chain c's
+    heads (of chain c's channels at G5) reads chains <= c (``d_model * n * w`` above becomes
+    ``d_model * n * w * (k + 1) / (2k)`` for k chains). Gates that would mix chains are refused: scores from x
+    shared by the heads of several chains (``gate_sharing='head_shared'``, or headwise at G5), and the
+    SDPA-RMSNorm control at G5 (one norm over all channels).
     """
 
     description = "softmax attention with an output gate (G1..G5, elementwise/headwise, ...)"
@@ -209,12 +238,37 @@ class GatedAttention(SoftmaxAttention):
         n, d = {"g1": (c.n_heads, c.head_dim), "g4": (c.n_heads, c.head_dim), "g2": (c.n_kv_heads, c.head_dim),
                 "g3": (c.n_kv_heads, c.head_dim), "g5": (1, d_model)}[opts.position]
         self.gate = build_gate(d_model, n, d, opts)
+        if c.n_chains > 1:
+            self._chain_gate(n * (d if opts.granularity == "elementwise" else 1))
+
+    def _chain_gate(self, width: int) -> None:
+        """Chain-of-Model: refuse a gate that mixes chains; make a linear gate's projection ``[d_model -> width]``
+        a ChainLinear (its bias, if any, keeps the gate's initial value)."""
+        opts, n = self.gate.opts, self.config.n_chains
+        shared = opts.sharing == "head_shared" or (opts.position == "g5" and opts.granularity == "headwise")
+        require(not (opts.kind == "gate" and opts.source != "constant" and shared),
+                f"gated_attn with n_chains={n}: gate_sharing={opts.sharing!r}, gate_granularity="
+                f"{opts.granularity!r} at gate_position={opts.position!r} gives heads (channels) of several chains "
+                "one score computed from all chains; use gate_sharing='head_specific' (elementwise at g5) or "
+                "gate_source='constant'")
+        require(not (opts.kind == "rmsnorm" and opts.position == "g5"), f"gated_attn with n_chains={n}: "
+                "gate_kind='rmsnorm' at gate_position='g5' normalises all chains together; use another position")
+        if opts.kind == "gate" and opts.source == "linear":
+            proj = self._linear(self.config.d_model, width, bias=opts.init_prob is not None)
+            if proj.bias is not None:
+                with torch.no_grad():
+                    proj.bias.copy_(self.gate.proj.bias)
+            self.gate.proj = proj
 
     def _gate(self, position: str, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return self.gate(y, x) if position == self.gate.opts.position else y
 
     def expected_num_params(self) -> int:
-        return super().expected_num_params() + self.gate.expected_num_params(self.config.d_model)
+        c, gate = self.config, self.gate.expected_num_params(self.config.d_model)
+        if isinstance(getattr(self.gate, "proj", None), ChainLinear):  # d_model * n * w becomes its chain count
+            out = self.gate.n * self.gate.width
+            gate += chain_linear_params(c.d_model, out, c.n_chains) - c.d_model * out
+        return super().expected_num_params() + gate
 
 
 @dataclass(kw_only=True)
