@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from gatelab.config import ConfigError
+from gatelab.layers.channel import SwiGLU
 from gatelab.layers.channel.chain import ChainFFN, ChainLinear, chain_linear_ref
-from gatelab.layers.channel.mlp import SwiGLU, default_swiglu_width
+from gatelab.layers.channel.mlp import default_swiglu_width
 from gatelab.layers.norm import ChainNorm, build_norm
 from gatelab.registry import CHANNEL_MIXERS, MIXERS
 

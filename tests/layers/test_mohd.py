@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from gatelab.config import ConfigError
-from gatelab.layers.channel.mlp import SwiGLU
+from gatelab.layers.channel import SwiGLU
 from gatelab.layers.channel.moe.mohd import MixtureOfHiddenDimensions
 
 D, D_FF = 16, 20
