@@ -192,7 +192,7 @@ def _mixer_options() -> dict[str, dict]:
     """The per-mixer options every grid starts from."""
     return {**ATTN_AS_GATED, **{key: {"n_heads": MULTI_SCALE_HEADS} for key in MULTI_SCALE_MIXERS}}
 
-PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min")
+PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min", "channels", "residuals")
 TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
 
 
@@ -202,7 +202,12 @@ def preset(name: str) -> CompareGrid:
     be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of
     attn, gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
-    trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all."""
+    trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all.
+    ``channels``: every registered channel mixer in attention blocks on PTB, d_model 128, matched to SwiGLU on the
+    parameters one token uses, 2 seeds of 500 steps of batch 16 x 128 (``chain``: the chain FFN with 4 chains in
+    ordinary attention blocks; the whole Chain-of-Model is ``model.chains``); ``residuals``: every residual connection
+    likewise (not parameter-matched: GTrXL's gates add up to 12 d_model^2 per block, more than a SwiGLU of this
+    width holds, so the table gives each model's parameters)."""
     if name == "default":
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[64, 128, 256], d_models=[64], seeds=3,
                            lrs=[1e-2], base=_mqar_base(steps=300, train_examples=20000))
@@ -224,6 +229,16 @@ def preset(name: str) -> CompareGrid:
         base.checkpoint_every = 100   # a 4.5-hour sweep: an interrupted run resumes from its last checkpoint
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[256], seeds=3,
                            lrs=[2e-3], base=base, match_params=True, budget_minutes=30)
+    if name in ("channels", "residuals"):
+        base = _lm_base("ptb", steps=500, batch_size=16, eval_every=250)
+        if name == "channels":
+            base.model.channel_options = {"chain": {"n_chains": 4}}   # the FFN's own chains (attention stays whole)
+            channels = ["swiglu", *(k for k in CHANNEL_MIXERS.names() if k != "swiglu")]
+            return CompareGrid(mixers=["attn"], channels=channels, seq_lens=[128], d_models=[128], seeds=2,
+                               lrs=[2e-3], base=base, match_params=True)
+        residuals = ["add", *(k for k in RESIDUALS.names() if k != "add")]
+        return CompareGrid(mixers=["attn"], residuals=residuals, seq_lens=[128], d_models=[128], seeds=2, lrs=[2e-3],
+                           base=base)
     if name == "lm-quick":
         base = _lm_base("ptb", steps=20, batch_size=8, eval_every=10)
         base.lm.eval_tokens = 2048

@@ -53,6 +53,10 @@ def match_params(cfg: ModelConfig, target: int, multiple: int = 4, active: bool 
     base = multiple * max(1, round(base / multiple))
     p0, p1 = count(dataclasses.replace(cfg, d_ff=base)), count(dataclasses.replace(cfg, d_ff=base + step))
     ideal = base + (target - p0) * step / (p1 - p0)
+    if ideal < multiple:
+        smallest = count(dataclasses.replace(cfg, d_ff=multiple))
+        raise ConfigError(f"cannot match {target:,} parameters by the channel width: with d_ff={multiple} the model "
+                          f"({cfg.mixer}, channel {cfg.channel}, residual {cfg.residual}) already has {smallest:,}")
     below = multiple * int(ideal // multiple)
     candidates = {max(multiple, below), max(multiple, below + multiple)}
     best = min(candidates, key=lambda d: abs(count(dataclasses.replace(cfg, d_ff=d)) - target))

@@ -84,6 +84,7 @@ class AdaptiveComputationModule(ChannelMixer):
         super().__init__()
         cfg = self.configure(d_model, {**options, "d_ff": d_ff or 4 * d_model})
         self.config, self.width = cfg, cfg.d_ff // cfg.n_learners
+        self.d_ff, self.d_ff_multiple = cfg.d_ff, cfg.n_learners
         first, second = nn.Linear(d_model, cfg.d_ff), nn.Linear(cfg.d_ff, d_model, bias=False)
         self.w1 = nn.Parameter(first.weight.detach().t().contiguous())                  # [d_model, d_ff]
         self.b1 = nn.Parameter(first.bias.detach().clone())                              # [d_ff]

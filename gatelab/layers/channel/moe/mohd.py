@@ -83,7 +83,7 @@ class MixtureOfHiddenDimensions(ChannelMixer):
     def __init__(self, d_model: int, d_ff: int | None = None, **options: Any):
         super().__init__()
         cfg = self.configure(d_model, {**options, "d_ff": d_ff or default_swiglu_width(d_model)})
-        self.config, self.size = cfg, d_model // cfg.n_groups
+        self.config, self.size, self.d_ff = cfg, d_model // cfg.n_groups, cfg.d_ff
         self.n_routed = cfg.n_groups - cfg.n_shared
         self.w1 = nn.Linear(d_model, cfg.d_ff, bias=False)
         self.w3 = nn.Linear(d_model, cfg.d_ff, bias=False)
