@@ -152,7 +152,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     vocab = tokenized_corpus(grid.base.lm.data, grid.base.lm.tokenizer, grid.base.lm.vocab_size,
                              grid.base.lm.cache)[0].vocab_size if grid.task == "lm" else None
     runs = grid.runs(vocab, out / "budget.json")
-    console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {len(grid.d_models)} widths x "
+    variants = "".join(f"{len(v)} {name} x " for name, v in (("channel mixers", grid.channels),
+                                                              ("residuals", grid.residuals)) if v)
+    console.print(f"{len(runs)} runs ({len(grid.mixers)} mixers x {variants}{len(grid.d_models)} widths x "
                   f"{len(grid.seq_lens)} lengths x {grid.seeds} seeds x {len(grid.lrs)} lrs) into {out}")
     failed = None
     try:
