@@ -4,8 +4,9 @@ from .glu import GEGLU, GLU, Bilinear, GatedFFN, ReGLU, SwiGLU
 from .grkan import GRKAN
 from .lowrank import LowRankFFN
 from .mlp import MLP
-from .moe import AdaptiveComputationModule, MixtureOfHiddenDimensions
+from .moe import AdaptiveComputationModule, EvoMoE, MixtureOfHiddenDimensions, MoE, PreGatedMoE
 from .polycom import PolyCom
 
 __all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "AdaptiveComputationModule", "Bilinear", "ChainFFN", "ChainLinear",
-           "GatedFFN", "LowRankFFN", "MixtureOfHiddenDimensions", "PolyCom", "ReGLU", "SwiGLU"]
+           "EvoMoE", "GatedFFN", "LowRankFFN", "MixtureOfHiddenDimensions", "MoE", "PolyCom", "PreGatedMoE", "ReGLU",
+           "SwiGLU"]
