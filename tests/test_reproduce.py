@@ -106,7 +106,7 @@ def test_spikes_are_losses_above_one_and_a_half_times_the_running_average():
     assert count_spikes([2.0] * 5 + [9.0] + [2.0] * 5) == 0   # within the first 10 steps: not counted
 
 
-@pytest.mark.parametrize("name", ["gated-attention", "quantizable", "lr-stability"])
+@pytest.mark.parametrize("name", ["gated-attention", "quantizable", "lr-stability", "channel-gates"])
 def test_reproduce_runs_end_to_end_in_smoke_mode(name, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("COLUMNS", "60")   # a narrow console must not split the printed table rows

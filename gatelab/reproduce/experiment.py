@@ -86,9 +86,10 @@ def lm_config(scale: Scale, data: str, mixer: str, options: dict[str, Any], seed
 
 
 def variant_runs(variants: list[Variant], scale: Scale, seeds: int, data: str,
-                 arch: Architecture = LLAMA_LIKE) -> list[SweepRun]:
+                 arch: Architecture = LLAMA_LIKE, match: bool = True) -> list[SweepRun]:
     """Every (variant, seed) run, each variant parameter-matched to the first by its channel mixer's width, on the
-    parameters one token uses (all of a dense model's; a mixture of experts' router, shared and top-k experts)."""
+    parameters one token uses (all of a dense model's; a mixture of experts' router, shared and top-k experts);
+    ``match=False`` keeps every variant at its channel mixer's default width."""
     vocab = tokenized_corpus(data, "word")[0].vocab_size
     runs = []
     reference = None
@@ -96,7 +97,7 @@ def variant_runs(variants: list[Variant], scale: Scale, seeds: int, data: str,
         model = lm_config(scale, data, v.mixer, v.options, 0, scale.lr, arch, v.model).model
         model.vocab_size = vocab
         reference = reference or count_active_params(model)
-        d_ff = match_params(model, reference, active=True).d_ff if v is not variants[0] else 0
+        d_ff = match_params(model, reference, active=True).d_ff if match and v is not variants[0] else 0
         for seed in range(seeds):
             cfg = lm_config(scale, data, v.mixer, v.options, seed, scale.lr, arch, v.model)
             cfg.model.d_ff = d_ff
@@ -137,6 +138,8 @@ def measure_run(run_dir: Path, scale: Scale, quantize: bool) -> dict[str, Any]:
 def train_and_measure(runs: list[SweepRun], out: Path, scale: Scale, quantize: bool = False,
                       progress: bool = True, executor: Executor | None = None) -> list[dict[str, Any]]:
     """Train (or read back) every run under ``out/runs``, by ``executor`` (one after another here by default;
-    ``gatelab.train.executors``), and measure it."""
-    run_sweep(runs, out, progress, executor)
-    return [{**run.coords, **measure_run(out / "runs" / run.name, scale, quantize)} for run in runs]
+    ``gatelab.train.executors``), and measure it; each record also has the model's parameters and those one token
+    uses."""
+    records = run_sweep(runs, out, progress, executor)
+    return [{**run.coords, "params": r["num_params"], "active_params": r["active_params"],
+             **measure_run(out / "runs" / run.name, scale, quantize)} for run, r in zip(runs, records, strict=True)]

@@ -39,13 +39,14 @@ def count_spikes(losses: list[float], factor: float = 1.5, momentum: float = 0.9
 
 
 def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool, executor: Executor | None = None,
-               variants: list[Variant] = VARIANTS) -> list[dict[str, Any]]:
-    """Every variant at every learning rate of the mode, over seeds (parameter-matched to the first variant): final
-    training loss (mean of the last tenth of the steps; infinite if diverged), spikes, divergence, valid ppl."""
+               variants: list[Variant] = VARIANTS, match: bool = True) -> list[dict[str, Any]]:
+    """Every variant at every learning rate of the mode, over seeds (parameter-matched to the first variant unless
+    ``match`` is False): final training loss (mean of the last tenth of the steps; infinite if diverged), spikes,
+    divergence, valid ppl, parameters."""
     scale = SCALES[mode]
     runs = []
     for lr in LRS[mode]:
-        for run in variant_runs(variants, scale, seeds, data):
+        for run in variant_runs(variants, scale, seeds, data, match=match):
             cfg = copy.deepcopy(run.config)
             cfg.optim.lr = lr
             runs.append(SweepRun(f"{run.name}-lr{lr:g}", {**run.coords, "lr": lr}, cfg))
@@ -61,7 +62,8 @@ def lr_records(out: Path, mode: str, seeds: int, data: str, progress: bool, exec
                         "lr": lr, "seed": run.coords["seed"],
                         "final_loss": math.inf if diverged else sum(tail) / len(tail),
                         "spikes": count_spikes(losses), "diverged": float(diverged),
-                        "valid_ppl": None if diverged or result is None else result["final"]["valid/ppl"]})
+                        "valid_ppl": None if diverged or result is None else result["final"]["valid/ppl"],
+                        "params": None if result is None else result["num_params"]})
     return records
 
 
