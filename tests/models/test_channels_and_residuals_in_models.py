@@ -107,3 +107,16 @@ def test_aux_losses_are_summed_per_name_over_layers_in_training_only():
     model.reset_channel_stats()
     model.on_train_step(3, 10)
     assert model.channel_stats()["layer1"]["calls"] == 0.0 and model.blocks[1].channel.steps == [(3, 10)]
+
+
+@pytest.mark.parametrize("options", CASES)
+def test_a_saved_model_loads_back_with_the_same_logits(options, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    model = tiny(**options).float()
+    hf = GatelabForCausalLM(GatelabConfig.from_model_config(model.config)).eval()
+    hf.model.load_state_dict(model.state_dict())
+    hf.save_pretrained(tmp_path)
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    ids = torch.randint(0, 50, (2, 7))
+    torch.testing.assert_close(loaded(ids).logits, hf(ids).logits, rtol=0, atol=0)
