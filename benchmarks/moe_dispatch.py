@@ -1,7 +1,7 @@
 """The step time (forward + backward) of the ``moe`` channel mixer, 8 experts top-2, against a dense SwiGLU with the
 same active parameters, CPU float32, measured in the same run.
 
-    python -m benchmarks.moe_dispatch [--d-model 256] [--batch 32] [--seq-len 128] [--repeats 15]
+    python -m benchmarks.moe_dispatch [--d-model 256] [--batch 32] [--seq-len 128] [--threads N] [--repeats 15]
                                       [--out runs/benchmarks/moe_dispatch] [--smoke]
     (or python benchmarks/moe_dispatch.py ...; --out benchmarks/results/moe_dispatch rewrites the committed results)
 
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--d-model", type=positive_int, default=256, help="model width (default 256)")
     parser.add_argument("--batch", type=positive_int, default=32, help="sequences per step (default 32)")
     parser.add_argument("--seq-len", type=positive_int, default=128, help="tokens per sequence (default 128)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch CPU threads (default: torch's own choice; the rows record the count)")
     return parser
 
 
@@ -76,6 +78,8 @@ def active(layer: torch.nn.Module) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     start(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     d, batch, seq = (16, 2, 8) if args.smoke else (args.d_model, args.batch, args.seq_len)
     x = torch.randn(batch, seq, d, requires_grad=True)
     nets = layers(d)
