@@ -71,6 +71,8 @@ CLI: list[tuple[str, list[str], str]] = [
     ("train-chains-width", TRAIN + sets("model.chains=3", "model.channel=chain"), names("chains", "3")),
     ("train-chains-channel", TRAIN + sets("model.chains=2", "model.channel=moe"), names("moe", "chain")),
     ("train-chains-range", TRAIN + sets("model.chains=0"), names("model.chains", "0")),
+    ("train-chains-residual", TRAIN + sets("model.chains=2", "model.channel=chain", "model.residual=gtrxl_gru"),
+     names("model.residual", "gtrxl_gru")),
     ("train-residual", TRAIN + sets("model.residual=sum"), names("residual connection", "sum")),
     ("train-residual-bias", TRAIN + sets("model.residual=gtrxl_gru", "model.residual_options.gtrxl_gru.bias=99"),
      names("bias", "99")),

@@ -33,6 +33,9 @@ def chain_keys(registry: Registry) -> list[str]:
     return [key for key in registry.names() if takes_chains(registry.get(key))]
 
 
+CHAIN_RESIDUALS = ("add", "ladder")   # the residual connections that keep chain i reading chains <= i only
+
+
 def _channel_keys(spec: str) -> list[str]:
     """The channel keys named by ``model.channel``: one key, a list ``a,b`` or a ratio ``a:b=3:1``."""
     return [k.strip() for k in re.split("[,:]", spec.partition("=")[0]) if k.strip()]
@@ -55,6 +58,9 @@ def check_chains(config: ModelConfig) -> None:
             raise ConfigError(f"model.chains={n}: model.{field} {', '.join(refused)} does not split into chains; "
                               f"with chains > 1 use {' or '.join(supported)}"
                               + (" (or none)" if field == "channel" else ""))
+    if config.residual not in CHAIN_RESIDUALS:
+        raise ConfigError(f"model.chains={n}: model.residual {config.residual} mixes the chains (its gates are full "
+                          f"d_model x d_model projections); with chains > 1 use {' or '.join(CHAIN_RESIDUALS)}")
     if config.d_model % n:
         raise ConfigError(f"model.d_model={config.d_model} is not divisible by model.chains={n}")
     if channels and config.d_ff % n:

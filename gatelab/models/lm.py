@@ -217,6 +217,8 @@ class DecoderLM(nn.Module):
         if labels is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
         aux = self.aux_losses() if self.training else {}
+        for _, ch in self.channel_mixers():   # collected: the modules keep no graph (a model stays deep-copyable)
+            ch.aux = {}
         total = torch.stack(list(aux.values())).sum() if aux else None
         return LMOutput(logits, loss, total, new_states, aux)
 
@@ -241,10 +243,14 @@ class DecoderLM(nn.Module):
         for _, ch in self.channel_mixers():
             ch.reset_stats()
 
-    def on_train_step(self, step: int, max_steps: int) -> None:
-        """Tell every channel mixer that training step ``step`` (0-based) of ``max_steps`` begins (schedules)."""
-        for _, ch in self.channel_mixers():
-            ch.on_train_step(step, max_steps)
+    def on_train_step(self, step: int, max_steps: int) -> list[nn.Parameter]:
+        """Tell every channel mixer that training step ``step`` (0-based) of ``max_steps`` begins (schedules);
+        returns the parameters whose rows 1.. a mixer has just copied from row 0 (see ``ChannelMixer``)."""
+        return [p for _, ch in self.channel_mixers() for p in ch.on_train_step(step, max_steps) or []]
+
+    def may_skip_parameters(self) -> bool:
+        """Whether a forward may leave some parameters unused (data-parallel training must then look for them)."""
+        return any(getattr(ch, "may_skip_parameters", False) for _, ch in self.channel_mixers())
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,

@@ -18,9 +18,11 @@ from .optim import build_optimizer
 
 def seconds_per_step(cfg: TrainConfig, warmup: int = 2, repeats: int = 6) -> float:
     """Median seconds of one training step (forward, backward, AdamW) of ``cfg``'s model on a random batch of its
-    shape; ``cfg`` must be resolved (its vocabulary set)."""
+    shape; ``cfg`` must be resolved (its vocabulary set). Channel mixers whose cost changes over training (EvoMoE:
+    one expert, then a dense gate annealed to a sparse one) are timed as at the middle of a run."""
     torch.manual_seed(0)
     model = DecoderLM(cfg.model).to(cfg.device)
+    model.on_train_step(cfg.max_steps // 2, cfg.max_steps)
     opt = build_optimizer(model, cfg.optim)
     T = cfg.lm.seq_len if cfg.task == "lm" else max(cfg.mqar.seq_lens)
     x = torch.randint(0, cfg.model.vocab_size, (cfg.batch_size, T + 1), device=cfg.device)
@@ -29,7 +31,7 @@ def seconds_per_step(cfg: TrainConfig, warmup: int = 2, repeats: int = 6) -> flo
         t0 = time.perf_counter()
         out = model(x[:, :-1], labels=x[:, 1:])
         opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss if out.aux_loss is None else out.loss + out.aux_loss).backward()
         opt.step()
         if cfg.device.startswith("cuda"):
             torch.cuda.synchronize()

@@ -87,6 +87,16 @@ def nonfinite_loss(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, step: int
             f"{where}{save_batch(run, step, x, y)}")
 
 
+def copy_first_row_state(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
+    """Give rows 1.. of each parameter (just made copies of row 0: EvoMoE's spawned experts) row 0's optimiser
+    moments, so AdamW continues them as it continues row 0 instead of restarting them with a bias correction
+    meant for moments that have been accumulating since step 1."""
+    for p in params:
+        for value in opt.state.get(p, {}).values():
+            if torch.is_tensor(value) and value.shape == p.shape:
+                value[1:] = value[:1]
+
+
 def grad_norm(model: DecoderLM) -> torch.Tensor:
     """The L2 norm of all gradients together (NaN or infinity if any gradient is not finite)."""
     return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
@@ -199,7 +209,9 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
         # this run's model compiles afresh: code compiled for earlier runs of this process (a sweep trains its runs
         # one after another) would count against dynamo's recompile limit, past which it runs eagerly without a word
         torch._dynamo.reset()
-    net = compiled(DistributedDataParallel(model) if world.size > 1 else model, cfg.compile)
+    parallel = DistributedDataParallel(model, find_unused_parameters=model.may_skip_parameters()) \
+        if world.size > 1 else model
+    net = compiled(parallel, cfg.compile)
     eval_net = compiled(model, cfg.compile) if world.size > 1 else net
     opt = build_optimizer(model, cfg.optim)
     run = RunDir(run_dir) if run_dir is not None and world.is_main else None
@@ -230,7 +242,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
             group["lr"] = lr
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        model.on_train_step(step, cfg.max_steps)
+        copy_first_row_state(opt, model.on_train_step(step, cfg.max_steps))
         model.reset_channel_stats()
         loss, aux = torch.zeros((), device=device), {}
         micro = list(zip(shard(x, world).chunk(cfg.grad_accum), shard(y, world).chunk(cfg.grad_accum), strict=True))
@@ -242,7 +254,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
                     out = net(xm, labels=ym)
                     micro_loss = out.loss if out.aux_loss is None else out.loss + out.aux_loss
                 for key, value in aux_record(out.aux_losses, len(micro)).items():
-                    aux[key] = aux.get(key, 0.0) + value
+                    aux[key] = aux.get(key, 0.0) + mean_across(torch.tensor(value, device=device), world).item()
                 if not bool(mean_across(torch.isfinite(micro_loss).float(), world) == 1):
                     stop(nonfinite_loss(model, xm, ym, step, micro_loss, run), step + 1)
                 (micro_loss / len(micro)).backward()

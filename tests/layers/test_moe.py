@@ -232,6 +232,7 @@ def test_parameter_counts_and_the_default_expert_width():
 
 @pytest.mark.parametrize(("options", "field"), [
     ({"top_k": 3, "n_experts": 2}, "top_k"), ({"capacity_factor": -0.5}, "capacity_factor"),
+    ({"capacity_factor": 0.0}, "capacity_factor"),
     ({"n_experts": 0}, "n_experts"), ({"top_k": 0}, "top_k"), ({"balance_coef": -1.0}, "balance_coef"),
     ({"z_coef": float("nan")}, "z_coef"), ({"shared_expert": 1}, "shared_expert"), ({"experts": 4}, "experts"),
 ])

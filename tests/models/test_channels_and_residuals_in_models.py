@@ -8,7 +8,10 @@ from gatelab.hf import GatelabConfig, GatelabForCausalLM
 from gatelab.models import DecoderLM, ModelConfig
 from gatelab.registry import CHANNEL_MIXERS, RESIDUALS
 
-CASES = ([pytest.param({"channel": key}, id=f"channel-{key}") for key in CHANNEL_MIXERS.names()]
+# every layer in its final form: EvoMoE past its spawn (its diversify stage runs one expert)
+FINAL = {"evomoe": {"evomoe": {"diversify_steps": 0}}}
+CASES = ([pytest.param({"channel": key, "channel_options": FINAL.get(key, {})}, id=f"channel-{key}")
+          for key in CHANNEL_MIXERS.names()]
          + [pytest.param({"residual": key}, id=f"residual-{key}") for key in RESIDUALS.names()])
 
 

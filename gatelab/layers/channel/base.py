@@ -25,7 +25,11 @@ class ChannelMixer(nn.Module):
       training loop adds them to the loss and logs each one separately.
     - ``stats()`` / ``reset_stats()``: statistics accumulated over the forwards since the last reset (experts per
       token, dropped-token fraction, router entropy, expert load, active fraction, ...), floats or lists of floats.
-    - ``on_train_step(step, max_steps)``: called by the training loop before every step (temperature schedules).
+    - ``on_train_step(step, max_steps)``: called by the training loop before every step (temperature schedules);
+      returns the parameters ``[E, ...]`` whose rows 1.. it has just made copies of row 0 (EvoMoE's spawn), so the
+      loop copies row 0's optimiser state to them too, or an empty list.
+    - ``may_skip_parameters``: some parameters may take no part in a forward (a router not used yet, the last
+      pre-gate): data-parallel training then looks for unused parameters.
     - ``active_params()``: the parameters one token uses (a mixture of experts: the router, the shared expert and
       top_k experts); parameter matching of sparse layers compares these.
     - ``uses_carry``: the layer takes ``forward(x, carry)``, where ``carry`` is a dict that one forward pass of a
@@ -35,6 +39,7 @@ class ChannelMixer(nn.Module):
     description: str = ""
     paper: str = ""
     uses_carry: bool = False
+    may_skip_parameters: bool = False
     d_ff: int            # the resolved width (set by every subclass): parameter matching starts from it
     d_ff_multiple: int = 1   # what d_ff must be a multiple of (groups, chains or learners that split it)
 
@@ -48,8 +53,8 @@ class ChannelMixer(nn.Module):
     def reset_stats(self) -> None:
         pass
 
-    def on_train_step(self, step: int, max_steps: int) -> None:
-        pass
+    def on_train_step(self, step: int, max_steps: int) -> list[nn.Parameter]:
+        return []
 
     def active_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

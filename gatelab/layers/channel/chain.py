@@ -129,7 +129,7 @@ class ChainFFN(ChannelMixer):
         cfg = self.configure(d_model, {**options, "d_ff": d_ff})
         n = cfg.n_chains
         cfg.d_ff = cfg.d_ff or -(-default_swiglu_width(d_model) // n) * n
-        self.config, self.d_ff = cfg, cfg.d_ff
+        self.config, self.d_ff, self.d_ff_multiple = cfg, cfg.d_ff, cfg.n_chains
         self.w1 = ChainLinear(d_model, cfg.d_ff, n)
         self.w3 = ChainLinear(d_model, cfg.d_ff, n)
         self.w2 = ChainLinear(cfg.d_ff, d_model, n)

@@ -151,7 +151,7 @@ class AdaptiveComputationModule(ChannelMixer):
         0..N), over the forwards since the last reset."""
         if self._choice_counts is None:
             return {}
-        counts = self._choice_counts.double()
+        counts = self._choice_counts.double().cpu()
         fractions = counts / counts.sum()
         learners = float((fractions * torch.arange(len(counts), dtype=torch.float64)).sum())
         d, full = self.config.d_model, 4 * self.config.d_model * self.config.d_ff

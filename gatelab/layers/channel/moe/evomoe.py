@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ....registry import CHANNEL_MIXERS
 from ...base import require
@@ -27,7 +28,6 @@ class EvoMoEConfig:
     n_experts: int = 8
     diversify_steps: int | None = None
     diversify_mask_ratio: float = 0.5
-    spawn_seed: int = 0
     tau_max: float = 2.0
     tau_min: float = 0.3
     anneal_steps: int | None = None
@@ -37,11 +37,14 @@ class EvoMoEConfig:
     balance_coef: float = 0.01
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_experts": "[1, inf)", "diversify_steps": "[0, inf)",
-                                        "diversify_mask_ratio": "[0, 1)", "spawn_seed": "[0, inf)",
+                                        "diversify_mask_ratio": "[0, 1)",
                                         "tau_max": "(0, inf)", "tau_min": "(0, inf)", "anneal_steps": "[1, inf)",
                                         "threshold": "(0, 1)", "hard_after": "[0, inf)", "balance_coef": "[0, inf)"}
 
     def check(self) -> None:
+        require(self.threshold < 1 / self.n_experts,
+                f"threshold={self.threshold} must be < 1 / n_experts = {1 / self.n_experts:.4g}: the Gumbel weights "
+                "of a token sum to 1, so a lower threshold always passes at least one expert")
         require(self.tau_min <= self.tau_max,
                 f"tau_min={self.tau_min} must be <= tau_max={self.tau_max} (the temperature anneals downwards)")
 
@@ -90,22 +93,25 @@ class EvoMoE(ChannelMixer):
 
     1. Expert-diversify: for ``diversify_steps`` steps every token goes to expert 0 alone (no gate). At the first
        step past it expert 0 spawns the others: expert e (1..E-1) becomes a copy of expert 0 with each weight
-       zeroed with probability ``diversify_mask_ratio`` (an independent Bernoulli mask per expert and weight,
-       drawn from a generator seeded by ``spawn_seed``, so the spawn is reproducible); expert 0 is kept as it is.
+       zeroed with probability ``diversify_mask_ratio`` (an independent Bernoulli mask per expert, weight and layer,
+       drawn from torch's generator, which the run's seed sets and its checkpoints keep, so the spawn is
+       reproducible); expert 0 is kept as it is. The spawned experts continue expert 0's optimiser moments
+       (``on_train_step`` returns their weights; the training loop copies the state).
        The paper spawns by random masking; it is not in the released code, and the ratio here is gatelab's choice.
        ``diversify_steps=0`` skips the stage (all experts random from the start).
     2. Gate-sparsify (the Dense-to-Sparse gate, ``dense_to_sparse_gate``): ``G = gumbel_softmax(logits, tau)``,
        every expert with ``G > threshold`` computes, weighted by ``softmax(logits)``; no token is dropped. tau
        anneals from tau_max to tau_min over ``anneal_steps`` (``temperature_at``; exp by default, as the code).
        From step ``hard_after`` (if set) the mask is the one-hot argmax of G (the code's
-       ``switch_to_hard_gumbel_softmax``). tau_max 2.0 and tau_min 0.3 are the paper's (the code's defaults are
-       1.0 and 0.5).
+       ``switch_to_hard_gumbel_softmax``). tau_max 2.0 is the official WMT scripts' value and tau_min 0.3 the
+       paper's as gatelab's references give it, unverified (the scripts end at 0.5; the code's defaults are 1.0 and
+       0.5).
 
     Eval routes each token to its top-1 expert with weight ``softmax(logits)_e`` (the code's eval gate), dropping
     nothing; before the spawn, to expert 0. ``aux`` in training (stage 2): ``balance = balance_coef * E^2 *
     mean_e(mean(w_e) * frac_routed_e)`` (the code's). ``stats()``: experts_per_token (the dynamic number of experts
     per token), temperature, router_entropy, load, dropped_fraction (0). The temperature follows from the step
-    alone and the spawn from ``spawn_seed``; the ``spawned`` buffer (in the state dict) keeps a resumed run from
+    alone; the ``spawned`` buffer (in the state dict) keeps a resumed run from
     spawning twice, so a resumed run equals an uninterrupted one.
 
     Parameters: ``d_model * E + 3 * E * d_model * d_ff``. Active (eval, top-1): ``d_model * E + 3 * d_model * d_ff``.
@@ -133,23 +139,27 @@ class EvoMoE(ChannelMixer):
         anneal = cfg.anneal_steps if cfg.anneal_steps is not None else max(1, round(0.5 * max_steps))
         return diversify, anneal
 
-    def on_train_step(self, step: int, max_steps: int) -> None:
+    def on_train_step(self, step: int, max_steps: int) -> list[nn.Parameter]:
         cfg = self.config
         diversify, anneal = self.stages(max_steps)
+        spawned = []
         if step >= diversify and not bool(self.spawned):
-            self.spawn()
+            spawned = self.spawn()
         self.temperature = temperature_at(max(step - diversify, 0), cfg.tau_max, cfg.tau_min, anneal,
                                           cfg.anneal_schedule)
         self.hard = cfg.hard_after is not None and step >= cfg.hard_after
+        return spawned
 
     @torch.no_grad()
-    def spawn(self) -> None:
-        """Experts 1..E-1 become copies of expert 0 with each weight zeroed with probability diversify_mask_ratio."""
-        generator = torch.Generator().manual_seed(self.config.spawn_seed)
-        for w in (self.experts.w1, self.experts.w3, self.experts.w2):
-            keep = torch.rand((w.shape[0] - 1, *w.shape[1:]), generator=generator) >= self.config.diversify_mask_ratio
+    def spawn(self) -> list[nn.Parameter]:
+        """Experts 1..E-1 become copies of expert 0 with each weight zeroed with probability diversify_mask_ratio;
+        returns the expert weights (whose rows 1.. are now copies of row 0)."""
+        weights = [self.experts.w1, self.experts.w3, self.experts.w2]
+        for w in weights:
+            keep = torch.rand((w.shape[0] - 1, *w.shape[1:])) >= self.config.diversify_mask_ratio
             w[1:] = w[0] * keep.to(device=w.device, dtype=w.dtype)
         self.spawned.fill_(True)
+        return weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1])                                              # (N, d)
@@ -170,7 +180,8 @@ class EvoMoE(ChannelMixer):
             routing = self.router(flat)
             slots, probs = top_k_slots(routing), routing.probs
         y = self.experts(flat, slots)
-        self.routing_stats.add(torch.tensor(slots.token.numel()), torch.tensor(0), slots.expert, probs)
+        self.routing_stats.add(torch.tensor(slots.token.numel(), device=x.device), torch.zeros((), device=x.device),
+                               slots.expert, probs)
         return y.view_as(x)
 
     def stats(self) -> dict[str, Any]:

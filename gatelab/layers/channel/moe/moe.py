@@ -50,23 +50,25 @@ class SwiGLUExperts(nn.Module):
 
 @dataclass(kw_only=True)
 class MoEConfig:
-    """Options of ``moe``. ``capacity_factor`` 0 drops nothing; otherwise each expert takes at most
+    """Options of ``moe``. ``capacity_factor`` None drops nothing; otherwise each expert takes at most
     ``ceil(capacity_factor * N * top_k / n_experts)`` slots per training forward."""
 
     d_model: int
     n_experts: int = 8
     top_k: int = 2
-    capacity_factor: float = 0.0
+    capacity_factor: float | None = None
     shared_expert: bool = False
-    normalize_topk: bool = True
+    normalize_topk: bool | None = None
     balance_coef: float = 0.01
     z_coef: float = 0.001
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_experts": "[1, inf)", "top_k": "[1, inf)",
-                                        "capacity_factor": "[0, inf)", "balance_coef": "[0, inf)",
+                                        "capacity_factor": "(0, inf)", "balance_coef": "[0, inf)",
                                         "z_coef": "[0, inf)"}
 
     def check(self) -> None:
+        if self.normalize_topk is None:   # the default, resolved: renormalise top-k > 1, keep top-1's raw weight
+            self.normalize_topk = self.top_k > 1
         require(self.top_k <= self.n_experts,
                 f"top_k={self.top_k} must be <= n_experts={self.n_experts} (each token picks top_k distinct experts)")
 
@@ -78,10 +80,12 @@ class MoE(ChannelMixer):
 
     ``x [B, T, d_model] -> y [B, T, d_model]``: router probabilities ``p = softmax(x W_g^T)`` ``[E]`` (float32 or
     wider), the top_k experts of each token with weights ``p_e / sum_top-k p`` (``normalize_topk``; raw ``p_e``
-    otherwise), ``y = sum_chosen w_e * SwiGLU_e(x)`` (+ ``SwiGLU_shared(x)`` with ``shared_expert``). Tokens are
-    grouped per expert (one matrix product per expert, ``dispatch.grouped_swiglu``). With ``capacity_factor`` > 0,
-    training forwards drop the slots beyond each expert's capacity (first choices before second choices, tokens in
-    order); a token with every slot dropped gets 0 (the block's residual passes it on). Eval drops nothing.
+    otherwise; by default renormalised when top_k > 1 and raw for top-1, as Switch, whose router would otherwise
+    get no gradient from the task loss: a renormalised single weight is 1), ``y = sum_chosen w_e * SwiGLU_e(x)``
+    (+ ``SwiGLU_shared(x)`` with ``shared_expert``). Tokens are grouped per expert (one matrix product per expert,
+    ``dispatch.grouped_swiglu``). With a ``capacity_factor``, training forwards drop the slots beyond each
+    expert's capacity (first choices before second choices, tokens in order); a token with every slot dropped
+    gets 0 (the block's residual passes it on). Eval drops nothing.
 
     d_ff is each expert's width, by default ``default_expert_width(d_model, top_k)``, so the active experts hold
     about a dense SwiGLU's parameters. ``aux`` in training: ``balance = balance_coef * E * sum_e f_e P_e`` and
@@ -115,7 +119,7 @@ class MoE(ChannelMixer):
         cfg = self.config
         slots = top_k_slots(routing)
         keep = torch.ones_like(slots.expert, dtype=torch.bool)
-        if self.training and cfg.capacity_factor > 0:
+        if self.training and cfg.capacity_factor is not None:
             capacity = expert_capacity(flat.shape[0], cfg.top_k, cfg.n_experts, cfg.capacity_factor)
             keep = within_capacity(slots.expert, cfg.n_experts, capacity)
             slots = slots.select(keep)
