@@ -156,9 +156,10 @@ def _lm_text(rows: list[dict[str, Any]], base: dict[str, Any], matched: bool, lo
         "",
         markdown_table(rows, "lm"),
         "",
-        *(["Channel mixers on the test evaluation (mean over layers, then over seeds): experts per token, the",
-           "fraction of routed slots dropped by the capacity limit, the router's entropy in nats, learners per token",
-           "and the fraction of the full FFN's FLOPs (adaptive computation), the active fraction of hidden units.",
+        *(["Channel mixers on the last evaluation, valid and test splits together (mean over layers, then over",
+           "seeds): experts per token, the fraction of routed slots dropped by the capacity limit, the router's",
+           "entropy in nats, learners per token and the fraction of the full FFN's FLOPs (adaptive computation), the",
+           "active fraction of hidden units.",
            "", routing_table(rows), ""] if routing_table(rows) else []),
         *(["![expert load](expert_load.png)", ""] if loads else []),
         "![perplexity](perplexity.png)",
@@ -182,8 +183,8 @@ def _matched_text(rows: list[dict[str, Any]]) -> str:
 
 
 def expert_loads(records: list[dict[str, Any]], out_dir: Path) -> dict[str, list[list[float]]]:
-    """Each model's per-layer expert load on its last test evaluation (its first seed's best-lr run), for the
-    models whose channel mixers report one."""
+    """Each model's per-layer expert load on its last evaluation (valid and test splits; its first seed's best-lr
+    run), for the models whose channel mixers report one."""
     loads: dict[str, list[list[float]]] = {}
     for r in sorted(best_over_lrs(records, "lm"), key=lambda r: r["seed"]):
         label = f"{variant_label(r)} d{r['d_model']} T{r['seq_len']}"

@@ -123,7 +123,8 @@ def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path,
 
 def plot_expert_load(loads: dict[str, list[list[float]]], path: Path) -> None:
     """Expert load histograms: for each model (a panel), the fraction of routed slots each expert received on the
-    test evaluation, a bar group per expert with one bar per layer (uniform routing: every bar at 1 / experts)."""
+    last evaluation (valid and test), a bar group per expert with one bar per layer (uniform routing: every bar at
+    1 / experts)."""
     fig = Figure(figsize=(4.2 * len(loads) + 0.8, 3.4))
     axes = fig.subplots(1, len(loads), squeeze=False)
     for ax, (label, layers) in zip(axes[0], loads.items(), strict=True):

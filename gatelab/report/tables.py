@@ -153,9 +153,9 @@ def markdown_table(rows: list[dict[str, Any]], task: str = "mqar") -> str:
 
 
 def routing_table(rows: list[dict[str, Any]]) -> str:
-    """The channel mixers' statistics on the test evaluation (mean over layers, then over seeds), for the rows
-    that have any ("" if none): experts per token, dropped-token fraction, router entropy (nats), learners per
-    token and FLOPs fraction (adaptive computation), active fraction of hidden dimensions."""
+    """The channel mixers' statistics on the last evaluation, valid and test (mean over layers, then over seeds),
+    for the rows that have any ("" if none): experts per token, dropped-token fraction, router entropy (nats),
+    learners per token and FLOPs fraction (adaptive computation), active fraction of hidden dimensions."""
     keys = [k for k in ROUTING if any(k in r for r in rows)]
     if not keys:
         return ""
