@@ -27,7 +27,7 @@ import argparse
 import torch
 
 from benchmarks.common import benchmark_parser, median_times, positive_int, start, write_rows
-from gatelab.layers.channel.mlp import SwiGLU
+from gatelab.layers.channel import SwiGLU
 from gatelab.layers.channel.moe import MoE
 from gatelab.layers.channel.moe.moe import default_expert_width
 
