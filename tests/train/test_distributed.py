@@ -76,3 +76,20 @@ def test_precision_auto_is_float32_on_cpu_and_bf16_when_asked():
         assert layer(torch.randn(2, 4)).dtype == torch.float32
     with autocast_for("bf16", "cpu"):
         assert layer(torch.randn(2, 4)).dtype == torch.bfloat16
+
+
+def test_torchrun_trains_channel_mixers_that_leave_parameters_unused(corpus, tmp_path):
+    """EvoMoE's router waits for the spawn and a pre-gated block's own router and last pre-gate are never used:
+    data-parallel training must look for unused parameters instead of stopping at the second step."""
+    cfg = lm_config(corpus)
+    cfg.model.mixer, cfg.model.n_layers = "attn", 3
+    cfg.model.channel = "evomoe,pregated_moe,pregated_moe"
+    cfg.model.channel_options = {"evomoe": {"n_experts": 4, "diversify_steps": 3}, "pregated_moe": {"n_experts": 4}}
+    config = tmp_path / "ddp.json"
+    config.write_text(json.dumps(to_dict(cfg)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                    "-m", "gatelab.cli", "train", "--task", "lm", "--config", str(config),
+                    "--out", str(tmp_path / "ddp"), "--no-progress"], check=True, env=env, timeout=300)
+    result = json.loads((tmp_path / "ddp" / "result.json").read_text())
+    assert result["processes"] == 2 and result["steps"] == 6 and "channel_stats" in result

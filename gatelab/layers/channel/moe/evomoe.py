@@ -119,6 +119,7 @@ class EvoMoE(ChannelMixer):
 
     description = "EvoMoE: one expert spawns the others, then a Gumbel gate anneals from dense to sparse"
     paper = "Nie et al. 2021, arXiv 2112.14397"
+    may_skip_parameters = True   # the router waits for the spawn
     Config = EvoMoEConfig
 
     def __init__(self, d_model: int, d_ff: int | None = None, **options: Any):

@@ -37,6 +37,7 @@ class PreGatedMoE(MoE):
 
     description = "pre-gated MoE: block i's pre-gate picks block i+1's experts from block i's input"
     paper = "Hwang et al. 2024 (ISCA), arXiv 2308.12066"
+    may_skip_parameters = True   # a block fed by the one before never uses its own router; the last pre-gate idles
     uses_carry = True
 
     def __init__(self, d_model: int, d_ff: int | None = None, **options: Any):
