@@ -45,17 +45,8 @@ def number_list(kind: type, interval: str) -> Callable[[str], list]:
 
 def mixer_list(text: str) -> list[str]:
     """Comma-separated mixers for compare; each may be a key or a hybrid ratio such as gdn:gated_attn=3:1."""
-    names = [x.strip() for x in text.split(",")]
-    if not all(names):
-        problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"
-        raise argparse.ArgumentTypeError(f"{problem}: give comma-separated mixer keys or hybrid ratios, e.g. "
-                                         f"attn,gla,gdn:gated_attn=3:1 (registered: {', '.join(MIXERS.names())})")
-    for n in names:
-        try:
-            parse_schedule(n)
-        except (ConfigError, KeyError) as e:
-            raise argparse.ArgumentTypeError(e.args[0]) from None
-    return names
+    return _key_list(text, "mixer keys or hybrid ratios, e.g. attn,gla,gdn:gated_attn=3:1", parse_schedule,
+                     MIXERS.names())
 
 
 def channel_list(text: str) -> list[str]:
@@ -70,6 +61,8 @@ def residual_list(text: str) -> list[str]:
 
 
 def _key_list(text: str, what: str, check: Callable[[str], object], registered: list[str]) -> list[str]:
+    """A non-empty comma-separated list whose every item ``check`` accepts; its ConfigError or KeyError becomes
+    argparse's error, and an empty list or item says what to give and what is registered."""
     names = [x.strip() for x in text.split(",")]
     if not all(names):
         problem = "the list is empty" if not any(names) else f"{text!r} has an empty item"

@@ -71,11 +71,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def judge(control: list[float], treatment: list[float], direction: str, threshold: float = 2.0) -> Verdict:
-    """Reproduced when the effect in the claimed direction exceeds ``threshold`` standard errors (Welch), not
-    reproduced when the opposite does, inconclusive otherwise (including fewer than two seeds per group)."""
+def _weighed(control: list[float], treatment: list[float], effect: float, threshold: float) -> Verdict:
+    """The verdict on ``effect`` (positive: as claimed) in standard errors of the difference of means (Welch):
+    reproduced at ``threshold`` or more, not reproduced at ``-threshold`` or less, inconclusive otherwise and with
+    fewer than two seeds per group; also the effect over the pooled seed std."""
     (mc, sc), (mt, st) = mean_std(control), mean_std(treatment)
-    effect = (mc - mt) if direction == "lower" else (mt - mc)
     if len(control) < 2 or len(treatment) < 2:
         return Verdict("inconclusive", (mc, sc), (mt, st), effect, math.nan, math.nan)
     se = math.sqrt(sc**2 / len(control) + st**2 / len(treatment))
@@ -84,6 +84,14 @@ def judge(control: list[float], treatment: list[float], direction: str, threshol
     ratio = effect / pooled if pooled > 0 else math.copysign(math.inf, effect) if effect else 0.0
     verdict = "reproduced" if z >= threshold else "not reproduced" if z <= -threshold else "inconclusive"
     return Verdict(verdict, (mc, sc), (mt, st), effect, z, ratio)
+
+
+def judge(control: list[float], treatment: list[float], direction: str, threshold: float = 2.0) -> Verdict:
+    """Reproduced when the effect in the claimed direction exceeds ``threshold`` standard errors (Welch), not
+    reproduced when the opposite does, inconclusive otherwise (including fewer than two seeds per group)."""
+    mc, mt = mean_std(control)[0], mean_std(treatment)[0]
+    effect = (mc - mt) if direction == "lower" else (mt - mc)
+    return _weighed(control, treatment, effect, threshold)
 
 
 def judge_no_worse(control: list[float], treatment: list[float], direction: str, margin: float,
@@ -92,17 +100,10 @@ def judge_no_worse(control: list[float], treatment: list[float], direction: str,
     direction that is better) is below ``margin`` x the control's mean by more than ``threshold`` standard errors
     (Welch), not reproduced when it exceeds that allowance by as much, inconclusive otherwise. ``effect`` and ``z``
     are those of the allowance left: positive where the treatment is within it."""
-    (mc, sc), (mt, st) = mean_std(control), mean_std(treatment)
+    mc, mt = mean_std(control)[0], mean_std(treatment)[0]
     shortfall = (mt - mc) if direction == "lower" else (mc - mt)
     effect = margin * abs(mc) - shortfall
-    if len(control) < 2 or len(treatment) < 2:
-        return Verdict("inconclusive", (mc, sc), (mt, st), effect, math.nan, math.nan)
-    se = math.sqrt(sc**2 / len(control) + st**2 / len(treatment))
-    pooled = math.sqrt((sc**2 + st**2) / 2)
-    z = effect / se if se > 0 else math.copysign(math.inf, effect) if effect else 0.0
-    ratio = effect / pooled if pooled > 0 else math.copysign(math.inf, effect) if effect else 0.0
-    verdict = "reproduced" if z >= threshold else "not reproduced" if z <= -threshold else "inconclusive"
-    return Verdict(verdict, (mc, sc), (mt, st), effect, z, ratio)
+    return _weighed(control, treatment, effect, threshold)
 
 
 def judge_claim(claim: Claim, groups: dict[str, dict[str, list[float]]]) -> Verdict:
