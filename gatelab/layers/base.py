@@ -68,11 +68,20 @@ class TokenMixer(nn.Module):
     ``forward(x, state, lower_bound=lb)`` and ``step(x, state, lower_bound=lb)`` with ``lb [lower_bound_dim]`` in
     [0, 1): the bound of its layer, which a model computes from parameters it shares across layers
     (``DecoderLM.lower_bounds``). Without one (a layer used on its own, or a model's first layer) the bound is 0.
+
+    Directions (``directions``): ``"causal"`` mixers only look back; a bidirectional model
+    (``gatelab.layers.token.bidirectional``) runs them as a forward and a reverse scan. ``"both"`` mixers take a
+    ``causal`` option; with ``causal=False`` they attend in both directions themselves (softmax attention without
+    its mask). ``"bidirectional"`` mixers exist only in that form (ViG's BiGLA, Sinkhorn attention). A mixer built
+    non-causal has no decoding state (``forward(x, state=None, lengths=None) -> (y, None)``) and takes ``lengths``
+    ``[B]`` (int64, the unpadded length of each right-padded sequence, or None when nothing is padded): padded
+    positions must not change the outputs at real positions.
     """
 
     description: str = ""
     paper: str = ""
     lower_bound_dim: int = 0
+    directions: str = "causal"
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
