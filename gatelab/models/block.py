@@ -29,13 +29,15 @@ class Block(nn.Module):
     ``forward(x, state, step, lower_bound, carry)`` returns ``(x, state)`` with state ``(conv_state, mixer_state)``;
     ``step=True`` sends the token mixer down its decoding path; ``lower_bound`` (``[mixer.lower_bound_dim]``, or
     None) goes to the token mixer (see ``TokenMixer``); ``carry`` is the dict one forward pass of a model hands from
-    block to block (pending ladder outputs, a pre-gated router's next routing). ``dropout`` applies to each branch
-    output in training.
+    block to block (pending ladder outputs, a pre-gated router's next routing, the ``"lengths"`` of padded
+    sequences). ``dropout`` applies to each branch output in training. ``whole_sequence``: the mixer is non-causal
+    (a bidirectional model's) and takes ``carry["lengths"]`` to keep padding out of real positions.
     """
 
     def __init__(self, mixer: TokenMixer, channel: ChannelMixer | None, norm_factory, conv: ShortConv | None = None,
-                 dropout: float = 0.0, residual_factory=None):
+                 dropout: float = 0.0, residual_factory=None, whole_sequence: bool = False):
         super().__init__()
+        self.whole_sequence = whole_sequence
         residual_factory = residual_factory or (lambda: Add(0))
         self.dropout = nn.Dropout(dropout)
         self.mixer_norm, self.conv, self.mixer = norm_factory(), conv, mixer
@@ -59,6 +61,8 @@ class Block(nn.Module):
             c, conv_state = self.conv(h, conv_state)
             h = h + c
         layer_inputs = {} if lower_bound is None else {"lower_bound": lower_bound}
+        if self.whole_sequence:
+            layer_inputs["lengths"] = carry.get("lengths")
         y, mixer_state = (self.mixer.step if step else self.mixer)(h, mixer_state, **layer_inputs)
         x = self.mixer_sum_probe(_join(self.mixer_residual, x, self.dropout(y), carry))
         if self.channel is not None:

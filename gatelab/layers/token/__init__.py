@@ -1,6 +1,7 @@
 """Token mixers (across time). Importing this package registers every mixer in ``gatelab.registry.MIXERS``."""
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
 from .based import Based
+from .bidirectional import Bidirectional, bidirectional_mixer
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
@@ -11,7 +12,8 @@ from .mamba import Mamba
 from .mamba2 import Mamba2
 
 __all__ = [
-    "HGRN2", "AttentionGate", "BaseConv", "Based", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
+    "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention",
+    "bidirectional_mixer",
 ]

@@ -26,7 +26,9 @@ class AttentionConfig:
     have none), on in ``gated_attn``. ``rotary_fraction`` rotates only the first ``int(head_dim * fraction)`` dims
     of each head (Qwen3-Next: 0.25; default 1.0, every dim). ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches
     to the clipped softmax of Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives
-    ``gamma = -alpha / T``). ``n_chains > 1`` makes it Chain-of-Model attention (see ``SoftmaxAttention``): it must
+    ``gamma = -alpha / T``). ``causal=False`` attends in both directions (an encoder; no decoding state; padded
+    keys masked by the ``lengths`` of ``forward``), as a bidirectional model builds it. ``n_chains > 1`` makes it
+    Chain-of-Model attention (see ``SoftmaxAttention``): it must
     divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``)."""
 
     d_model: int
@@ -41,6 +43,7 @@ class AttentionConfig:
     clip_gamma: float = 0.0
     clip_zeta: float = 1.0
     n_chains: int = 1
+    causal: bool = True
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "n_kv_heads": "[1, inf)",
                                         "head_dim": "[1, inf)", "qk_norm_eps": "(0, inf)", "rope_base": "(1, inf)",
@@ -74,6 +77,7 @@ class SoftmaxAttention(TokenMixer):
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
     paper = "Vaswani et al. 2017, arXiv 1706.03762"
     Config = AttentionConfig
+    directions = "both"
 
     def __init__(self, d_model: int, **options):
         super().__init__()
@@ -132,34 +136,41 @@ class SoftmaxAttention(TokenMixer):
             q, k = self.q_norm(q), self.k_norm(k)
         return self._gate("g4", q, x), self._gate("g3", k, x), self._gate("g2", v, x)
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: KVCache | None
-               ) -> tuple[torch.Tensor, KVCache]:
-        """RoPE at the right positions, the KV cache, and softmax attention: ``o [B, T, H, D]`` and the new cache."""
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: KVCache | None,
+               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, KVCache | None]:
+        """RoPE at the right positions, the KV cache, and softmax attention: ``o [B, T, H, D]`` and the new cache
+        (None when non-causal, where ``lengths [B]`` masks the padded keys)."""
         cfg = self.config
         T = q.shape[1]
+        if not cfg.causal and state is not None:
+            raise ValueError(f"{type(self).__name__} with causal=False attends to every position and has no "
+                             "decoding state")
         offset = 0 if state is None else state.offset
         if self.rope is not None:
             q, k = self.rope(q, offset), self.rope(k, offset)
         if state is None:
-            cache = KVCache.wrap(k, v, T)                                                 # no copy
+            cache = KVCache.wrap(k, v, T) if cfg.causal else None                         # no copy
         else:
             cache = state.append(k, v)                  # written in place into the cache's preallocated tail
             k, v = cache.k, cache.v                                                        # (B, Tk, Hkv, D) views
         window = self.window
+        key_mask = None if lengths is None else torch.arange(k.shape[1], device=k.device) < lengths[:, None]
         if self.clipped or self.attn_probe.active or self.score_probe.active:
             scores = self.score_probe(attention_scores(q, k))                              # (B, H, T, Tk)
-            probs = self.attn_probe(attention_probs(scores, window=window, gamma=cfg.clip_gamma, zeta=cfg.clip_zeta))
+            probs = self.attn_probe(attention_probs(scores, causal=cfg.causal, window=window, gamma=cfg.clip_gamma,
+                                                    zeta=cfg.clip_zeta, key_mask=key_mask))
             o = attention_mix(probs, v)                                                    # (B, T, H, D)
         else:
-            o, _ = sdpa_attention(q, k, v, window=window)                                  # (B, T, H, D)
+            o, _ = sdpa_attention(q, k, v, causal=cfg.causal, window=window, key_mask=key_mask)  # (B, T, H, D)
         o = self.context_probe(o)
         if window is not None:
             cache = cache.keep_last(window - 1).compact()
         return o, cache
 
-    def forward(self, x: torch.Tensor, state: KVCache | None = None) -> tuple[torch.Tensor, KVCache]:
+    def forward(self, x: torch.Tensor, state: KVCache | None = None, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, KVCache | None]:
         q, k, v = self.project(x)
-        o, cache = self.attend(q, k, v, state)
+        o, cache = self.attend(q, k, v, state, lengths)
         o = self._gate("g1", o, x)
         y = self.o_proj(o.flatten(2))                                                      # (B, T, d_model)
         return self._gate("g5", y.unsqueeze(2), x).squeeze(2), cache
@@ -285,14 +296,17 @@ class SlidingWindowConfig(AttentionConfig):
 class SlidingWindowAttention(SoftmaxAttention):
     """Sliding-window softmax attention (Beltagy et al. 2020, arXiv 2004.05150; as in Based and Liger): causal
     attention over the last ``window`` positions only, so the KV cache stays at ``window - 1`` tokens.
-    Parameters: those of ``attn``."""
+    Parameters: those of ``attn``. Causal only: a bidirectional model runs it as a forward and a reverse scan."""
 
     description = "sliding-window softmax attention: a KV cache of fixed size"
     paper = "Beltagy et al. 2020, arXiv 2004.05150"
     Config = SlidingWindowConfig
+    directions = "causal"
 
     def __init__(self, d_model: int, **options):
         super().__init__(d_model, **options)
+        require(self.config.causal, f"{type(self).__name__}: causal=False is not offered (a bidirectional model "
+                "runs this mixer as a forward and a reverse scan)")
         self.window = self.config.window
 
     def state_size(self, seq_len: int) -> int:

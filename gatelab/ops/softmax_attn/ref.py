@@ -60,11 +60,14 @@ def attention_scores(q: torch.Tensor, k: torch.Tensor, scale: float | None = Non
 
 
 def attention_probs(scores: torch.Tensor, *, causal: bool = True, window: int | None = None, gamma: float = 0.0,
-                    zeta: float = 1.0) -> torch.Tensor:
-    """The (clipped) softmax of ``scores [B, H, Tq, Tk]`` over keys, after the causal (and window) mask."""
+                    zeta: float = 1.0, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The (clipped) softmax of ``scores [B, H, Tq, Tk]`` over keys, after the causal (and window) mask and the
+    padding mask ``key_mask [B, Tk]`` (True at real keys)."""
     if causal:
         mask = causal_mask(scores.shape[-2], scores.shape[-1], scores.device, window)
         scores = scores.masked_fill(~mask, float("-inf"))
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask[:, None, None, :], float("-inf"))
     return clipped_softmax(scores, dim=-1, gamma=gamma, zeta=zeta)      # (B, H, Tq, Tk)
 
 
@@ -84,6 +87,7 @@ def softmax_attention(
     window: int | None = None,
     gamma: float = 0.0,
     zeta: float = 1.0,
+    key_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention with materialised probabilities (the reference, and the path for clipped softmax):
     ``attention_scores``, then ``attention_probs``, then ``attention_mix``.
@@ -95,10 +99,12 @@ def softmax_attention(
         causal: mask keys after each query's position.
         window: with causal, also mask keys ``window`` or more positions back (sliding-window attention).
         gamma, zeta: clipped-softmax parameters (``clipped_softmax``); the defaults give the plain softmax.
+        key_mask: ``[B, Tk]`` bool, True at real keys: padded keys get no attention (each query needs one real key).
 
     Returns:
         ``o`` ``[B, Tq, H, Dv]`` and the probabilities ``[B, H, Tq, Tk]``.
     """
     check_attention_inputs(q, k, v)
-    probs = attention_probs(attention_scores(q, k, scale), causal=causal, window=window, gamma=gamma, zeta=zeta)
+    probs = attention_probs(attention_scores(q, k, scale), causal=causal, window=window, gamma=gamma, zeta=zeta,
+                            key_mask=key_mask)
     return attention_mix(probs, v), probs

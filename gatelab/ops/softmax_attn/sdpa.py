@@ -15,12 +15,13 @@ def sdpa_attention(
     scale: float | None = None,
     causal: bool = True,
     window: int | None = None,
+    key_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, None]:
     """Softmax attention through PyTorch's fused SDPA (FlashAttention / memory-efficient / math backends).
 
     Same arguments and semantics as ``softmax_attention`` with the plain softmax and optional sliding window (GQA,
-    ``Tq <= Tk`` with the queries at the last positions). Returns ``o`` ``[B, Tq, H, Dv]`` and None (the
-    probabilities are never formed).
+    ``Tq <= Tk`` with the queries at the last positions; ``key_mask [B, Tk]``, True at real keys). Returns ``o``
+    ``[B, Tq, H, Dv]`` and None (the probabilities are never formed).
     """
     check_attention_inputs(q, k, v)
     Tq, Tk = q.shape[1], k.shape[1]
@@ -31,6 +32,11 @@ def sdpa_attention(
         is_causal = True
     elif causal and Tq > 1:
         mask = causal_mask(Tq, Tk, q.device)                           # (Tq, Tk) bottom-right aligned
+    if key_mask is not None:
+        if is_causal:
+            mask, is_causal = causal_mask(Tq, Tk, q.device), False
+        pad = key_mask[:, None, None, :]                               # (B, 1, 1, Tk) padded keys masked
+        mask = pad if mask is None else mask & pad                     # (B, 1, Tq, Tk)
     o = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),       # (B, H, T, D)
         attn_mask=mask, is_causal=is_causal, scale=scale, enable_gqa=q.shape[2] != k.shape[2],

@@ -1,0 +1,182 @@
+"""The stack of blocks every gatelab model is built around: the per-layer mixer, channel-mixer and residual
+schedules, HGRN's shared forget-gate lower bounds, the final norm, and what the training loop asks of a model
+(auxiliary losses, routing statistics, active parameters, state size)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import ConfigError, check_ranges
+from ..layers.base import TokenMixer
+from ..layers.conv import ShortConv
+from ..layers.norm import build_norm
+from ..layers.token.bidirectional import bidirectional_mixer
+from ..registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
+from .block import Block, finish_stream
+from .chain import check_chains
+from .config import ModelConfig
+
+LENGTHS = "lengths"   # the carry key of the unpadded lengths [B] that non-causal mixers mask padding with
+
+
+@dataclass
+class TaskOutput:
+    """What a classifier or a forecaster returns: ``logits`` (class scores ``[B, classes]``, or forecasts
+    ``[B, horizon, variates]``), the task loss, and the channel mixers' auxiliary losses as ``DecoderLM`` gives them."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    aux_loss: torch.Tensor | None = None
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class BlockStack(nn.Module):
+    """``config.n_layers`` pre-norm blocks and a final norm; subclasses add what goes in and what comes out.
+
+    When a layer's mixer takes a forget-gate lower bound (``mixer.lower_bound_dim > 0``: hgrn2), the model holds
+    ``lower_bounds [n_layers, lower_bound_dim]`` (zeros) and gives each such layer its row of
+    ``layer_lower_bounds()``, as HGRN's models do (Qin et al. 2023, arXiv 2311.04823; flash-linear-attention's
+    HGRN2Model, which leaves ``lower_bounds`` under weight decay, as here).
+
+    With ``config.bidirectional`` every token mixer sees the whole sequence: one that attends in both directions
+    itself (``directions == "both"``: attention) is built with ``causal=False``, one that exists only in that form
+    (``"bidirectional"``) as it is, and every causal one is wrapped in ``Bidirectional`` (a forward and a reverse
+    scan). A bidirectional-only mixer in a causal model is an error.
+    """
+
+    def _check_config(self, config: ModelConfig) -> None:
+        """Check ``config`` (ranges, chains, every key it names) and keep it as ``self.config``."""
+        check_ranges(config, "model")  # a config built in Python has not been through from_dict
+        check_chains(config)
+        for key in config.mixer_options:
+            MIXERS.get(key)
+        for key in config.channel_options:
+            CHANNEL_MIXERS.get(key)
+        RESIDUALS.get(config.residual)
+        for key in config.residual_options:
+            RESIDUALS.get(key)
+        self.config = config
+
+    def _build_stack(self) -> None:
+        """The blocks, the shared lower bounds and the final norm of ``self.config``."""
+        config = self.config
+        schedule, channels = config.schedule(), config.channel_schedule()
+        self.blocks = nn.ModuleList(self._block(key, ch) for key, ch in zip(schedule, channels, strict=True))
+        widths = {b.mixer.lower_bound_dim for b in self.blocks} - {0}
+        if len(widths) > 1:
+            raise ConfigError(f"model.mixer schedule {schedule}: the mixers that take a forget-gate lower bound want "
+                              f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
+        self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
+        self.norm = build_norm(config.norm, config.d_model, config.norm_eps, chains=config.chains)
+
+    def _mixer(self, key: str) -> TokenMixer:
+        """The token mixer of one layer, in the model's direction(s)."""
+        c = self.config
+        cls = MIXERS.get(key)
+        chains = {"n_chains": c.chains} if c.chains > 1 else {}
+        options = {"n_heads": c.n_heads, **c.mixer_options.get(key, {}), **chains}
+        if c.bidirectional:
+            return bidirectional_mixer(key, c.d_model, options, c.bidirectional_params, c.bidirectional_combine)
+        if getattr(cls, "directions", "causal") == "bidirectional":
+            raise ConfigError(f"model.mixer {key!r} exists only in bidirectional form; set model.bidirectional="
+                              "true (a classifier or forecaster), or choose a causal mixer")
+        return cls(c.d_model, **options)
+
+    def _block(self, key: str, channel_key: str) -> Block:
+        c = self.config
+        chains = {"n_chains": c.chains} if c.chains > 1 else {}
+        mixer = self._mixer(key)
+        window = getattr(mixer, "window", None)
+        if window is not None and window > c.max_seq_len:
+            raise ConfigError(f"{key}: window={window} is longer than model.max_seq_len={c.max_seq_len}; a window "
+                              "must fit in the sequence (use attn for full attention)")
+        channel = None
+        if channel_key != "none":
+            options = {**c.channel_options.get(channel_key, {}), **chains}
+            channel = CHANNEL_MIXERS.get(channel_key)(c.d_model, c.d_ff or None, **options)
+        conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
+        residual = RESIDUALS.get(c.residual)
+        options = c.residual_options.get(c.residual, {})
+        return Block(mixer, channel, lambda: build_norm(c.norm, c.d_model, c.norm_eps, c.chains), conv, c.dropout,
+                     lambda: residual(c.d_model, **options), whole_sequence=c.bidirectional)
+
+    def encode(self, x: torch.Tensor, states: list[Any] | None = None, step: bool = False,
+               lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, list[Any]]:
+        """The blocks and the final norm over embedded inputs ``x [B, T, d_model]``: the normalised last hidden
+        state ``[B, T, d_model]`` and each layer's mixer state. ``lengths [B]``: the unpadded length of each
+        right-padded sequence (a bidirectional model masks the padding with it)."""
+        states = states if states is not None else [None] * len(self.blocks)
+        new_states, carry = [], {} if lengths is None else {LENGTHS: lengths}
+        for block, state, bound in zip(self.blocks, states, self.layer_lower_bounds(), strict=True):
+            x, state = block(x, state, step=step, lower_bound=bound, carry=carry)
+            new_states.append(state)
+        carry.pop(LENGTHS, None)
+        return self.norm(finish_stream(x, carry)), new_states
+
+    def collect_aux(self) -> dict[str, torch.Tensor]:
+        """The channel mixers' auxiliary losses of the last forward when training (empty otherwise), per name;
+        the modules' own records are cleared (they keep no graph, so a model stays deep-copyable)."""
+        aux = self.aux_losses() if self.training else {}
+        for _, ch in self.channel_mixers():
+            ch.aux = {}
+        return aux
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def num_active_params(self) -> int:
+        """The parameters one token uses: all, except that each channel mixer counts its ``active_params()`` (a
+        mixture of experts: its router, shared experts and top_k experts)."""
+        unused = sum(sum(p.numel() for p in ch.parameters()) - ch.active_params() for _, ch in self.channel_mixers())
+        return self.num_params() - unused
+
+    def layer_lower_bounds(self) -> list[torch.Tensor | None]:
+        """Each layer's forget-gate lower bound ``[lower_bound_dim]``: the softmax of ``lower_bounds`` over the
+        layers (in float32 or wider), its cumulative sum minus the first row, so bounds grow from 0 at the first
+        layer towards 1 at the top. None for the first layer (bound 0) and for layers whose mixer takes none."""
+        if self.lower_bounds is None:
+            return [None] * len(self.blocks)
+        p = self.lower_bounds.softmax(0, dtype=torch.promote_types(self.lower_bounds.dtype, torch.float32))
+        bounds = p.cumsum(0) - p[0]                                                      # (n_layers, width)
+        return [bounds[i] if i > 0 and b.mixer.lower_bound_dim else None for i, b in enumerate(self.blocks)]
+
+    def init_states(self, batch_size: int) -> list[Any]:
+        return [block.init_state(batch_size) for block in self.blocks]
+
+    def state_size(self, seq_len: int) -> int:
+        """Floats held per sequence by all token mixers (and short convolutions) after seq_len tokens."""
+        conv = sum(b.conv.d_model * (b.conv.kernel_size - 1) for b in self.blocks if b.conv is not None)
+        return conv + sum(block.mixer.state_size(seq_len) for block in self.blocks)
+
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """The channel mixers' auxiliary losses of the last training forward, per name, summed over layers."""
+        out: dict[str, torch.Tensor] = {}
+        for block in self.blocks:
+            for name, value in block.aux_losses().items():
+                out[name] = out[name] + value if name in out else value
+        return out
+
+    def channel_mixers(self) -> list[tuple[int, nn.Module]]:
+        """(layer, channel mixer) for every layer that has one."""
+        return [(i, b.channel) for i, b in enumerate(self.blocks) if b.channel is not None]
+
+    def channel_stats(self) -> dict[str, dict[str, Any]]:
+        """Each channel mixer's statistics since the last ``reset_channel_stats`` (routing: experts per token,
+        dropped fraction, load, ...), by layer (``"layer3"``); layers with none are left out."""
+        return {f"layer{i}": s for i, ch in self.channel_mixers() if (s := ch.stats())}
+
+    def reset_channel_stats(self) -> None:
+        for _, ch in self.channel_mixers():
+            ch.reset_stats()
+
+    def on_train_step(self, step: int, max_steps: int) -> list[nn.Parameter]:
+        """Tell every channel mixer that training step ``step`` (0-based) of ``max_steps`` begins (schedules);
+        returns the parameters whose rows 1.. a mixer has just copied from row 0 (see ``ChannelMixer``)."""
+        return [p for _, ch in self.channel_mixers() for p in ch.on_train_step(step, max_steps) or []]
+
+    def may_skip_parameters(self) -> bool:
+        """Whether a forward may leave some parameters unused (data-parallel training must then look for them)."""
+        return any(getattr(ch, "may_skip_parameters", False) for _, ch in self.channel_mixers())
