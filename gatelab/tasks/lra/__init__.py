@@ -1,0 +1,5 @@
+"""Long Range Arena tasks (Tay et al. 2021): configs and builders of classification splits."""
+from .image import LRAImageConfig, lra_image
+from .text import LRATextConfig, lra_text
+
+__all__ = ["LRAImageConfig", "LRATextConfig", "lra_image", "lra_text"]
