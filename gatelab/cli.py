@@ -25,11 +25,29 @@ from .train.config import TrainConfig, check_buildable, check_device
 from .train.executors import Executor, RunsFailed, make_executor
 from .train.loop import train
 from .train.sweep import run_sweep
+from .train.tasks import TASKS
 from .train.tracking import check_available
 
-# TrainConfig's model defaults follow Zoology's MQAR protocol; language models get a channel mixer instead.
+# TrainConfig's model defaults follow Zoology's MQAR protocol; language models get a channel mixer instead, and the
+# other tasks a smaller model of the same kind.
 LM_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_heads=4", "model.n_layers=4",
                      "model.d_model=128"]
+TASK_MODEL_DEFAULTS = ["model.channel=swiglu", "model.short_conv=0", "model.n_heads=4", "model.n_layers=2",
+                       "model.d_model=64"]
+# the config field --data sets, per task
+DATA_FIELDS = {"lm": "lm.data", "forecast": "forecast.data", "lra-image": "lra_image.path"}
+
+
+def model_defaults(task: str) -> list[str]:
+    return [] if task == "mqar" else LM_MODEL_DEFAULTS if task == "lm" else TASK_MODEL_DEFAULTS
+
+
+def data_field(task: str) -> str:
+    """The config field ``--data`` sets for ``task`` (an error for tasks whose data is generated)."""
+    if task not in DATA_FIELDS:
+        raise ConfigError(f"--data applies to --task {', '.join(DATA_FIELDS)} (this is --task {task}, whose data is "
+                          "generated or packaged; its options are --set fields)")
+    return DATA_FIELDS[task]
 
 
 
@@ -98,11 +116,10 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
         raise ConfigError("give --mixer or --hybrid, not both")
     cfg = read_config(args.config) if args.config else TrainConfig()
     task = args.task or cfg.task
-    if args.data is not None and task != "lm":
-        raise ConfigError(f"--data applies to --task lm (this is --task {task})")
-    task_defaults = LM_MODEL_DEFAULTS if task == "lm" and not args.config else []
+    data = {data_field(task): args.data} if args.data is not None else {}
+    task_defaults = model_defaults(task) if not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
-    given = {"model.mixer": mixer, "lm.data": args.data, "log": args.log}
+    given = {"model.mixer": mixer, **data, "log": args.log}
     cfg = apply_overrides(cfg, [f"task={task}", *task_defaults, *(args.set or [])],
                           values={k: v for k, v in given.items() if v is not None})
     check_device(cfg.device)
@@ -113,7 +130,8 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
         return
     final = result["final"]
-    scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("accuracy", "valid/ppl", "test/ppl"))
+    shown = ("accuracy", "valid/ppl", "test/ppl", "valid/accuracy", "test/accuracy", "test/mse", "test/mae")
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in shown)
     console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
                   f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
     console.print(f"run folder: {out}")
@@ -131,9 +149,7 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
     else:
         grid = preset(TASK_PRESETS[task][1 if args.quick else 0])
     if args.data is not None:
-        if grid.task != "lm":
-            raise ConfigError("--data applies to --task lm")
-        grid.base.lm.data = args.data
+        grid.base = apply_overrides(grid.base, [], values={data_field(grid.task): args.data})
     for name in ("mixers", "channels", "residuals", "seq_lens", "d_models", "seeds", "lrs", "budget_minutes",
                  "pairing"):
         if getattr(args, name) is not None:
@@ -259,27 +275,47 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:
-    from .reproduce import REPRODUCTIONS
+    from .reproduce import DEFAULT_DATA, REPRODUCTIONS
 
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
-    if not args.data.strip():
-        raise ConfigError("--data is empty: give a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
+    if args.data is not None and args.name not in DEFAULT_DATA:
+        raise ConfigError(f"--data: reproduce {args.name} generates its data; --data applies to "
+                          f"{', '.join(DEFAULT_DATA)}")
+    data = DEFAULT_DATA.get(args.name) if args.data is None else args.data
+    if data is not None and not data.strip():
+        raise ConfigError("--data is empty: give a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files "
+                          "(informer-ett: etth1, etth2 or a CSV)")
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{mode}"
     command = "gatelab " + " ".join(shlex.quote(a) for a in args.argv)
     reproduce = REPRODUCTIONS[args.name]
     executor = executor_from(args, "cpu")
-    report = reproduce(mode, args.seeds, out, args.data, command, progress=not args.no_progress, executor=executor)
+    report = reproduce(mode, args.seeds, out, data, command, progress=not args.no_progress, executor=executor)
     console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")
 
 
 def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
+    from .tasks.series import install_ett
     from .tasks.text.assets import install
 
-    install(args.names or None, log=console.print)   # no names: all of them
+    if args.link and not args.ett:
+        raise ConfigError("--link applies to --ett DIR")
+    if args.ett:
+        install_ett(args.ett, link=args.link, log=console.print)
+    if args.names or not args.ett:
+        install(args.names or None, log=console.print)   # no names: all of them
 
 
-COMMANDS = {"mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
+def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
+    table = Table(title="tasks (--task)")
+    for col in ("key", "config", "metric", "description", "paper"):
+        table.add_column(col)
+    for key, cls in TASKS.items():
+        table.add_row(key, cls.field or "", cls.metric, cls.description, cls.paper)
+    console.print(table)
+
+
+COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
             "analyze": cmd_analyze, "reproduce": cmd_reproduce, "install-data": cmd_install_data}
 
 

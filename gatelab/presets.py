@@ -14,6 +14,7 @@ from .registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
 from .train.budget import steps_for_budget
 from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig, check_buildable
 from .train.sweep import SweepRun
+from .train.tasks import task_class
 
 
 def safe_name(text: str) -> str:
@@ -68,6 +69,9 @@ class CompareGrid:
             parse_schedule(channel, CHANNEL_MIXERS, allowed=("none",))
         for residual in self.residuals or []:
             RESIDUALS.get(residual)
+        if self.budget_minutes and self.task not in ("lm", "mqar"):
+            raise ConfigError(f"budget_minutes: an equal-time budget is measured for lm and mqar grids; a {self.task} "
+                              "grid trains for base.max_steps")
 
     def variants(self) -> list[tuple[str, str, str]]:
         """Every (mixer, channel, residual) of the grid, the first being the parameter-matching reference."""
@@ -141,10 +145,7 @@ class CompareGrid:
                             cfg.model.channel, cfg.model.residual = model.channel, model.residual
                             cfg.model.d_model, cfg.model.d_ff = d, model.d_ff
                             cfg.seed, cfg.optim.lr = seed, lr
-                            if self.task == "lm":
-                                cfg.lm.seq_len = T
-                            else:
-                                cfg.mqar.seq_lens = [T]
+                            task_class(self.task).set_length(cfg, T)
                             check_ranges(cfg)
                             if self.budget_minutes:
                                 probe = cfg.resolved(vocab_size)
@@ -192,8 +193,82 @@ def _mixer_options() -> dict[str, dict]:
     """The per-mixer options every grid starts from."""
     return {**ATTN_AS_GATED, **{key: {"n_heads": MULTI_SCALE_HEADS} for key in MULTI_SCALE_MIXERS}}
 
-PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min", "channels", "residuals")
-TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick")}
+def task_base(task: str, steps: int, batch_size: int, eval_every: int, bidirectional: bool,
+               pooling: str = "mean", lr: float = 1e-3) -> TrainConfig:
+    """Classification, forecasting and synthetic next-token tasks at CPU scale: 2 pre-norm layers of mixer +
+    SwiGLU, d_model 64, 4 heads (the multi-scale mixers keep theirs), no short convolution; a bidirectional
+    backbone where the task's papers use an encoder (LRA, forecasting)."""
+    cfg = TrainConfig(
+        task=task,
+        model=ModelConfig(n_layers=2, d_model=64, n_heads=4, channel="swiglu", short_conv=0,
+                          mixer_options=_mixer_options(), bidirectional=bidirectional),
+        batch_size=batch_size, max_steps=steps, eval_every=eval_every, target_accuracy=2.0,
+    )
+    cfg.classifier.pooling, cfg.optim.lr = pooling, lr
+    return cfg
+
+
+# Each task's grid: (mixers, training length, base). The lengths are CPU-sized (LRA: 2k ListOps, 4k text,
+# 1k image and Pathfinder; Mamba: 4k copying; see each task's config); "<task>-quick" runs the same in seconds.
+LRA_MIXERS = ["attn", "gated_attn", "gla", "gdn", "mamba", "linear_attn", "based"]
+
+
+def _task_grid(task: str, quick: bool) -> CompareGrid:
+    if task == "lra-listops":
+        mixers, T, base = LRA_MIXERS, 200, task_base(task, 1500, 32, 250, True, pooling="cls")
+    elif task == "lra-text":
+        mixers, T, base = ["attn", "gla", "linear_attn"], 512, task_base(task, 600, 16, 200, True)
+        base.lra_text.valid_examples, base.lra_text.test_examples = 1000, 1000
+    elif task == "lra-pathfinder":
+        mixers, T, base = ["attn", "gla", "linear_attn"], 1024, task_base(task, 600, 16, 200, True)
+    elif task == "lra-image":
+        mixers, T, base = ["attn", "gla", "linear_attn"], 784, task_base(task, 600, 16, 200, True)
+        base.lra_image.valid_examples, base.lra_image.test_examples = 1000, 2000
+    elif task == "selective-copying":
+        mixers, T, base = ["mamba", "gla", "gdn", "retnet", "base_conv", "attn"], 128, \
+            task_base(task, 1500, 32, 250, False)
+    elif task == "induction-heads":
+        mixers, T, base = ["mamba", "attn", "gla", "gdn"], 64, task_base(task, 1500, 32, 250, False)
+        base.induction_heads.extrapolate, base.induction_heads.test_examples = [1, 2, 4, 8, 16, 64], 200
+    else:
+        mixers, T, base = ["attn", "probsparse", "gla"], 24, task_base(task, 600, 32, 100, True)
+        base.forecast.train_windows = 0
+    if quick:
+        base.max_steps, base.eval_every, base.batch_size = 4, 2, 4
+        T = {"lra-listops": 60, "lra-text": 64, "lra-pathfinder": 64, "lra-image": 784, "selective-copying": 32,
+             "induction-heads": 16, "forecast": 24}[task]
+        _shrink(base)
+        mixers = mixers[:2]
+    return CompareGrid(mixers=mixers, seq_lens=[T], d_models=[base.model.d_model if not quick else 16],
+                       seeds=2 if not quick else 1, lrs=[base.optim.lr], base=base)
+
+
+def _shrink(base: TrainConfig) -> None:
+    """A quick grid's data: a few examples of each split, so a whole grid runs in seconds."""
+    base.listops.min_len, base.listops.train_examples = 20, 64
+    base.listops.valid_examples = base.listops.test_examples = 16
+    base.lra_text.train_examples, base.lra_text.valid_examples, base.lra_text.test_examples = 32, 16, 16
+    base.pathfinder.train_examples = 32
+    base.pathfinder.valid_examples = base.pathfinder.test_examples = 16
+    base.lra_image.train_examples, base.lra_image.valid_examples, base.lra_image.test_examples = 32, 16, 16
+    base.selective_copying.num_tokens, base.selective_copying.train_examples = 4, 64
+    base.selective_copying.test_examples = 16
+    base.induction_heads.train_examples, base.induction_heads.test_examples = 64, 16
+    base.induction_heads.extrapolate = [1, 2]
+    base.forecast.train_windows = 64
+    base.forecast.eval_windows = 32
+    base.forecast.lookback = 48
+
+
+TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick"),
+                **{task: (name, f"{name}-quick") for task, name in (
+                    ("lra-listops", "listops"), ("lra-text", "lra-text"), ("lra-pathfinder", "pathfinder"),
+                    ("lra-image", "lra-image"), ("selective-copying", "selective-copying"),
+                    ("induction-heads", "induction-heads"), ("forecast", "forecast"))}}
+TASK_OF_PRESET = {name: task for task, names in TASK_PRESETS.items() for name in names
+                  if task not in ("mqar", "lm")}
+PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min", "channels", "residuals",
+           *TASK_OF_PRESET)
 
 
 def preset(name: str) -> CompareGrid:
@@ -239,6 +314,8 @@ def preset(name: str) -> CompareGrid:
         residuals = ["add", *(k for k in RESIDUALS.names() if k != "add")]
         return CompareGrid(mixers=["attn"], residuals=residuals, seq_lens=[128], d_models=[128], seeds=2, lrs=[2e-3],
                            base=base)
+    if name in TASK_OF_PRESET:
+        return _task_grid(TASK_OF_PRESET[name], quick=name.endswith("-quick"))
     if name == "lm-quick":
         base = _lm_base("ptb", steps=20, batch_size=8, eval_every=10)
         base.lm.eval_tokens = 2048

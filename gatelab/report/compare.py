@@ -12,18 +12,23 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import to_dict
+from ..train.config import TrainConfig
 from ..train.run import environment, write_json_atomic
+from ..train.tasks import task_class
 from .plots import (
     plot_accuracy_vs_length,
     plot_accuracy_vs_state,
+    plot_bars,
     plot_expert_load,
+    plot_extrapolation,
     plot_learning_curves,
-    plot_perplexity,
 )
 from .tables import (
     METRICS,
     best_over_lrs,
     diverged,
+    extrapolation_rows,
+    extrapolation_table,
     markdown_table,
     routing_table,
     score_text,
@@ -43,18 +48,19 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     ``planned``: the number of runs in the grid, when ``records`` covers only those finished so far."""
     out_dir = Path(out_dir)
     rows = summarize(records, grid.task)
-    plots = ("accuracy.png", "recall_vs_state.png") if grid.task == "mqar" else ("perplexity.png",
-                                                                                 "learning_curves.png")
-    paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "report.md", *plots)}
+    paths = {name: out_dir / name for name in ("results.csv", "summary.csv", "report.md")}
     write_csv(records, paths["results.csv"])
     write_csv(rows, paths["summary.csv"])
     base = to_dict(grid.base)
     if grid.task == "mqar":
+        paths |= {name: out_dir / name for name in ("accuracy.png", "recall_vs_state.png")}
         plot_accuracy_vs_length(rows, paths["accuracy.png"])
         plot_accuracy_vs_state(rows, paths["recall_vs_state.png"])
         body = _mqar_text(rows, base)
-    else:
-        plot_perplexity(rows, paths["perplexity.png"])
+    elif grid.task == "lm":
+        paths |= {name: out_dir / name for name in ("perplexity.png", "learning_curves.png")}
+        plot_bars(rows, paths["perplexity.png"], (("valid_ppl", "valid"), ("test_ppl", "test")),
+                  "perplexity (lower is better)")
         plot_learning_curves(valid_curves(records, out_dir, grid.base), paths["learning_curves.png"],
                              "valid perplexity")
         loads = expert_loads(records, out_dir)
@@ -62,8 +68,10 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
             paths["expert_load.png"] = out_dir / "expert_load.png"
             plot_expert_load(loads, paths["expert_load.png"])
         body = _lm_text(rows, base, grid.match_params, bool(loads))
+    else:
+        body = _task_text(records, rows, grid, base, out_dir, paths)
     text = [
-        f"# gatelab compare: {'MQAR' if grid.task == 'mqar' else 'language modelling on ' + base['lm']['data']}",
+        f"# gatelab compare: {_title(grid.task, base)}",
         "",
         f"Command: `{command}`",
         "",
@@ -93,12 +101,59 @@ def write_compare_report(records: list[dict[str, Any]], grid: Any, out_dir: Path
     return paths
 
 
+def _title(task: str, base: dict[str, Any]) -> str:
+    if task == "mqar":
+        return "MQAR"
+    if task == "lm":
+        return "language modelling on " + base["lm"]["data"]
+    return f"{task} ({task_class(task).description})"
+
+
+def _task_text(records: list[dict[str, Any]], rows: list[dict[str, Any]], grid: Any, base: dict[str, Any],
+               out_dir: Path, paths: dict[str, Path]) -> list[str]:
+    """The body of a classification, forecasting or synthetic next-token report, and its plots (added to
+    ``paths``)."""
+    task = grid.task
+    cls = task_class(task)
+    settings = base[cls.field] if cls.field else {}
+    if task in ("selective-copying", "induction-heads"):
+        paths["accuracy.png"], paths["extrapolation.png"] = out_dir / "accuracy.png", out_dir / "extrapolation.png"
+        plot_accuracy_vs_length(rows, paths["accuracy.png"], y_label="{}")
+        lengths = extrapolation_rows(records, task)
+        plot_extrapolation(lengths, paths["extrapolation.png"])
+        what = ["Accuracy is the fraction of scored positions predicted right on held-out sequences (the final",
+                "evaluation, best learning rate per seed, then mean ± std over seeds); the length table tests the",
+                "same models on sequences longer than they were trained on.", "", markdown_table(rows, task), "",
+                extrapolation_table(lengths), "", "![accuracy](accuracy.png)", "",
+                "![length generalisation](extrapolation.png)"]
+    elif task == "forecast":
+        paths["scores.png"] = out_dir / "scores.png"
+        plot_bars(rows, paths["scores.png"], (("test_mse", "test MSE"), ("test_mae", "test MAE")),
+                  "error on standardised data (lower is better)")
+        what = ["MSE and MAE over every forecast value of the test windows, on data standardised with the training",
+                "split's mean and std (as Informer reports them), at the evaluation with the lowest valid MSE; best",
+                "learning rate per seed, then mean ± std over seeds. seq_len is the horizon.", "",
+                markdown_table(rows, task), "", "![scores](scores.png)"]
+    else:
+        paths["scores.png"] = out_dir / "scores.png"
+        plot_bars(rows, paths["scores.png"], (("test_accuracy", "test"), ("valid_accuracy", "valid")), "accuracy")
+        what = ["Accuracy on the test split at the evaluation with the best valid accuracy, best learning rate per",
+                "seed, then mean ± std over seeds.", "", markdown_table(rows, task), "", "![scores](scores.png)"]
+    model = base["model"]
+    head = base["forecaster"] if task == "forecast" else base["classifier"] if task.startswith("lra-") else {}
+    return [*what, "", "## Settings", "",
+            f"- {'bidirectional' if model['bidirectional'] else 'causal'} backbone"
+            + (f" ({model['bidirectional_params']} parameters, {model['bidirectional_combine']} combine)"
+               if model["bidirectional"] else "") + (f"; head {head}" if head else ""),
+            f"- data: {settings}"]
+
+
 def _diverged_text(records: list[dict[str, Any]], task: str) -> list[str]:
     """What the report says about runs that diverged (nothing if none did)."""
     n = sum(diverged(r) for r in records)
     if not n:
         return []
-    worst = "accuracy 0" if task == "mqar" else "perplexity inf"
+    worst = "perplexity inf" if task == "lm" else "MSE inf" if task == "forecast" else "accuracy 0"
     return [f"**Diverged:** {n} of {len(records)} runs stopped on a non-finite loss or gradient (`diverged` and "
             f"`diverged_at` in results.csv, where they score {worst}). Each seed's best learning rate is chosen "
             "among its runs that did not diverge; a seed whose runs all diverged is counted in the table, not "
@@ -234,8 +289,13 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
 
 # TrainConfig fields added after grids were first named, at their defaults: left out of the name, so a grid that
 # does not set them keeps the folder it had (and resumes there).
-LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], "mlflow_uri": ""}
-LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1}
+TASK_FIELDS = ("listops", "lra_text", "pathfinder", "lra_image", "selective_copying", "induction_heads", "forecast",
+               "classifier", "forecaster")
+LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], "mlflow_uri": "",
+                                **{k: to_dict(TrainConfig())[k] for k in TASK_FIELDS}}
+LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1,
+                                      "bidirectional": False, "bidirectional_params": "shared",
+                                      "bidirectional_combine": "gate"}
 
 
 def grid_fingerprint(grid: Any) -> str:

@@ -45,7 +45,7 @@ def value_axis(ax: Axes, values: list[float], axis: str = "y") -> None:
 
 
 def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: str, panel_title: str,
-                x_key: str, x_label: str, log2_ticks: bool) -> Figure:
+                x_key: str, x_label: str, log2_ticks: bool, y_label: str = "MQAR {}") -> Figure:
     """One panel per value of ``panel_key``; in each, the metric against ``x_key``, a line per mixer through
     its mean over seeds, with bars spanning its lowest to highest seed, a legend beside the last panel."""
     panels = sorted({r[panel_key] for r in rows})
@@ -69,16 +69,25 @@ def _panel_plot(rows: list[dict[str, Any]], path: Path, metric: str, panel_key: 
         ax.set_title(panel_title.format(value))
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel(f"MQAR {metric}")
+    axes[0][0].set_ylabel(y_label.format(metric))
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return fig
 
 
-def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
+def plot_accuracy_vs_length(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy",
+                             y_label: str = "MQAR {}") -> None:
     """One panel per d_model: metric against sequence length, a line per mixer, bars = range over seeds."""
-    _panel_plot(rows, path, metric, "d_model", "d_model = {}", "seq_len", "sequence length", log2_ticks=True)
+    _panel_plot(rows, path, metric, "d_model", "d_model = {}", "seq_len", "sequence length", log2_ticks=True,
+                y_label=y_label)
+
+
+def plot_extrapolation(rows: list[dict[str, Any]], path: Path) -> None:
+    """Length generalisation: accuracy against the test length, one panel per training length, a line per mixer
+    (rows: ``extrapolation_rows``)."""
+    _panel_plot(rows, path, "accuracy", "seq_len", "trained at length {}", "test_len", "test length",
+                log2_ticks=True, y_label="{}")
 
 
 def plot_accuracy_vs_state(rows: list[dict[str, Any]], path: Path, metric: str = "accuracy") -> None:
@@ -88,17 +97,18 @@ def plot_accuracy_vs_state(rows: list[dict[str, Any]], path: Path, metric: str =
                 "state size (floats per sequence)", log2_ticks=False)
 
 
-def plot_perplexity(rows: list[dict[str, Any]], path: Path) -> None:
-    """Valid and test perplexity per mixer (bars, std over seeds as error bars), one group per cell."""
+def plot_bars(rows: list[dict[str, Any]], path: Path, metrics: tuple[tuple[str, str], ...], ylabel: str) -> None:
+    """Two metrics per model (``metrics``: (key, legend name) pairs; bars, std over seeds as error bars), one
+    group per cell: valid and test perplexity, test and valid accuracy, test MSE and MAE."""
     labels = [f"{variant_label(r)}\nd{r['d_model']} T{r['seq_len']}" for r in rows]
     fig = Figure(figsize=(1.2 * len(rows) + 2.5, 3.8))
     ax = fig.subplots()
     xs = range(len(rows))
-    for offset, (metric, name) in zip((-0.2, 0.2), (("valid_ppl", "valid"), ("test_ppl", "test")), strict=True):
+    for i, (offset, (metric, name)) in enumerate(zip((-0.2, 0.2), metrics, strict=True)):
         ax.bar([x + offset for x in xs], [r[f"{metric}_mean"] for r in rows], width=0.4, label=name,
-               yerr=[r[f"{metric}_std"] for r in rows], capsize=3, color=PALETTE[0 if name == "valid" else 1])
+               yerr=[r[f"{metric}_std"] for r in rows], capsize=3, color=PALETTE[i])
     ax.set_xticks(list(xs), labels, fontsize=8)
-    ax.set_ylabel("perplexity (lower is better)")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

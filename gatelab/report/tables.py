@@ -31,9 +31,16 @@ class TaskMetrics:
         return a > b if self.higher_is_better else a < b
 
 
+ACCURACY = TaskMetrics("accuracy", True, ("accuracy",), ("accuracy",), "{:.3f}")
+CLASSIFICATION = TaskMetrics("valid_accuracy", True, ("test_accuracy", "valid_accuracy"), ("test acc", "valid acc"),
+                             "{:.3f}")
 METRICS = {
-    "mqar": TaskMetrics("accuracy", True, ("accuracy",), ("accuracy",), "{:.3f}"),
+    "mqar": ACCURACY,
     "lm": TaskMetrics("valid_ppl", False, ("valid_ppl", "test_ppl"), ("valid ppl", "test ppl"), "{:.1f}"),
+    "selective-copying": ACCURACY,
+    "induction-heads": ACCURACY,
+    **{key: CLASSIFICATION for key in ("lra-listops", "lra-text", "lra-pathfinder", "lra-image")},
+    "forecast": TaskMetrics("valid_mse", False, ("test_mse", "test_mae"), ("test MSE", "test MAE"), "{:.3f}"),
 }
 
 
@@ -102,12 +109,12 @@ def decimals_for(std: float, seeds: int, most: int) -> int:
 
 def score_text(row: dict[str, Any], metric: str, task: str = "mqar") -> str:
     """A summary row's ``mean ± std`` of ``metric`` over seeds, saying how many seeds diverged ("diverged" if all
-    did). MQAR accuracies are printed to their standard error's first digit (``decimals_for``)."""
+    did). Accuracies and errors are printed to their standard error's first digit (``decimals_for``)."""
     fmt, n = METRICS[task].fmt, row.get("diverged", 0)
     if n and n == row["seeds"]:
         return "diverged"
     mean, std = row[metric + "_mean"], row[metric + "_std"]
-    if task == "mqar":
+    if task != "lm":
         fmt = f"{{:.{decimals_for(std, row['seeds'] - n, most=3)}f}}"
     text = f"{fmt.format(mean)} ± {fmt.format(std)}"
     return text + (f" ({n} of {row['seeds']} seeds diverged)" if n else "")
@@ -167,4 +174,38 @@ def routing_table(rows: list[dict[str, Any]]) -> str:
             cells = [r["mixer"], *(r[c] for c in extra), r["d_model"], r["seq_len"],
                      *(f"{r[k]:.3f}" if k in r else "-" for k in keys)]
             lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines)
+
+
+def extrapolation_rows(records: list[dict[str, Any]], task: str) -> list[dict[str, Any]]:
+    """Length generalisation: per cell and test length (the records' ``accuracy/len<T>``), the accuracy's mean,
+    std, lowest and highest over seeds (best learning rate per seed, diverged seeds left out)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in best_over_lrs(records, task):
+        if diverged(r):
+            continue
+        for key, value in r.items():
+            if key.startswith("accuracy/len"):
+                groups[tuple(r.get(c, "") for c in CELL) + (int(key.removeprefix("accuracy/len")),)].append(value)
+    rows = []
+    for key, values in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][3], kv[0][4], kv[0][5])):
+        rows.append({**dict(zip((*CELL, "test_len"), key, strict=True)), "seeds": len(values),
+                     "accuracy_mean": statistics.fmean(values),
+                     "accuracy_std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                     "accuracy_min": min(values), "accuracy_max": max(values)})
+    return rows
+
+
+def extrapolation_table(rows: list[dict[str, Any]]) -> str:
+    """Accuracy (mean ± std over seeds) by test length, one line per model and training length."""
+    lengths = sorted({r["test_len"] for r in rows})
+    cells: dict[tuple, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for r in rows:
+        cells[(variant_label(r), r["d_model"], r["seq_len"])][r["test_len"]] = r
+    header = ["mixer", "d_model", "trained at", *(f"test {T}" for T in lengths)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (label, d, T), by_len in cells.items():
+        scores = [f"{by_len[n]['accuracy_mean']:.3f} ± {by_len[n]['accuracy_std']:.3f}" if n in by_len else "-"
+                  for n in lengths]
+        lines.append("| " + " | ".join(map(str, [label, d, T, *scores])) + " |")
     return "\n".join(lines)

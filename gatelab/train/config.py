@@ -10,11 +10,16 @@ from typing import ClassVar, Literal
 import torch
 
 from ..config import ConfigError, check_ranges, from_dict, to_dict
+from ..models.classifier import ClassifierConfig, check_pooling
+from ..models.forecaster import ForecasterConfig
 from ..models.lm import ModelConfig
-from ..models.params import count_params
+from ..tasks.lra import ListOpsConfig, LRAImageConfig, LRATextConfig, PathfinderConfig
 from ..tasks.mqar import MQARConfig
+from ..tasks.series import ForecastConfig
+from ..tasks.synthetic import InductionHeadsConfig, SelectiveCopyingConfig
 from ..tasks.text.cache import tokenizer_key
 from .optim import OptimConfig
+from .tasks import task_class
 
 
 @dataclass(kw_only=True)
@@ -109,10 +114,20 @@ class TrainConfig:
     (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place
     is checked before a run starts."""
 
-    task: Literal["mqar", "lm"] = "mqar"
+    task: Literal["mqar", "lm", "lra-listops", "lra-text", "lra-pathfinder", "lra-image", "selective-copying",
+                  "induction-heads", "forecast"] = "mqar"
     mqar: MQARTaskConfig = field(default_factory=MQARTaskConfig)
     lm: LMTaskConfig = field(default_factory=LMTaskConfig)
+    listops: ListOpsConfig = field(default_factory=ListOpsConfig)
+    lra_text: LRATextConfig = field(default_factory=LRATextConfig)
+    pathfinder: PathfinderConfig = field(default_factory=PathfinderConfig)
+    lra_image: LRAImageConfig = field(default_factory=LRAImageConfig)
+    selective_copying: SelectiveCopyingConfig = field(default_factory=SelectiveCopyingConfig)
+    induction_heads: InductionHeadsConfig = field(default_factory=InductionHeadsConfig)
+    forecast: ForecastConfig = field(default_factory=ForecastConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(n_heads=1, channel="none", short_conv=3))
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    forecaster: ForecasterConfig = field(default_factory=ForecasterConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 64
     grad_accum: int = 1
@@ -146,6 +161,8 @@ class TrainConfig:
             torch.device(self.device)
         except RuntimeError:
             raise ConfigError(f"device={self.device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+        if self.task.startswith("lra-"):
+            check_pooling(self.classifier, self.model)
         schedule = self.model.schedule()
         if self.backend == "fla" and "mamba" in schedule:   # (its first forward would say so, after the folder starts)
             raise ConfigError("backend=fla: mamba's selective scan has no flash-linear-attention kernel; use "
@@ -158,13 +175,11 @@ class TrainConfig:
         return to_dict(from_dict(cls, json.loads(Path(path).read_text())))
 
     def resolved(self, vocab_size: int | None = None) -> TrainConfig:
-        """A copy with the fields the task decides filled in: the model's vocabulary (MQAR's from its config, a
-        corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
+        """A copy with the fields the task decides filled in: the model's vocabulary (a generated task's from its
+        config, a corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
         check_ranges(self)
-        if self.task == "mqar":
-            vocab_size, longest = self.mqar.vocab_size, max(self.mqar.seq_lens)
-        else:
-            longest = self.lm.seq_len
+        own_vocab, longest = task_class(self.task).shape(self)
+        vocab_size = own_vocab if own_vocab is not None else vocab_size
         if vocab_size is None:
             raise ValueError("resolving an LM config needs the tokenizer's vocabulary size")
         model = dataclasses.replace(self.model, vocab_size=vocab_size,
@@ -185,10 +200,13 @@ def check_device(device: str) -> None:
 
 
 def check_buildable(cfg: TrainConfig) -> None:
-    """Build the model on the meta device (no memory, no weights) so that a mixer option or size the layers reject
-    fails before any data is made or any folder is written; the error names the model settings."""
+    """Build the task's model on the meta device (no memory, no weights) so that a mixer option or size the layers
+    reject fails before any data is made or any folder is written; the error names the model settings."""
+    from .tasks import task_class
+
     try:
-        count_params(cfg.model)
+        with torch.device("meta"):
+            task_class(cfg.task).model(cfg)
     except ConfigError:
         raise
     except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:

@@ -16,6 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import ConfigError, to_dict
 from ..models.lm import DecoderLM
+from ..models.stack import BlockStack
 from ..ops.backend import use_backend
 from ..tasks.text import check_same_tokenizer
 from .channel_stats import aux_record, mean_stats
@@ -28,7 +29,7 @@ from .lock import folder_lock
 from .optim import build_optimizer, lr_at
 from .progress import RunProgress, reporting
 from .run import NONFINITE_BATCH, RunDir, stored_config
-from .tasks import LMTask, MQARTask, build_task
+from .tasks import LMTask, Task, build_task
 
 
 def seed_everything(seed: int) -> None:
@@ -36,10 +37,10 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
-def evaluate(model: torch.nn.Module, task: MQARTask | LMTask, batch_size: int, device: str,
-             channels: DecoderLM | None = None) -> tuple[dict[str, float], dict[str, Any]]:
-    """The task's evaluation with the model (a ``DecoderLM``, or one compiled) in eval mode, and the channel
-    mixers' statistics over it (``channels``: the ``DecoderLM`` itself; by layer, empty for dense layers)."""
+def evaluate(model: torch.nn.Module, task: Task, batch_size: int, device: str,
+             channels: BlockStack | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    """The task's evaluation with the model (a ``BlockStack`` model, or one compiled) in eval mode, and the channel
+    mixers' statistics over it (``channels``: the model itself; by layer, empty for dense layers)."""
     if channels is not None:
         channels.reset_channel_stats()
     model.eval()
@@ -79,7 +80,7 @@ def save_batch(run: RunDir | None, step: int, x: torch.Tensor, y: torch.Tensor) 
     return f"; the batch is saved in {path}"
 
 
-def nonfinite_loss(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, step: int, loss: torch.Tensor,
+def nonfinite_loss(model: BlockStack, x: torch.Tensor, y: torch.Tensor, step: int, loss: torch.Tensor,
                    run: RunDir | None) -> str:
     """Why training stops on a non-finite loss: the first layer that went non-finite (the batch is saved)."""
     where = first_nonfinite_module(model, x) or "the loss itself (every layer output was finite)"
@@ -97,12 +98,12 @@ def copy_first_row_state(opt: torch.optim.Optimizer, params: list[torch.nn.Param
                 value[1:] = value[:1]
 
 
-def grad_norm(model: DecoderLM) -> torch.Tensor:
+def grad_norm(model: BlockStack) -> torch.Tensor:
     """The L2 norm of all gradients together (NaN or infinity if any gradient is not finite)."""
     return torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
 
 
-def nonfinite_gradient(model: DecoderLM, norm: float, step: int) -> str:
+def nonfinite_gradient(model: BlockStack, norm: float, step: int) -> str:
     """Why training stops on a non-finite gradient: the first parameter whose gradient is not finite."""
     bad = first_nonfinite_gradient(model)
     where = f"first in {bad}" if bad else "every gradient is finite, but their norm overflowed"
@@ -155,8 +156,8 @@ class RunState:
     channel_stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, task: MQARTask | LMTask,
-              model: DecoderLM, opt: torch.optim.Optimizer, resume: bool, overwrite: bool, device: str) -> RunState:
+def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, task: Task,
+              model: BlockStack, opt: torch.optim.Optimizer, resume: bool, overwrite: bool, device: str) -> RunState:
     """Start the run folder afresh, or continue the run in it from its checkpoint; returns where training starts."""
     if not resume:
         if run:
@@ -181,7 +182,19 @@ def _open_run(cfg: TrainConfig, run_dir: str | Path | None, run: RunDir | None, 
     return saved
 
 
-def _result(state: RunState, model: DecoderLM, task: MQARTask | LMTask, world: World, **extra: Any) -> dict[str, Any]:
+def save_model(model: torch.nn.Module, task: Task, folder: Path) -> None:
+    """A finished run's model: a language model as a Hugging Face model folder (``model/``), any other model as
+    ``model.safetensors`` beside the run's config."""
+    if isinstance(model, DecoderLM):
+        from ..hf.run import MODEL_DIR, save_run_model
+
+        save_run_model(model, folder / MODEL_DIR, getattr(task, "tokenizer", None))
+        make_readable(folder / MODEL_DIR)
+    else:
+        save_weights(model, folder / "model.safetensors")
+
+
+def _result(state: RunState, model: BlockStack, task: Task, world: World, **extra: Any) -> dict[str, Any]:
     return {
         "steps": state.step,
         "final": state.last_eval,
@@ -204,7 +217,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
     seed_everything(cfg.seed)
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
-    model = DecoderLM(cfg.model).to(device)
+    model = task.model(cfg).to(device)
     if cfg.compile:
         # this run's model compiles afresh: code compiled for earlier runs of this process (a sweep trains its runs
         # one after another) would count against dynamo's recompile limit, past which it runs eagerly without a word
@@ -293,10 +306,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
         stop(f"non-finite weights after step {state.step}, first in {bad}", state.step)
     result = _result(state, model, task, world)
     if run:
-        from ..hf.run import MODEL_DIR, save_run_model
-
-        save_run_model(model, run.path / MODEL_DIR, getattr(task, "tokenizer", None))
-        make_readable(run.path / MODEL_DIR)
+        save_model(model, task, run.path)
         run.finish(result)
     reporter.ended(name, result)
     return result

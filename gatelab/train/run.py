@@ -103,7 +103,8 @@ def stored_config(folder: str | Path) -> dict[str, Any] | None:
 
 NONFINITE_BATCH = "nonfinite_batch.safetensors"      # the batch a run diverged on
 # What a finished (or diverged) run adds, and what is measured on its final model: gone once the run trains again.
-FINISHED = ("result.json", "model", "analysis", "measure.json", NONFINITE_BATCH, "nonfinite_batch.pt")
+FINISHED = ("result.json", "model", "model.safetensors", "analysis", "measure.json", NONFINITE_BATCH,
+            "nonfinite_batch.pt")
 # Everything a run writes into its folder (besides its lock), cleared when the folder starts a new run.
 OUTPUTS = ("config.json", "meta.json", "metrics.jsonl", "tokenizer.json", CHECKPOINT, LEGACY_CHECKPOINT,
            "checkpoints", TRACKING_FILE, TENSORBOARD_DIR, *FINISHED)
@@ -111,8 +112,9 @@ OUTPUTS = ("config.json", "meta.json", "metrics.jsonl", "tokenizer.json", CHECKP
 
 class RunDir:
     """A run's folder: ``config.json``, ``meta.json``, ``metrics.jsonl``, ``result.json``, and the trained model in
-    ``model/`` (Hugging Face format). A folder holds one resolved configuration: starting a run of another one in
-    it is an error unless asked to overwrite, and a new start clears every output of the run before.
+    ``model/`` (a language model, in Hugging Face format) or ``model.safetensors`` (a classifier or forecaster).
+    A folder holds one resolved configuration: starting a run of another one in it is an error unless asked to
+    overwrite, and a new start clears every output of the run before.
 
     Every line written to ``metrics.jsonl`` is also sent to the trackers the config's ``log`` names (TensorBoard,
     MLflow; see ``gatelab.train.tracking``), opened by ``start`` and ``resume`` and closed by ``finish``."""

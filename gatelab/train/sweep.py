@@ -10,7 +10,6 @@ a result, marked diverged, and the rest of the sweep goes on; a rerun reads it b
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from .lock import FolderBusy, folder_lock
 from .loop import train
 from .progress import RunProgress, reporting
 from .run import RunDir, stored_config, what_it_computes
+from .tasks import task_class
 
 
 @dataclass
@@ -104,17 +104,11 @@ def _train_one(run_dir: Path, config: TrainConfig, reporter: RunProgress, overwr
 
 
 def scores(task: str, result: dict[str, Any]) -> dict[str, float]:
-    """The reported metrics of one run. MQAR: final test accuracy, overall and per slice. Language modelling:
-    valid and test perplexity at the evaluation with the lowest valid perplexity (model selection on valid).
-    A diverged run scores the worst: accuracy 0, perplexity infinity."""
-    if task == "lm":
-        if result.get("diverged"):
-            return {"valid_ppl": math.inf, "test_ppl": math.inf}
-        return {"valid_ppl": result["best"]["valid/ppl"], "test_ppl": result["best"]["test/ppl"]}
-    if result.get("diverged"):
-        return {"accuracy": 0.0}
-    final = result["final"]
-    return {"accuracy": final["accuracy"], **{k: v for k, v in final.items() if k.startswith("accuracy/")}}
+    """The reported metrics of one run (``Task.scores``): MQAR and the synthetic next-token tasks their final
+    accuracy, overall and per slice; language modelling valid and test perplexity, classification valid and test
+    accuracy, forecasting test MSE and MAE, each at the evaluation with the best valid metric (model selection on
+    valid). A diverged run scores the worst: accuracy 0, perplexity or error infinity."""
+    return task_class(task).scores(result)
 
 
 def run_sweep(runs: list[SweepRun], out_dir: str | Path, progress: bool | RunProgress = True,

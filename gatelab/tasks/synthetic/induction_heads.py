@@ -29,7 +29,7 @@ steps, batch 8. Safari's defaults: 5,000 training and 500 test sequences, which 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -45,7 +45,8 @@ FIRST_ORDINARY = 2
 @dataclass(kw_only=True)
 class InductionHeadsConfig:
     """Sequences of ``seq_len`` input tokens over ``vocab_size`` ids (two of them special); ``score``: which
-    training positions carry a label (test sets always score the final token only)."""
+    training positions carry a label (test sets always score the final token only). ``extrapolate``: the test
+    sets' lengths as multiples of ``seq_len`` (Mamba's Table 2 trains at 256 and tests at up to 2^20)."""
 
     seq_len: int = 256
     vocab_size: int = 16
@@ -53,9 +54,11 @@ class InductionHeadsConfig:
     score: Literal["all", "final"] = "all"
     train_examples: int = 5000
     test_examples: int = 500
+    extrapolate: list[int] = field(default_factory=lambda: [1])
 
     RANGES: ClassVar[dict[str, str]] = {"seq_len": "[4, inf)", "vocab_size": "[3, inf)", "num_triggers": "[1, inf)",
-                                        "train_examples": "[1, inf)", "test_examples": "[1, inf)"}
+                                        "train_examples": "[1, inf)", "test_examples": "[1, inf)",
+                                        "extrapolate": "[1, inf)"}
 
     @property
     def slice_name(self) -> str:

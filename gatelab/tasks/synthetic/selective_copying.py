@@ -21,7 +21,7 @@ evaluation sequences (S4's ``n_train`` / ``n_eval``). Examples are distinct and 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -37,7 +37,9 @@ NOISE = 0
 @dataclass(kw_only=True)
 class SelectiveCopyingConfig:
     """``seq_len`` tokens holding ``num_tokens`` data tokens, then as many markers; ``vocab_size`` counts the
-    noise and marker tokens; ``variable``: data at random positions (selective) or first (plain copying)."""
+    noise and marker tokens; ``variable``: data at random positions (selective) or first (plain copying).
+    ``extrapolate``: the test sets' lengths as multiples of ``seq_len`` (length generalisation; 1: the training
+    length)."""
 
     seq_len: int = 256
     num_tokens: int = 16
@@ -45,9 +47,11 @@ class SelectiveCopyingConfig:
     variable: bool = True
     train_examples: int = 10000
     test_examples: int = 1000
+    extrapolate: list[int] = field(default_factory=lambda: [1])
 
     RANGES: ClassVar[dict[str, str]] = {"seq_len": "[2, inf)", "num_tokens": "[1, inf)", "vocab_size": "[3, inf)",
-                                        "train_examples": "[1, inf)", "test_examples": "[1, inf)"}
+                                        "train_examples": "[1, inf)", "test_examples": "[1, inf)",
+                                        "extrapolate": "[1, inf)"}
 
     def check(self) -> None:
         if self.seq_len < 2 * self.num_tokens:
