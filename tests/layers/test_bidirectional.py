@@ -61,10 +61,11 @@ def test_padding_never_changes_real_positions(key):
     other[1, 5:] = torch.randn(T - 5, D_MODEL, dtype=torch.float64) * 10
     with torch.no_grad():
         y, y_other = mixer(x, lengths=lengths)[0], mixer(other, lengths=lengths)[0]
-        alone = mixer(x[1:, :5])[0]
+        alone = None if key == "vig" else mixer(x[1:, :5])[0]  # vig's 2-D token map is fixed by T
     torch.testing.assert_close(y[:, :5], y_other[:, :5], atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(y[0], y_other[0], atol=1e-10, rtol=1e-10)
-    torch.testing.assert_close(y[1:, :5], alone, atol=1e-10, rtol=1e-10)
+    if alone is not None:
+        torch.testing.assert_close(y[1:, :5], alone, atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("key", MODES)
