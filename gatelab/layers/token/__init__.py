@@ -9,9 +9,10 @@ from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .probsparse import ProbSparseAttention
 
 __all__ = [
     "HGRN2", "AttentionGate", "BaseConv", "Based", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention",
+    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SlidingWindowAttention", "SoftmaxAttention",
 ]
