@@ -17,6 +17,7 @@ from gatelab.ops.probsparse import (
     select_online,
     sparsity_measure,
 )
+from gatelab.ops.probsparse.fast import earlier_greater
 from gatelab.ops.softmax_attn import softmax_attention
 from gatelab.registry import MIXERS
 
@@ -84,6 +85,15 @@ def test_measurement_is_max_minus_sum_over_keys_of_the_sampled_scores():
                 torch.testing.assert_close(m[b, h, t], expected, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("Tk,Tq", [(1, 1), (7, 7), (100, 100), (100, 37), (250, 1)])
+def test_blocked_count_of_earlier_larger_measurements_equals_direct_count(Tk, Tq):
+    m = torch.randint(0, 9, (2, 3, Tk)).double()                                         # many ties
+    counts = earlier_greater(m, Tq)
+    for p in range(Tk - Tq, Tk):
+        expected = (m[..., :p] > m[..., p:p + 1]).sum(-1)
+        assert torch.equal(counts[..., p - Tk + Tq], expected)
+
+
 def test_lazy_queries_get_the_mean_or_cumulative_value_exactly():
     q, k, v = qkv(B=1, L=30, H=2, D=4)
     vt = v.detach().transpose(1, 2)                                                      # (B, H, L, D)
@@ -127,7 +137,12 @@ def test_online_rule_continues_across_any_split_and_is_sparse():
         for a, b in ((0, 7), (7, 8), (8, 25), (25, 40)):
             y_part, s = layer(x[:, a:b], s)
             parts.append(y_part)
+        steps, s_step = [], layer.init_state(2)
+        for t in range(40):
+            y_t, s_step = layer.step(x[:, t:t + 1], s_step)
+            steps.append(y_t)
     torch.testing.assert_close(torch.cat(parts, 1), y, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(torch.cat(steps, 1), y, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(s.measures, state.measures, atol=1e-10, rtol=1e-10)
     assert s.cache.offset == 40 and s.measures.shape == (2, 2, 40)
     active = select_online(state.measures, 40, 1)
