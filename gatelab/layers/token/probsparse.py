@@ -69,11 +69,13 @@ class ProbSparseAttention(TokenMixer):
     ``models/attn.py``, ``ProbAttention`` inside ``AttentionLayer``).
 
     Each query q_i is measured against ``U = c ceil(ln n)`` keys sampled uniformly with replacement,
-    ``M(q_i) = max_j q_i k_j - (sum_j q_i k_j) / n`` over the samples (n keys); the ``u = c ceil(ln n)`` queries
-    with the largest M (the active ones) get softmax attention, the others (lazy) the mean of the values
-    (``causal=False``) or the cumulative mean (causal). Input and output ``[B, T, d_model]``; q, k, v
-    ``[B, T, H, D]``. Parameters: ``3 * d_model * H * D`` (q/k/v_proj) ``+ H * D * d_model`` (o_proj), plus
-    ``3 * H * D + d_model`` with ``bias``.
+    ``M(q_i) = max_j q_i k_j - (sum_j q_i k_j) / n`` over the samples (n keys, as Informer's code; the sample mean
+    with ``mean_over='samples'``); the ``u = c ceil(ln n)`` queries with the largest M (the active ones) get
+    softmax attention, the others (lazy) the mean of the values (``causal=False``) or, causal, the cumulative mean
+    (Informer's code takes the cumulative sum, which its authors call a simplification of the mean:
+    ``causal_lazy='sum'``). Input and output ``[B, T, d_model]``; q, k, v ``[B, T, H, D]``. Parameters:
+    ``3 * d_model * H * D`` (q/k/v_proj) ``+ H * D * d_model`` (o_proj), plus ``3 * H * D + d_model`` with
+    ``bias``.
 
     The active queries of Informer's rule (``selection='informer'``) are the top-u of the whole sequence, so in
     the causal form query t's output depends on later tokens through the choice (and its measurement samples
@@ -81,8 +83,8 @@ class ProbSparseAttention(TokenMixer):
     default causal rule, ``'online'``, is ours: query t is measured against keys sampled from its own ``t + 1``
     and is active when it is among the top ``u(t + 1)`` of the ``t + 1`` queries so far. It depends on nothing
     after t, so prefix + rest == whole == steps; at the last position it is Informer's choice for that query.
-    With random inputs about ``c ln^2 L / 2`` queries are active (145 of 720, 200 of 2880 at c = 5) against
-    Informer's ``c ceil(ln L)`` (35, 40); at worst (a measurement rising along the sequence) every query is.
+    With random inputs about ``c ln^2 L / 2`` queries are active (about 140 of 720 and 200 of 2880 at c = 5)
+    against Informer's ``c ceil(ln L)`` (35, 40); at worst (a measurement rising along the sequence) every one is.
 
     Sampling: Informer draws ``torch.randint`` at every forward. Here the informer rule draws a new seed from
     the global RNG at every forward in training (so ``torch.manual_seed`` reproduces a run) and uses

@@ -109,10 +109,9 @@ def attend_active(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, active: tor
     order = torch.argsort((~active).to(torch.int8), dim=-1, stable=True)[..., :int(count.max())]  # (B, H, n)
     slot_ok = torch.arange(order.shape[-1], device=q.device) < count[..., None]          # (B, H, n)
     qa = q.gather(2, order[..., None].expand(-1, -1, -1, D))                             # (B, H, n, D)
-    scores = qa @ k.transpose(-1, -2) * scale                                            # (B, H, n, Tk)
     keys = torch.arange(Tk, device=q.device)
     sees = keys <= (order + Tk - Tq)[..., None] if causal else (keys < n[:, None])[:, None, None, :]
-    out = scores.masked_fill(~sees, float("-inf")).softmax(-1) @ v                       # (B, H, n, D)
+    out = F.scaled_dot_product_attention(qa, k, v, attn_mask=sees, scale=scale)          # (B, H, n, D)
     target = torch.where(slot_ok, order, Tq)                                              # unused slots: a spare row
     spare = torch.cat([base, base.new_zeros(B, H, 1, D)], 2)                             # (B, H, Tq + 1, D)
     return spare.scatter(2, target[..., None].expand(-1, -1, -1, D), out.to(base.dtype))[:, :, :Tq]
