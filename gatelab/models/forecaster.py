@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_ranges
+from ..layers.distil import Distilling, out_length
 from .config import ModelConfig
 from .stack import BlockStack, TaskOutput
 
@@ -54,11 +55,9 @@ class Forecaster(BlockStack):
         self.distil = nn.ModuleList()
         length = lookback
         if head.distil:
-            from ..layers.distil import DistilLayer
-
             for _ in range(config.n_layers - 1):
-                self.distil.append(DistilLayer(d))
-                length = (length - 1) // 2 + 1
+                self.distil.append(Distilling(d))
+                length = out_length(length)
         outputs = horizon if head.channel_independent else horizon * len(out_index)
         self.head = nn.Linear(length * d, outputs)
 
