@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_ranges
-from ..layers.distil import Distilling, out_length
+from ..layers.distil import Distilling
 from .config import ModelConfig
 from .stack import BlockStack, TaskOutput
 
@@ -57,7 +57,7 @@ class Forecaster(BlockStack):
         if head.distil:
             for _ in range(config.n_layers - 1):
                 self.distil.append(Distilling(d))
-                length = out_length(length)
+                length = Distilling.out_length(length)
         outputs = horizon if head.channel_independent else horizon * len(out_index)
         self.head = nn.Linear(length * d, outputs)
 
