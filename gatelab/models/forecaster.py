@@ -84,6 +84,7 @@ class Forecaster(BlockStack):
         else:
             h = self.encode_series(self.embed_dropout(self.embed(inputs)))                # (B, T', d)
             y = self.head(h.flatten(1)).view(B, self.horizon, -1)                         # (B, H, n_out)
-        loss = None if labels is None else F.mse_loss(y.float(), labels.float())
+        wide = torch.promote_types(y.dtype, torch.float32)                                # bf16 -> float32
+        loss = None if labels is None else F.mse_loss(y.to(wide), labels.to(wide))
         aux = self.collect_aux()
         return TaskOutput(y, loss, torch.stack(list(aux.values())).sum() if aux else None, aux)
