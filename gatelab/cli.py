@@ -315,8 +315,9 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
-COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare, "generate": cmd_generate,
-            "analyze": cmd_analyze, "reproduce": cmd_reproduce, "install-data": cmd_install_data}
+COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
+            "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
+            "install-data": cmd_install_data}
 
 
 def make_console() -> Console:

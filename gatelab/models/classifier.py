@@ -70,7 +70,11 @@ class SequenceClassifier(BlockStack):
         lengths = (inputs != PAD).sum(1)                                                  # (B,)
         if bool((lengths == 0).any()):
             raise ValueError("a sequence to classify is empty (all padding)")
-        x = self.embed_dropout(self.embed(inputs))                                        # (B, T, d)
+        return self.summary(self.embed_dropout(self.embed(inputs)), lengths)
+
+    def summary(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The pooled backbone output ``[B, d_model]`` of embedded sequences ``x [B, T, d_model]`` whose first
+        ``lengths [B]`` positions are real."""
         B, T, d = x.shape
         rows = torch.arange(B, device=x.device)
         if self.cls is not None:
@@ -102,6 +106,7 @@ class SequenceClassifier(BlockStack):
         else:
             features = self.pooled(inputs)                                                # (B, d)
         logits = self.head(features)                                                      # (B, classes)
-        loss = None if labels is None else F.cross_entropy(logits.float(), labels)
+        wide = torch.promote_types(logits.dtype, torch.float32)                           # bf16 -> float32
+        loss = None if labels is None else F.cross_entropy(logits.to(wide), labels)
         aux = self.collect_aux()
         return TaskOutput(logits, loss, torch.stack(list(aux.values())).sum() if aux else None, aux)

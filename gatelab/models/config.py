@@ -62,10 +62,11 @@ class ModelConfig:
     bidirectional: every token mixer sees the whole sequence (classifiers and forecasters; a language model must
         be causal). Attention drops its causal mask; every other mixer runs as a forward and a reverse scan
         (``gatelab.layers.token.bidirectional``), with one set of parameters for both directions
-        (``bidirectional_params="shared"``, as ViG shares its projections) or one per direction (``"separate"``),
-        combined by ViG's direction-wise gating (``bidirectional_combine="gate"``: a sigmoid gate per direction
-        and channel, computed from the layer input) or summed (``"add"``). Mixers that exist only in
-        bidirectional form (``vig``) need it.
+        (``bidirectional_params="shared"``: the causal form's parameter count) or one per direction
+        (``"separate"``: each direction its own gates, as ViG's direction-wise decay gates), averaged as ViG
+        averages its scans (``bidirectional_combine="mean"``), combined by a learned sigmoid gate per direction and
+        channel (``"gate"``) or summed (``"add"``). Mixers that exist only in bidirectional form (``vig``) need
+        it.
     """
 
     vocab_size: int = 512
@@ -88,7 +89,7 @@ class ModelConfig:
     dropout: float = 0.0
     bidirectional: bool = False
     bidirectional_params: Literal["shared", "separate"] = "shared"
-    bidirectional_combine: Literal["gate", "add"] = "gate"
+    bidirectional_combine: Literal["mean", "gate", "add"] = "mean"
 
     RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
                                         "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",

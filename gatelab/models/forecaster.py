@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ConfigError, check_ranges
+from ..layers.distil import Distilling
 from .config import ModelConfig
 from .stack import BlockStack, TaskOutput
 
@@ -64,11 +65,9 @@ class Forecaster(BlockStack):
         self.distil = nn.ModuleList()
         length = lookback
         if head.distil:
-            from ..layers.distil import DistilLayer
-
             for _ in range(config.n_layers - 1):
-                self.distil.append(DistilLayer(d))
-                length = (length - 1) // 2 + 1
+                self.distil.append(Distilling(d))
+                length = Distilling.out_length(length)
         outputs = horizon if head.channel_independent else horizon * len(out_index)
         self.head = nn.Linear(length * d, outputs)
 
@@ -95,6 +94,7 @@ class Forecaster(BlockStack):
         else:
             h = self.encode_series(self.embed_dropout(self.embed(inputs)))                # (B, T', d)
             y = self.head(h.flatten(1)).view(B, self.horizon, -1)                         # (B, H, n_out)
-        loss = None if labels is None else F.mse_loss(y.float(), labels.float())
+        wide = torch.promote_types(y.dtype, torch.float32)                                # bf16 -> float32
+        loss = None if labels is None else F.mse_loss(y.to(wide), labels.to(wide))
         aux = self.collect_aux()
         return TaskOutput(y, loss, torch.stack(list(aux.values())).sum() if aux else None, aux)

@@ -23,11 +23,13 @@ EPS = 1e-5   # the instance normalisation's epsilon, as the official code
 
 def instance_norm(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each variate of ``x [B, L, C]`` centred and divided by ``sqrt(var + 1e-5)`` over its lookback (biased
-    variance, no affine): ``(x_norm [B, L, C], mean [B, 1, C], std [B, 1, C])``."""
-    mean = x.mean(1, keepdim=True)                                                         # (B, 1, C)
-    centred = x - mean
+    variance, no affine): ``(x_norm [B, L, C], mean [B, 1, C], std [B, 1, C])``; the statistics in float32 or wider,
+    ``x_norm`` in the dtype of ``x``."""
+    wide = x.to(torch.promote_types(x.dtype, torch.float32))
+    mean = wide.mean(1, keepdim=True)                                                      # (B, 1, C)
+    centred = wide - mean
     std = torch.sqrt(centred.var(1, keepdim=True, unbiased=False) + EPS)                   # (B, 1, C)
-    return centred / std, mean, std
+    return (centred / std).to(x.dtype), mean, std
 
 
 def n_patches(lookback: int, patch_len: int) -> int:
@@ -101,7 +103,8 @@ class Gateformer(BlockStack):
     ``z = sigmoid(W1 g + b1 + W2 t + b2)``, ``z g + (1 - z) t``); the ``VariateEncoder`` attends over the C
     variate tokens, ``c``; gate 2, ``h = Gate(e, c)``; the head ``Linear(d, horizon)``, shared by the variates,
     gives ``[B, horizon, C]``, de-normalised with each variate's mean and std, of which the variates ``out_index``
-    are returned. ``forward(inputs, labels=None)`` returns the forecasts and their mean squared error.
+    are returned. ``forward(inputs, labels=None)`` returns the forecasts (float32 or wider) and their mean squared
+    error.
 
     As the official code: no final norm after either encoder; dropout ``model.dropout`` on both embeddings, the
     flatten head and every block branch. Where gatelab differs: the blocks are gatelab's (``model.norm``,
@@ -163,9 +166,9 @@ class Gateformer(BlockStack):
         x, mean, std = instance_norm(inputs)
         e = self.gate_temporal(self.global_embedding(x), self.temporal_embedding(x))          # (B, C, d)
         h = self.gate_variate(e, self.variate.encode(e)[0])                                   # (B, C, d)
-        y = self.head(h).transpose(1, 2) * std + mean                                         # (B, H, C)
+        y = self.head(h).transpose(1, 2).to(std.dtype) * std + mean                           # (B, H, C)
         y = y[..., self.out_index]                                                            # (B, H, n_out)
-        loss = None if labels is None else F.mse_loss(y.float(), labels.float())
+        loss = None if labels is None else F.mse_loss(y, labels.to(y.dtype))
         aux = self.collect_aux()
         return TaskOutput(y, loss, torch.stack(list(aux.values())).sum() if aux else None, aux)
 

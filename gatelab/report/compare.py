@@ -295,7 +295,7 @@ LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], 
                                 **{k: to_dict(TrainConfig())[k] for k in TASK_FIELDS}}
 LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1,
                                       "bidirectional": False, "bidirectional_params": "shared",
-                                      "bidirectional_combine": "gate"}
+                                      "bidirectional_combine": "mean"}
 
 
 def grid_fingerprint(grid: Any) -> str:

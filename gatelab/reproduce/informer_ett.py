@@ -4,7 +4,6 @@ horizon: ProbSparse keeps full attention's accuracy (MSE/MAE) at a lower cost, m
 forward and backward pass and the activations kept for the backward pass at lookbacks of 720 and more."""
 from __future__ import annotations
 
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +33,9 @@ SCALES = {"smoke": (4, 4, 2, 16, [24], [96]),
 
 
 def base_config(mode: str, horizon: int, data: str = "etth1") -> TrainConfig:
-    """Informer's encoder at CPU scale: ETTh1 (or ``data``), all 7 variates in and out (multivariate), its lookback for the
-    horizon, 2 bidirectional layers with self-attention distilling between them, each time step one token."""
+    """Informer's encoder at CPU scale: ETTh1 (or ``data``), all 7 variates in and out (multivariate), its lookback
+    for the horizon, 2 bidirectional layers with self-attention distilling between them, each time step one
+    token."""
     steps, batch, every, d, _, _ = SCALES[mode]
     cfg = task_base("forecast", steps, batch, every, bidirectional=True)
     cfg.forecast.data, cfg.forecast.features = data, "M"
@@ -101,8 +101,8 @@ def reproduce(mode: str, seeds: int, out: Path, data: str | None, command: str, 
     steps, batch, _, d, horizons, lengths = SCALES[mode]
     records: list[dict[str, Any]] = []
     for h in horizons:
-        records += task_records(task_runs(base_config(mode, h, data or "etth1"), VARIANTS, seeds, prefix=f"H{h}:"), out / f"H{h}",
-                                progress, executor)
+        runs = task_runs(base_config(mode, h, data or "etth1"), VARIANTS, seeds, prefix=f"H{h}:")
+        records += task_records(runs, out / f"H{h}", progress, executor)
     records += cost_records(lengths, d)
     columns = {"test_mse": "test MSE", "test_mae": "test MAE", "params": "params", "seconds": "forward+backward (s)",
                "saved_mib": "activations kept (MiB)"}

@@ -77,9 +77,9 @@ def reproduce(mode: str, seeds: int, out: Path, data: str | None, command: str, 
     settings = [f"- ListOps (gatelab's generator, LRA's semantics): lengths ({base.listops.min_len}, {max_len}), "
                 f"depth <= {base.listops.max_depth}, {base.listops.train_examples} train / "
                 f"{base.listops.test_examples} test expressions; the same data for every run",
-                f"- bidirectional encoders: attention without its mask, every other mixer as a forward and a reverse "
-                f"scan (shared parameters, ViG's direction-wise gate); CLS pooling, MLP head; 2 layers, d_model {d}, "
-                "4 heads, SwiGLU",
+                "- bidirectional encoders: attention without its mask, every other mixer as a forward and a reverse "
+                f"scan (shared parameters, the two scans averaged as in ViG); CLS pooling, MLP head; 2 layers, "
+                f"d_model {d}, 4 heads, SwiGLU",
                 f"- {steps} steps of batch {batch}, AdamW lr {base.optim.lr:g}; test accuracy at the evaluation with "
                 f"the best valid accuracy; {seeds} seeds (the seed varies the initialisation and the batch order)"]
     return write_report(out, "Reproduction: LRA ListOps (linear vs softmax vs gated linear attention)", command,

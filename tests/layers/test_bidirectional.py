@@ -13,7 +13,7 @@ CAUSAL = [k for k in KEYS if MIXERS.get(k).directions == "causal"]
 MODES = [k for k in CAUSAL if "mode" in {f.name for f in __import__("dataclasses").fields(MIXERS.get(k).Config)}]
 
 
-def build(key, params="shared", combine="gate", **opts):
+def build(key, params="shared", combine="gate", **opts):   # (gate: the combine with parameters to test)
     torch.manual_seed(0)
     return bidirectional_mixer(key, D_MODEL, {"n_heads": N_HEADS, **opts}, params, combine).double()
 
@@ -83,7 +83,7 @@ def test_chunked_equals_recurrent_in_both_directions(key):
 
 
 @pytest.mark.parametrize("key", KEYS)
-@pytest.mark.parametrize("params,combine", [("shared", "gate"), ("separate", "add")])
+@pytest.mark.parametrize("params,combine", [("shared", "gate"), ("separate", "add"), ("shared", "mean")])
 def test_finite_gradients_and_parameter_count(key, params, combine):
     mixer = build(key, params, combine)
     y, _ = mixer(torch.randn(2, T, D_MODEL, dtype=torch.float64))
@@ -92,6 +92,16 @@ def test_finite_gradients_and_parameter_count(key, params, combine):
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert sum(p.numel() for p in mixer.parameters()) == mixer.expected_num_params()
     assert mixer.state_size(64) > 0
+
+
+@pytest.mark.parametrize("combine", ["mean", "add"])
+def test_mean_and_sum_combine_the_two_scans(combine):
+    mixer = build("gla", combine=combine)
+    x = torch.randn(2, T, D_MODEL, dtype=torch.float64)
+    with torch.no_grad():
+        y_f, y_b = mixer.scans(x)
+        expected = (y_f + y_b) / 2 if combine == "mean" else y_f + y_b
+        torch.testing.assert_close(mixer(x)[0], expected, atol=1e-12, rtol=1e-12)
 
 
 def test_a_bidirectional_mixer_has_no_decoding_path():

@@ -62,7 +62,10 @@ CASES = (
        pytest.param("based", dict(feature_dim=3, chunk_size=5), id="based-F3"),
        pytest.param("liger", dict(window=3, chunk_size=4), id="liger-window3"),
        pytest.param("liger", dict(window=3, mode="recurrent", mix=0.2), id="liger-recurrent"),
-       pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm")]
+       pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
+       pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
+       pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
+                    id="probsparse-sparse-informer-options")]
 )
 
 

@@ -95,6 +95,17 @@ def test_offset_is_restored_and_a_constant_series_is_forecast_as_itself():
     torch.testing.assert_close(constant, level.expand(2, 5, 3), rtol=0, atol=0.05)
 
 
+def test_bfloat16_statistics_and_forecasts_are_float32():
+    model = gateformer(out_index=(0, 1, 2)).to(torch.bfloat16).eval()
+    level = torch.tensor([300.0, -7.0, 1.0])
+    x = (level + 0.01 * torch.randn(2, 16, 3)).to(torch.bfloat16)
+    _, mean, std = instance_norm(x)
+    assert mean.dtype == std.dtype == torch.float32
+    out = model(x, x[:, :5].float())
+    assert out.logits.dtype == torch.float32 and torch.isfinite(out.loss)
+    torch.testing.assert_close(out.logits, mean.expand(2, 5, 3), rtol=0, atol=0.5)
+
+
 def test_gate_by_hand():
     gate = Gate(3).double()
     a, b = torch.randn(2, 4, 3, dtype=torch.float64), torch.randn(2, 4, 3, dtype=torch.float64)

@@ -10,11 +10,12 @@ from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .probsparse import ProbSparseAttention
 from .vig import ViGBiGLA
 
 __all__ = [
     "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MultiScaleRetention", "SlidingWindowAttention", "SoftmaxAttention", "ViGBiGLA",
-    "bidirectional_mixer",
+    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SlidingWindowAttention", "SoftmaxAttention",
+    "ViGBiGLA", "bidirectional_mixer",
 ]

@@ -1,6 +1,6 @@
-"""The bidirectional form of a causal token mixer: a forward and a reverse scan, combined as ViG combines its two
+"""The bidirectional form of a causal token mixer: a forward and a reverse scan, averaged as ViG averages its two
 directions (Liao et al. 2024, "ViG: Linear-complexity Visual Sequence Learning with Gated Linear Attention",
-arXiv 2405.18425: direction-wise gating)."""
+arXiv 2405.18425), or combined by a learned gate per direction."""
 from __future__ import annotations
 
 from typing import Any
@@ -14,7 +14,7 @@ from ._flip import flip_padded
 
 
 def bidirectional_mixer(key: str, d_model: int, options: dict[str, Any], params: str = "shared",
-                        combine: str = "gate") -> TokenMixer:
+                        combine: str = "mean") -> TokenMixer:
     """The bidirectional form of registered mixer ``key``: attention-like mixers (``directions == "both"``)
     built with ``causal=False``, bidirectional-only ones as they are, every causal one as ``Bidirectional`` with
     ``params`` ``"shared"`` (one module scans both ways) or ``"separate"`` (one per direction)."""
@@ -32,9 +32,14 @@ def bidirectional_mixer(key: str, d_model: int, options: dict[str, Any], params:
 
 class Bidirectional(TokenMixer):
     """Run ``forward_mixer`` over the sequence and ``backward_mixer`` (the same module when the parameters are
-    shared) over it reversed, and combine: ``y = g_f * y_f + g_b * y_b`` with ``[g_f, g_b] = sigmoid(x W + b)``
-    (``combine="gate"``: one gate per direction and channel from the layer input, ``W [d_model, 2 d_model]``,
-    ``b`` zeros so both start at 0.5) or ``y = y_f + y_b`` (``combine="add"``).
+    shared) over it reversed, and combine: ``y = (y_f + y_b) / 2`` (``combine="mean"``, ViG's: its official code
+    averages the two scans), ``y = g_f * y_f + g_b * y_b`` with ``[g_f, g_b] = sigmoid(x W + b)``
+    (``combine="gate"``, gatelab's: one gate per direction and channel from the layer input,
+    ``W [d_model, 2 d_model]``, ``b`` zeros so both start at 0.5) or ``y = y_f + y_b`` (``combine="add"``).
+
+    ViG's direction-wise gating gives each direction its own decay gate while sharing q, k and v; for GLA that is
+    the ``vig`` mixer. Here, with ``separate`` parameters each direction has all its own gates, and with shared
+    ones (the default, so a bidirectional model has its causal form's parameters) the two scans share them.
 
     The reverse scan reads each right-padded sequence's real tokens last-to-first (``flip_padded`` with the
     ``lengths [B]`` given to ``forward``), so padding never enters its state; the forward scan is causal, so
@@ -46,11 +51,11 @@ class Bidirectional(TokenMixer):
     directions = "bidirectional"
 
     def __init__(self, forward_mixer: TokenMixer, backward_mixer: TokenMixer | None, d_model: int,
-                 combine: str = "gate"):
+                 combine: str = "mean"):
         super().__init__()
-        if combine not in ("gate", "add"):
-            raise ValueError(f"bidirectional combine {combine!r} is not known; choose gate or add")
-        self.forward_mixer, self.backward_mixer = forward_mixer, backward_mixer
+        if combine not in ("mean", "gate", "add"):
+            raise ValueError(f"bidirectional combine {combine!r} is not known; choose mean, gate or add")
+        self.forward_mixer, self.backward_mixer, self.combine = forward_mixer, backward_mixer, combine
         self.gate = nn.Linear(d_model, 2 * d_model) if combine == "gate" else None
         if self.gate is not None:
             nn.init.zeros_(self.gate.bias)
@@ -72,7 +77,7 @@ class Bidirectional(TokenMixer):
             raise ValueError("a bidirectional mixer reads the whole sequence at once and has no decoding state")
         y_f, y_b = self.scans(x, lengths, **layer_inputs)
         if self.gate is None:
-            return y_f + y_b, None
+            return (y_f + y_b) / 2 if self.combine == "mean" else y_f + y_b, None
         g_f, g_b = torch.sigmoid(self.gate(x)).chunk(2, dim=-1)                        # (B, T, d_model) each
         return g_f * y_f + g_b * y_b, None
 
