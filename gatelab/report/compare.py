@@ -271,7 +271,8 @@ def valid_curves(records: list[dict[str, Any]], out_dir: Path, base: Any) -> dic
 def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Console | None = None) -> None:
     console = console or Console()
     m = METRICS[task]
-    title = "MQAR accuracy" if task == "mqar" else "perplexity (lower is better)"
+    title = {"mqar": "MQAR accuracy", "lm": "perplexity (lower is better)"}.get(
+        task, f"{task}: {', '.join(m.labels)} ({'higher' if m.higher_is_better else 'lower'} is better)")
     table = Table(title=f"{title} (best lr per seed; mean ± std over seeds)")
     rows = summarize(records, task)
     extra, active = varied(rows), sparse(rows)
