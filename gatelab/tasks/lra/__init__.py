@@ -1,6 +1,8 @@
-"""Long Range Arena tasks (Tay et al. 2021): configs and builders of classification splits."""
+"""Long Range Arena tasks (Tay et al., ICLR 2021): configs and pure, seeded builders of classification splits."""
 from .image import LRAImageConfig, lra_image
 from .listops import ListOpsConfig, listops
+from .pathfinder import PathfinderConfig, pathfinder, pathfinder_images
 from .text import LRATextConfig, lra_text
 
-__all__ = ["LRAImageConfig", "LRATextConfig", "ListOpsConfig", "listops", "lra_image", "lra_text"]
+__all__ = ["LRAImageConfig", "LRATextConfig", "ListOpsConfig", "PathfinderConfig", "listops", "lra_image",
+           "lra_text", "pathfinder", "pathfinder_images"]
