@@ -238,7 +238,7 @@ def _task_grid(task: str, quick: bool) -> CompareGrid:
         base.forecast.eval_windows = 2000
     if quick:
         base.max_steps, base.eval_every, base.batch_size = 4, 2, 4
-        T = {"lra-listops": 60, "lra-text": 64, "lra-pathfinder": 64, "lra-image": 784, "selective-copying": 32,
+        T = {"lra-listops": 60, "lra-text": 64, "lra-pathfinder": 1024, "lra-image": 784, "selective-copying": 32,
              "induction-heads": 16, "forecast": 24}[task]
         _shrink(base)
         mixers = mixers[:2]
