@@ -3,13 +3,13 @@ gatelab model (multivariate long-sequence forecasting, as Informer (Zhou et al. 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import check_ranges
+from ..config import ConfigError, check_ranges
 from ..layers.distil import Distilling
 from .config import ModelConfig
 from .stack import BlockStack, TaskOutput
@@ -22,12 +22,22 @@ class ForecasterConfig:
     otherwise each time step's C values are one token (Informer's channel mixing). The head maps the flattened
     last hidden states ``[T', d_model]`` of a sequence to the horizon (PatchTST's flatten head). ``distil``:
     Informer's self-attention distilling between blocks (``gatelab.layers.distil``), halving the length after
-    every block but the last."""
+    every block but the last. ``architecture``: ``"encoder"`` (this class) or ``"gateformer"``
+    (``gatelab.models.gateformer``: patches of ``patch_len`` steps per variate, then gated variate-wise attention);
+    ``build_forecaster`` builds either."""
 
     channel_independent: bool = True
     distil: bool = False
+    architecture: Literal["encoder", "gateformer"] = "encoder"
+    patch_len: int = 8
 
-    RANGES: ClassVar[dict[str, str]] = {}
+    RANGES: ClassVar[dict[str, str]] = {"patch_len": "[1, inf)"}
+
+    def check(self) -> None:
+        if self.architecture == "gateformer" and (self.distil or not self.channel_independent):
+            raise ConfigError("forecaster.distil=true and forecaster.channel_independent=false apply to "
+                              "forecaster.architecture='encoder'; Gateformer embeds each variate on its own and "
+                              "mixes variates with its variate-wise attention: leave both at their defaults")
 
 
 class Forecaster(BlockStack):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ...models.forecaster import Forecaster
+from ...models.gateformer import Gateformer, build_forecaster
 from ...tasks.series import forecast_data
 from .base import Task, epoch_indices
 
@@ -43,12 +44,12 @@ class ForecastTask(Task):
         return cfg.forecast.horizon
 
     @classmethod
-    def model(cls, cfg: TrainConfig) -> Forecaster:
+    def model(cls, cfg: TrainConfig) -> Forecaster | Gateformer:
         """A forecaster of ``cfg.forecast``'s variates (the target is the last input; ``MS`` and ``S`` predict it,
         ``M`` every variate)."""
         f = cfg.forecast
         n_in, n_out = f.n_variates, f.n_targets
-        return Forecaster(cfg.model, cfg.forecaster, f.lookback, f.horizon, n_in, list(range(n_in - n_out, n_in)))
+        return build_forecaster(cfg.model, cfg.forecaster, f.lookback, f.horizon, n_in, list(range(n_in - n_out, n_in)))
 
     def batches(self, generator: torch.Generator, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         train = self.splits["train"]
