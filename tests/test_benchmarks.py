@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import re
 import runpy
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common"))
@@ -81,3 +83,45 @@ def test_transformers_reference_runs_with_flash_linear_attention_on_a_cpu_machin
     assert done.returncode == 0, done.stderr[-2000:]
     assert "transformers torch_chunk_gated_delta_rule chunk 64" in done.stdout
     assert (tmp_path / "rows.csv").exists()
+
+
+def test_lra_lengths_counts_the_peak_of_each_call_from_its_start():
+    """The peak is what the call itself holds at once: two live MiB, not the 3 MiB it allocates in all, nor the
+    block freed in it that was allocated before; and the profiler's running total does not leak into the next
+    call's count."""
+    from benchmarks.lra_lengths import peak_bytes
+
+    before, kept = [torch.empty(2**18)], []
+
+    def fn():
+        before.clear()
+        a = torch.empty(2**18)          # 1 MiB of float32
+        b = torch.empty(2**18)
+        del a
+        kept.append(torch.empty(2**18))
+        del b
+
+    assert peak_bytes(fn) == 2 * 2**20
+    assert peak_bytes(fn) == 2 * 2**20    # the first call's result, still held, is not this call's
+
+
+def test_lra_lengths_rows_hold_every_mixer_and_form_against_attn(tmp_path):
+    from benchmarks.lra_lengths import main
+
+    main(["--smoke", "--mixers", "gla,probsparse", "--out", str(tmp_path / "rows")])
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    assert {(r["form"], r["mixer"]) for r in rows} == {(f, m) for f in ("causal", "bidirectional")
+                                                         for m in ("attn", "gla", "probsparse")}
+    for r in rows:
+        assert r["peak_mb"] > 0 and r["seconds"] > 0
+        if r["mixer"] == "attn":
+            assert r["time_vs_attn"] == r["peak_vs_attn"] == 1.0
+
+
+def test_lra_lengths_names_the_valid_mixers_for_an_unknown_one(capsys):
+    from benchmarks.lra_lengths import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--mixers", "gla,no_such_mixer"])
+    err = capsys.readouterr().err
+    assert "no_such_mixer" in err and "mamba2" in err
