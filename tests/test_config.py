@@ -56,7 +56,9 @@ def _user_configs() -> list[type]:
 def test_every_numeric_field_of_every_user_config_has_a_range():
     classes = {cls.__name__ for cls in _user_configs()}
     assert {"TrainConfig", "MQARTaskConfig", "LMTaskConfig", "ModelConfig", "OptimConfig", "MQARConfig",
-            "CompareGrid"} <= classes
+            "CompareGrid", "ListOpsConfig", "LRATextConfig", "PathfinderConfig", "LRAImageConfig",
+            "SelectiveCopyingConfig", "InductionHeadsConfig", "ForecastConfig", "ClassifierConfig",
+            "ForecasterConfig"} <= classes
     for cls in _user_configs():
         ranges = getattr(cls, "RANGES", {})
         assert sorted(ranges) == sorted(numeric_fields(cls)), cls.__name__   # every number, and no stale name
