@@ -150,15 +150,18 @@ CLI: list[tuple[str, list[str], str]] = [
     ("compare-preset-task", ["compare", "--preset", "default", "--task", "lm", "--out", "{out}"],
      names("default", "lm")),
     # the tasks beyond language modelling
-    *[(f"train-{field}={value}", TASK + [task] + sets(f"{field}={value}"), names(field, value)) for task, field, value in [
+    *[(f"train-{field}={value}", TASK + [task] + sets(f"{field}={value}"), names(field, value))
+      for task, field, value in [
         ("lra-listops", "listops.max_len", "1"), ("lra-listops", "listops.max_args", "1"),
         ("lra-listops", "classifier.hidden", "-1"), ("lra-text", "lra_text.max_len", "0"),
         ("lra-pathfinder", "pathfinder.contour_length", "0"), ("lra-image", "lra_image.valid_examples", "0"),
-        ("selective-copying", "selective_copying.num_tokens", "0"), ("induction-heads", "induction_heads.vocab_size", "2"),
+        ("selective-copying", "selective_copying.num_tokens", "0"),
+        ("induction-heads", "induction_heads.vocab_size", "2"),
         ("induction-heads", "induction_heads.extrapolate", "[0]"), ("forecast", "forecast.lookback", "0"),
         ("forecast", "forecast.features", "X"), ("forecast", "forecaster.patch_len", "0")]],
     ("train-task-unknown", TASK + ["foo"], names("foo", "lra-listops")),
-    ("train-forecast-horizon", TASK + ["forecast"] + sets("forecast.horizon=100000"), names("forecast.horizon", "100000")),
+    ("train-forecast-horizon", TASK + ["forecast"] + sets("forecast.horizon=100000"),
+     names("forecast.horizon", "100000")),
     ("train-forecast-missing-ett", TASK + ["forecast", "--data", "etth1"] + sets("forecast.ett_dir={root}/nothing"),
      names("ETDataset", "install-data --ett")),
     ("train-pathfinder-grid", TASK + ["lra-pathfinder"] + sets("pathfinder.grid=24"), names("pathfinder.grid", "24")),
@@ -167,8 +170,8 @@ CLI: list[tuple[str, list[str], str]] = [
      names("classifier.pooling=last", "bidirectional")),
     ("train-bidirectional-lm", LM + sets("model.bidirectional=true"), names("model.bidirectional", "language model")),
     ("train-bidirectional-only-mixer", TRAIN + ["--mixer", "vig"], names("vig", "model.bidirectional")),
-    ("train-image-missing", TASK + ["lra-image", "--data", "{root}/nothing"], names("dataset-fashion-mnist",
-                                                                                  "lra_image.path")),
+    ("train-image-missing", TASK + ["lra-image", "--data", "{root}/nothing"],
+     names("dataset-fashion-mnist", "lra_image.path")),
     ("train-data-for-listops", TASK + ["lra-listops", "--data", "{corpus}"], names("--data", "forecast")),
     ("reproduce-data-generated", ["reproduce", "lra-listops", "--smoke", "--data", "ptb"], names("--data", "generates")),
     ("compare-data-for-mqar", COMPARE + ["--data", "{corpus}"], names("--data", "lm")),
