@@ -93,8 +93,13 @@ class LMTaskConfig:
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    """Everything that defines a run. ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every
-    ``eval_every`` steps (and at the end), early stop once test accuracy reaches ``target_accuracy``.
+    """Everything that defines a run. ``task`` (``gatelab.train.tasks.TASKS``) picks the data and the model: its
+    data config is the field of the same name (``mqar``, ``lm``, ``listops``, ``lra_text``, ``pathfinder``,
+    ``lra_image``, ``selective_copying``, ``induction_heads``, ``forecast``; the others are ignored), the model's
+    layers are ``model`` and its head ``classifier`` (the ``lra-*`` tasks) or ``forecaster`` (``forecast``).
+    ``max_steps`` optimiser steps of ``batch_size`` examples, evaluation every ``eval_every`` steps (and at the
+    end), early stop once the test accuracy of an accuracy task (MQAR, the synthetic next-token tasks) reaches
+    ``target_accuracy``.
     ``batch_size`` is the global batch of one step; it is split evenly over the processes of a ``torchrun`` launch
     and then into ``grad_accum`` micro-batches per process, and the step's loss is the mean of the micro-batch
     losses, so any split of the same batch gives the same update. ``precision``: ``auto`` trains under bf16
