@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from .config import ConfigError, check_ranges
+from .models.config import decoder_mixers
 from .models.lm import ModelConfig, parse_schedule
 from .models.params import count_active_params, match_params
-from .registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
+from .registry import CHANNEL_MIXERS, RESIDUALS
 from .train.budget import steps_for_budget
 from .train.config import LMTaskConfig, MQARTaskConfig, TrainConfig, check_buildable
 from .train.sweep import SweepRun
@@ -276,7 +277,7 @@ PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min",
 
 def preset(name: str) -> CompareGrid:
     """``default``: the main job (under 10 minutes on 2 CPU cores); ``quick``: a seconds-long end-to-end check;
-    ``recall-vs-state``: Zoology's recall-vs-state picture, every registered mixer at three widths on one length, to
+    ``recall-vs-state``: Zoology's recall-vs-state picture, every causal mixer at three widths on one length, to
     be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of
     attn, gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
@@ -295,7 +296,7 @@ def preset(name: str) -> CompareGrid:
         base.mqar.vocab_size, base.mqar.seq_lens = 64, [16]   # a valid base: the vocabulary must exceed the length
         return CompareGrid(mixers=["attn", "gla"], seq_lens=[16, 32], d_models=[16], seeds=1, lrs=[3e-3], base=base)
     if name == "recall-vs-state":
-        return CompareGrid(mixers=MIXERS.names(), seq_lens=[128], d_models=[32, 64, 128], seeds=2, lrs=[3e-3, 1e-2],
+        return CompareGrid(mixers=decoder_mixers(), seq_lens=[128], d_models=[32, 64, 128], seeds=2, lrs=[3e-3, 1e-2],
                            base=_mqar_base(steps=600, train_examples=20000))
     if name == "lm":
         base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=250)

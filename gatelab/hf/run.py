@@ -125,6 +125,10 @@ def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
     if not path.is_dir():
         raise ConfigError(f"no saved model in {path}: not a folder")
     folder = path / MODEL_DIR if (path / MODEL_DIR).is_dir() else path
+    if folder == path and (path / "model.safetensors").is_file() and (path / "result.json").is_file():
+        task = _read_json(path / "config.json").get("task", "?")
+        raise ConfigError(f"{path} is a {task} run: its model is a classifier or forecaster (model.safetensors), not "
+                          "a language model, so it cannot be loaded as one (generate and analyze take lm runs)")
     if not (folder / "config.json").exists() and folder == path:
         raise ConfigError(f"no saved model in {path}: expected {path / MODEL_DIR}/config.json "
                           "(written when a run finishes) or a folder written by save_pretrained")

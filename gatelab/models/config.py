@@ -10,6 +10,11 @@ from ..config import ConfigError
 from ..registry import CHANNEL_MIXERS, MIXERS, Registry
 
 
+def decoder_mixers() -> list[str]:
+    """The registered token mixers a causal model can use (all but the bidirectional-only ones)."""
+    return [key for key in MIXERS.names() if getattr(MIXERS.get(key), "directions", "causal") != "bidirectional"]
+
+
 def parse_schedule(spec: str, registry: Registry = MIXERS, allowed: tuple[str, ...] = ()) -> list[str]:
     """Keys of ``registry`` (token mixers by default) from a schedule: one key (``"gla"``), a list
     (``"gdn,gdn,gdn,gated_attn"``) or a ratio (``"gdn:gated_attn=3:1"``, the same as the list). Unknown keys are

@@ -62,6 +62,12 @@ class Forecaster(BlockStack):
         self.embed = nn.Linear(1 if head.channel_independent else n_in, d)
         self.embed_dropout = nn.Dropout(config.dropout)
         self._build_stack()
+        if head.distil and any(b.mixer_residual.delayed or (b.channel is not None and b.channel.uses_carry)
+                               for b in self.blocks):
+            raise ConfigError(f"forecaster.distil=true halves the sequence between blocks, so nothing can pass from "
+                              f"one block to the next beside the stream: model.residual={config.residual!r} (a "
+                              f"delayed residual) and model.channel={config.channel!r} (a pre-gated router) need "
+                              "forecaster.distil=false")
         self.distil = nn.ModuleList()
         length = lookback
         if head.distil:

@@ -83,7 +83,12 @@ class BlockStack(nn.Module):
         if getattr(cls, "directions", "causal") == "bidirectional":
             raise ConfigError(f"model.mixer {key!r} exists only in bidirectional form; set model.bidirectional="
                               "true (a classifier or forecaster), or choose a causal mixer")
-        return cls(c.d_model, **options)
+        mixer = cls(c.d_model, **options)
+        if not getattr(mixer, "decodable", True):
+            raise ConfigError(f"model.mixer {key!r} with options {options}: this form reads the whole sequence "
+                              "(it cannot be decoded token by token), so a causal model cannot use it; set "
+                              "model.bidirectional=true or choose the mixer's causal form")
+        return mixer
 
     def _block(self, key: str, channel_key: str) -> Block:
         c = self.config

@@ -20,7 +20,7 @@ def by_variant(records: list[dict[str, Any]], metric: str) -> dict[str, list[flo
 
 def verdicts(records: list[dict[str, Any]], claims: list[Claim]) -> list[tuple[Claim, Verdict]]:
     """Each claim with its verdict (``judge_claim``: the precondition first, then the comparison)."""
-    metrics = {c.metric for c in claims} | {c.precondition.metric for c in claims if c.precondition}
+    metrics = {c.metric for c in claims} | {pre.metric for c in claims for pre in c.preconditions}
     groups = {m: by_variant(records, m) for m in metrics}
     return [(c, judge_claim(c, groups)) for c in claims]
 
@@ -41,7 +41,7 @@ def claim_lines(records: list[dict[str, Any]], claims: list[Claim]) -> list[str]
     for c, v in verdicts(records, claims):
         ours = f"{v.control[0]:.4g} ± {v.control[1]:.2g} → {v.treatment[0]:.4g} ± {v.treatment[1]:.2g}"
         lines.append(f"| {c.text} | {c.paper} | {ours} | {v.z:.1f} | {v.effect_over_noise:.1f} | {verdict_cell(v)} |")
-    pres = list(dict.fromkeys(c.precondition for c in claims if c.precondition))
+    pres = list(dict.fromkeys(pre for c in claims for pre in c.preconditions))
     if pres:
         lines += ["", "Preconditions (each must hold on the mean over seeds before its claims get a verdict):", "",
                   *[f"- {p.describe()}" for p in pres]]

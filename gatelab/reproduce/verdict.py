@@ -39,7 +39,8 @@ class Precondition:
 @dataclass(frozen=True)
 class Claim:
     """``treatment`` has a ``lower`` (or ``higher``) ``metric`` than ``control``; ``paper`` quotes the paper's
-    numbers for the same comparison; ``precondition``, if any, must hold for a verdict. With ``margin`` the claim is
+    numbers for the same comparison; ``precondition``, if any (one, or a tuple that must all hold), must hold for a
+    verdict. With ``margin`` the claim is
     one of no loss instead: ``treatment`` is not worse than ``control`` (in the ``direction`` that is better) by
     more than ``margin`` times the control's mean (``judge_no_worse``)."""
 
@@ -49,8 +50,13 @@ class Claim:
     treatment: str
     direction: Literal["lower", "higher"]
     paper: str
-    precondition: Precondition | None = None
+    precondition: Precondition | tuple[Precondition, ...] | None = None
     margin: float | None = None
+
+    @property
+    def preconditions(self) -> tuple[Precondition, ...]:
+        pre = self.precondition
+        return () if pre is None else pre if isinstance(pre, tuple) else (pre,)
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,10 @@ def judge_claim(claim: Claim, groups: dict[str, dict[str, list[float]]]) -> Verd
     control, treatment = by_variant.get(claim.control, []), by_variant.get(claim.treatment, [])
     verdict = (judge(control, treatment, claim.direction) if claim.margin is None
                else judge_no_worse(control, treatment, claim.direction, claim.margin))
-    pre = claim.precondition
-    if pre is None:
+    if not claim.preconditions:
         return verdict
-    met, sentence = pre.check(groups.get(pre.metric, {}).get(pre.variant, []))
+    checks = [pre.check(groups.get(pre.metric, {}).get(pre.variant, [])) for pre in claim.preconditions]
+    met = all(ok for ok, _ in checks)
+    sentence = "; ".join(text for ok, text in checks if not ok) if not met else "; ".join(t for _, t in checks)
     return Verdict(verdict.verdict if met else UNTESTABLE, verdict.control, verdict.treatment, verdict.effect,
                    verdict.z, verdict.effect_over_noise, sentence)

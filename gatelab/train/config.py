@@ -169,9 +169,26 @@ class TrainConfig:
         if self.task.startswith("lra-"):
             check_pooling(self.classifier, self.model)
         schedule = self.model.schedule()
+        if "vig" in schedule:
+            self._check_vig()
+        if self.task == "forecast" and self.forecast.features == "MS" and self.forecaster.channel_independent \
+                and self.forecaster.architecture == "encoder":
+            raise ConfigError("forecast.features=MS feeds every variate in to predict the target, but "
+                              "forecaster.channel_independent=true reads each variate alone (the target's forecast "
+                              "would see only the target: features S at C times the cost); set "
+                              "forecaster.channel_independent=false or forecast.features=S")
         if self.backend == "fla" and "mamba" in schedule:   # (its first forward would say so, after the folder starts)
             raise ConfigError("backend=fla: mamba's selective scan has no flash-linear-attention kernel; use "
                               "backend=auto (fla where it has a kernel, gatelab's PyTorch forms elsewhere) or torch")
+
+    def _check_vig(self) -> None:
+        """ViG reads a square 2-D map: a task of square images, without a CLS token that would add a position."""
+        if self.task not in ("lra-image", "lra-pathfinder"):
+            raise ConfigError(f"model.mixer vig reads its tokens as a square 2-D image; task {self.task} has no "
+                              "image (use lra-image or lra-pathfinder, or another mixer)")
+        if self.classifier.pooling == "cls":
+            raise ConfigError("model.mixer vig reads its tokens as a square 2-D image, and classifier.pooling=cls "
+                              "adds a token to it; use classifier.pooling=mean")
 
     @classmethod
     def stored(cls, path: Path) -> dict:

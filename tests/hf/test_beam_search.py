@@ -5,9 +5,9 @@ import torch
 
 from gatelab.hf import GatelabConfig, GatelabForCausalLM
 from gatelab.models import DecoderLM, ModelConfig
-from gatelab.registry import MIXERS
+from gatelab.models.config import decoder_mixers
 
-DECODER_MIXERS = [k for k in MIXERS.names() if MIXERS.get(k).directions != "bidirectional"]  # decoders are causal
+DECODER_MIXERS = decoder_mixers()   # decoders are causal
 
 
 @pytest.mark.parametrize("mixer", DECODER_MIXERS)

@@ -6,10 +6,10 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from gatelab.hf import GatelabConfig, GatelabForCausalLM, save_run_model
 from gatelab.models import DecoderLM, ModelConfig
-from gatelab.registry import MIXERS
+from gatelab.models.config import decoder_mixers
 from gatelab.tasks.text import ByteTokenizer
 
-DECODER_MIXERS = [k for k in MIXERS.names() if MIXERS.get(k).directions != "bidirectional"]  # decoders are causal
+DECODER_MIXERS = decoder_mixers()   # decoders are causal
 
 
 def small(mixer: str, **kw) -> DecoderLM:

@@ -6,10 +6,11 @@ import torch
 
 from gatelab.config import ConfigError
 from gatelab.models import DecoderLM, ModelConfig
+from gatelab.models.config import decoder_mixers
 from gatelab.registry import MIXERS
 from tests.utils import values_outside
 
-DECODER_MIXERS = [k for k in MIXERS.names() if MIXERS.get(k).directions != "bidirectional"]  # decoders are causal
+DECODER_MIXERS = decoder_mixers()   # decoders are causal
 
 
 def tiny(mixer: str, **kw) -> DecoderLM:

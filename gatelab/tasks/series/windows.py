@@ -53,10 +53,6 @@ class ForecastWindows:
         return rows[..., :self.lookback, :], rows[..., self.lookback:, self.y_from:]
 
     @property
-    def x_columns(self) -> tuple[str, ...]:
-        return self.columns
-
-    @property
     def y_columns(self) -> tuple[str, ...]:
         return self.columns[self.y_from:]
 

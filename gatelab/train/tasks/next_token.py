@@ -31,7 +31,7 @@ class NextTokenTask(Task):
         self.tests = {m * data.seq_len: build(data, DATA_SEED, "test", seq_len=m * data.seq_len)
                       for m in sorted(set(data.extrapolate) | {1})}
         self.seq_len = data.seq_len
-        self.vocab_size, self.max_len = data.vocab_size, max(self.tests)
+        self.vocab_size, self.max_len = data.vocab_size, data.seq_len     # (state sizes: at the training length)
 
     @classmethod
     def shape(cls, cfg: TrainConfig) -> tuple[int | None, int]:
