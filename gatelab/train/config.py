@@ -183,6 +183,9 @@ class TrainConfig:
 
     def _check_vig(self) -> None:
         """ViG reads a square 2-D map: a task of square images, without a CLS token that would add a position."""
+        if not self.model.bidirectional:
+            raise ConfigError("model.mixer vig exists only in bidirectional form; set model.bidirectional=true (a "
+                              "classifier on lra-image or lra-pathfinder), or choose a causal mixer")
         if self.task not in ("lra-image", "lra-pathfinder"):
             raise ConfigError(f"model.mixer vig reads its tokens as a square 2-D image; task {self.task} has no "
                               "image (use lra-image or lra-pathfinder, or another mixer)")
