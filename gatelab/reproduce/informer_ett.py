@@ -10,8 +10,8 @@ from typing import Any
 
 import torch
 
-from ..presets import task_base
 from ..registry import MIXERS
+from ..task_grids import task_base
 from ..train.config import TrainConfig
 from ..train.executors import Executor
 from ..train.tasks import ForecastTask

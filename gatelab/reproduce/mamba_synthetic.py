@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..presets import task_base
+from ..task_grids import task_base
 from ..train.config import TrainConfig
 from ..train.executors import Executor
 from .experiment import Variant
