@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
                         "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
                         "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-30min "
-                        "(each mixer's best PTB model in 30 minutes of training, 3 seeds), channels, residuals. The other tasks: listops, "
-                        "lra-text, pathfinder, lra-image, selective-copying, induction-heads, forecast (and each "
-                        "with -quick)")
+                        "(each mixer's best PTB model in 30 minutes of training, 3 seeds), channels, residuals. "
+                        "The other tasks: listops, lra-text, pathfinder, lra-image, selective-copying, "
+                        "induction-heads, forecast (and each with -quick)")
     p.add_argument("--quick", action="store_true",
                    help="the task's quick preset (quick, lm-quick, <task>-quick): a pipeline check, not a comparison")
     p.add_argument("--task", choices=list(TASK_PRESETS), help="mqar (default), lm, lra-listops, lra-text, "
