@@ -7,7 +7,8 @@ import pytest
 from gatelab.config import ConfigError
 from gatelab.layers.token.convolution import BaseConv
 from gatelab.models import DecoderLM
-from gatelab.presets import MULTI_SCALE_HEADS, preset
+from gatelab.presets import preset
+from gatelab.task_grids import MULTI_SCALE_HEADS
 
 
 def test_gatelab_pairing_puts_an_ungated_short_conv_ahead_of_every_mixer_layer():
