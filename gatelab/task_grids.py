@@ -49,10 +49,10 @@ def task_grid(task: str, quick: bool) -> tuple[list[str], int, TrainConfig, int]
         mixers, T, base = ["attn", "gla", "linear_attn"], 256, task_base(task, 400, 16, 200, True)
         base.lra_text.valid_examples, base.lra_text.test_examples = 500, 1000
     elif task == "lra-pathfinder":
-        mixers, T, base = ["attn", "gla", "linear_attn"], 1024, task_base(task, 300, 16, 150, True)
+        mixers, T, base = ["attn", "gla", "linear_attn", "vig"], 1024, task_base(task, 300, 16, 150, True)
         base.pathfinder.valid_examples, base.pathfinder.test_examples = 500, 1000
     elif task == "lra-image":
-        mixers, T, base = ["attn", "gla", "linear_attn"], 784, task_base(task, 300, 16, 150, True)
+        mixers, T, base = ["attn", "gla", "linear_attn", "vig"], 784, task_base(task, 300, 16, 150, True)
         base.lra_image.valid_examples, base.lra_image.test_examples = 500, 1000
     elif task == "selective-copying":
         mixers, T, base = ["mamba", "gla", "retnet", "base_conv", "attn"], 128, \
