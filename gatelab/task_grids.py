@@ -58,8 +58,9 @@ def task_grid(task: str, quick: bool) -> tuple[list[str], int, TrainConfig, int]
         mixers, T, base = ["mamba", "gla", "retnet", "base_conv", "attn"], 128, \
             task_base(task, 600, 32, 600, False)
     elif task == "induction-heads":
-        mixers, T, base = ["mamba", "attn", "gla"], 64, task_base(task, 600, 32, 600, False)
+        mixers, T, base = ["mamba", "attn", "gla"], 64, task_base(task, 1000, 32, 1000, False, lr=3e-3)
         base.induction_heads.extrapolate, base.induction_heads.test_examples = [1, 2, 4, 16, 64], 100
+        base.induction_heads.score = "final"     # (see gatelab.reproduce.mamba_synthetic: INDUCTION_LR)
     else:
         mixers, T, base = ["attn", "probsparse", "gla"], 24, task_base(task, 600, 32, 200, True)
         base.forecast.eval_windows = 2000
