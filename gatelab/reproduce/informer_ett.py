@@ -49,11 +49,11 @@ def base_config(mode: str, horizon: int, data: str = "etth1") -> TrainConfig:
 
 
 def cost(key: str, length: int, d_model: int, repeats: int) -> tuple[list[float], int]:
-    """Seconds of a forward and backward pass of one bidirectional ``key`` layer over ``[1, length, d_model]``
+    """Seconds of a forward and backward pass of one bidirectional ``key`` layer over ``[4, length, d_model]``
     (each repeat after three warm-up passes) and the bytes of the activations it keeps for the backward pass."""
     torch.manual_seed(0)
     layer = MIXERS.get(key)(d_model, n_heads=4, causal=False)
-    x = torch.randn(1, length, d_model, requires_grad=True)
+    x = torch.randn(4, length, d_model, requires_grad=True)
     saved = []
 
     def keep(t: torch.Tensor) -> torch.Tensor:
@@ -133,7 +133,8 @@ def reproduce(mode: str, seeds: int, out: Path, data: str | None, command: str, 
         "token) and a linear head from the encoder's states to the horizon, so only the comparison of ProbSparse "
         "with full attention carries over, not the numbers.",
         "Cost rows (L<length>): one layer at d_model "
-        f"{d}, batch 1, float32 on this CPU, 5 timed repeats after a warm-up; activations kept = the bytes autograd "
+        f"{d}, batch 4, float32 on this CPU with nothing else running, 5 timed repeats after three warm-up passes; "
+        "activations kept = the bytes autograd "
         "saves for the backward pass (the memory that grows with L)."]
     variates = base_config(mode, horizons[0], data).forecast.n_variates
     settings = [f"- {data} (Informer's 12/4/4-month split for ETT, standardised on the training rows), multivariate "
