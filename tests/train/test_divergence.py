@@ -13,6 +13,7 @@ from gatelab.train import train
 from gatelab.train.checkpoint import CHECKPOINT, read_safetensors
 from gatelab.train.diagnostics import TrainingDiverged
 from gatelab.train.sweep import SweepRun, run_sweep
+from gatelab.train.tasks import base as task_base
 
 from .test_resume import config
 
@@ -49,7 +50,7 @@ def test_one_non_finite_gradient_is_caught_before_clipping_spreads_it(tmp_path, 
             self.blocks[1].mixer.v_proj.weight.register_hook(
                 lambda g: g * float("nan") if next(calls) == 2 else g)
 
-    monkeypatch.setattr(loop, "DecoderLM", NaNGradientAtStep3)
+    monkeypatch.setattr(task_base, "DecoderLM", NaNGradientAtStep3)
     with pytest.raises(TrainingDiverged, match=r"at step 3, first in blocks.1.mixer.v_proj.weight \(layer "
                                                r"blocks.1.mixer.v_proj, Linear\)"):
         train(dataclasses.replace(config(), checkpoint_every=1), tmp_path / "run", progress=False)

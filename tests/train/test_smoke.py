@@ -6,6 +6,7 @@ import torch
 from gatelab.models import ModelConfig
 from gatelab.train import MQARTaskConfig, OptimConfig, TrainConfig, lr_at, train
 from gatelab.train.optim import build_optimizer
+from gatelab.train.tasks import base as task_base
 
 
 def tiny_config(**kw) -> TrainConfig:
@@ -65,7 +66,6 @@ def test_a_nonfinite_loss_names_the_first_bad_layer_and_saves_the_batch(tmp_path
     import pytest
     from safetensors.torch import load_file
 
-    import gatelab.train.loop as loop
     from gatelab.models import DecoderLM
     from gatelab.train.diagnostics import TrainingDiverged, first_nonfinite_module
 
@@ -80,7 +80,7 @@ def test_a_nonfinite_loss_names_the_first_bad_layer_and_saves_the_batch(tmp_path
             with torch.no_grad():
                 self.blocks[1].mixer.o_proj.weight[0, 0] = float("nan")
 
-    monkeypatch.setattr(loop, "DecoderLM", Poisoned)
+    monkeypatch.setattr(task_base, "DecoderLM", Poisoned)
     cfg = tiny_config()
     cfg.max_steps, cfg.eval_every = 5, 5
     message = r"non-finite training loss \(nan\) at step 1: first non-finite output in blocks.1.mixer.o_proj"
