@@ -139,6 +139,9 @@ def _task_text(records: list[dict[str, Any]], rows: list[dict[str, Any]], grid: 
         plot_bars(rows, paths["scores.png"], (("test_accuracy", "test"), ("valid_accuracy", "valid")), "accuracy")
         what = ["Accuracy on the test split at the evaluation with the best valid accuracy, best learning rate per",
                 "seed, then mean ± std over seeds.", "", markdown_table(rows, task), "", "![scores](scores.png)"]
+    if cls.reference:
+        what += ["", "The papers' numbers, from much larger models trained far longer (another scale): "
+                 f"{cls.reference}."]
     model = base["model"]
     head = base["forecaster"] if task == "forecast" else base["classifier"] if task.startswith("lra-") else {}
     return [*what, "", "## Settings", "",

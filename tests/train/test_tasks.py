@@ -20,6 +20,7 @@ NEW_TASKS = [t for t in TASKS if t not in ("mqar", "lm")]
 def test_every_task_has_a_quick_and_a_full_grid_and_reports_its_own_metric():
     for key, cls in TASKS.items():
         assert cls.key == key and cls.description and (cls.paper or key == "lm")
+        assert cls.reference or key in ("mqar", "lm")   # the new tasks' reports quote their papers
         full, quick = TASK_PRESETS[key]
         assert preset(full).task == preset(quick).task == key
         assert preset(quick).base.max_steps < preset(full).base.max_steps
@@ -39,7 +40,7 @@ def test_each_task_trains_through_compare(task, tmp_path, capsys):
     rows = (tmp_path / "out" / "summary.csv").read_text().splitlines()
     assert len(rows) == 1 + len(preset(TASK_PRESETS[task][1]).mixers)
     report = (tmp_path / "out" / "report.md").read_text()
-    assert task in report and "## Settings" in report
+    assert task in report and "## Settings" in report and "another scale" in report
     run = next((tmp_path / "out" / "runs").iterdir())
     language_model = task in ("selective-copying", "induction-heads")      # a DecoderLM: a Hugging Face folder
     assert (run / ("model" if language_model else "model.safetensors")).exists()

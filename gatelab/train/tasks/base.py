@@ -22,6 +22,8 @@ class Task:
 
     key: the ``task`` value; field: the TrainConfig field holding its data config (None: no own config);
     metric: the evaluation metric that picks a run's best evaluation (``higher_is_better`` says which way);
+    reference: the papers' published numbers on the task, which reports print beside ours (labelled as another
+    scale);
     score_keys: what a sweep reports from that best evaluation (a diverged run scores ``worst``)."""
 
     key: ClassVar[str]
@@ -31,6 +33,7 @@ class Task:
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     score_keys: ClassVar[dict[str, str]] = {}   # reported name -> evaluation key
+    reference: ClassVar[str] = ""               # the papers' numbers on this task, for reports (other scales)
     slices: ClassVar[str | None] = None         # a prefix of per-slice evaluation keys a sweep also reports
 
     vocab_size: int

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ..config import TrainConfig
 
 LRA = "Tay et al. 2021 (Long Range Arena), arXiv 2011.04006"
+TABLE = "LRA Table 1 (Tay et al. 2021: 4-6 layers of width 256-512, hours of training on accelerators):"
 
 
 class ClassificationTask(Task):
@@ -65,6 +66,8 @@ class ListOpsTask(ClassificationTask):
     key, field = "lra-listops", "listops"
     description = "LRA ListOps: the value (0-9) of a nested MAX/MIN/MED/SM expression"
     builder = listops
+    reference = (f"{TABLE} Transformer 36.37, Linear Transformer 16.13, Performer 18.01, Sparse Transformer 17.07 "
+                 "(at lengths 500-2000); S4 59.60 (S4 paper, Table 4)")
 
     @classmethod
     def set_length(cls, cfg: TrainConfig, T: int) -> None:
@@ -79,6 +82,7 @@ class TextTask(ClassificationTask):
     key, field = "lra-text", "lra_text"
     description = "LRA Text: byte-level IMDB sentiment (the packaged part of IMDB)"
     builder = lra_text
+    reference = f"{TABLE} Transformer 64.27, Linear Transformer 65.90, Performer 65.40 (4,096 bytes); S4 86.82"
 
     @classmethod
     def set_length(cls, cfg: TrainConfig, T: int) -> None:
@@ -93,6 +97,7 @@ class PathfinderTask(ClassificationTask):
     key, field = "lra-pathfinder", "pathfinder"
     description = "LRA Pathfinder: are the two dots connected by a dashed contour (pixels, flattened)"
     builder = pathfinder
+    reference = f"{TABLE} Transformer 71.40, Linear Transformer 75.30, Performer 77.05; S4 94.20"
 
     @classmethod
     def set_length(cls, cfg: TrainConfig, T: int) -> None:
@@ -110,6 +115,8 @@ class ImageTask(ClassificationTask):
     key, field = "lra-image", "lra_image"
     description = "sequential Fashion-MNIST pixels (784), a labelled substitute for LRA's CIFAR-10 Image task"
     builder = lra_image
+    reference = (f"{TABLE} on CIFAR-10, not Fashion-MNIST: Transformer 42.44, Linear Transformer 42.34, "
+                 "Performer 42.77; S4 88.65")
     PIXELS = 784
 
     @classmethod

@@ -24,6 +24,8 @@ class ForecastTask(Task):
     paper = "Zhou et al. 2021 (Informer), arXiv 2012.07436"
     metric, higher_is_better = "valid/mse", False
     score_keys = {"test_mse": "test/mse", "test_mae": "test/mae", "valid_mse": "valid/mse"}
+    reference = ("Informer's README Table 2, ETTh1 multivariate (d_model 512, 6 epochs), MSE / MAE: H=24 0.577 / "
+                 "0.549, 48 0.685 / 0.625, 168 0.931 / 0.752, 336 1.128 / 0.873, 720 1.215 / 0.896 (none for vic_elec)")
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg.forecast

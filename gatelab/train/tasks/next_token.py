@@ -67,9 +67,13 @@ class SelectiveCopyingTask(NextTokenTask):
     key, field = "selective-copying", "selective_copying"
     description = "selective copying: emit the data tokens scattered among noise, in order (Mamba §4.1)"
     builder = selective_copying
+    reference = ("Mamba Table 1 (length 4,096, 16 tokens, 2 layers of width 64, 400k steps): S4 18.3%, H3 57.0%, "
+                 "Hyena 30.1%, Mamba 99.8%")
 
 
 class InductionHeadsTask(NextTokenTask):
     key, field = "induction-heads", "induction_heads"
     description = "induction heads: recall the token after the first trigger; length extrapolation (Mamba Table 2)"
     builder = induction_heads
+    reference = ("Mamba Table 2 (trained at 256, 25k steps): Mamba 100% up to 2^20 tokens; attention with most "
+                 "position encodings fails beyond 2x the training length")
