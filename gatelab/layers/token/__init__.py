@@ -6,6 +6,7 @@ from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
+from .hgrn import HGRN
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
@@ -14,7 +15,8 @@ from .probsparse import ProbSparseAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions", "GatedAssociativeMemory",
+    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SlidingWindowAttention", "SoftmaxAttention",
     "ViGBiGLA", "bidirectional_mixer",
