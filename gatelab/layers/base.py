@@ -56,6 +56,15 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def resolve_head_dim(d_model: int, n_heads: int, head_dim: int | None) -> int:
+    """``head_dim`` if given, else ``d_model // n_heads``, which must divide evenly (a ConfigError says so)."""
+    if head_dim is not None:
+        return head_dim
+    require(d_model % n_heads == 0, f"d_model={d_model} is not divisible by n_heads={n_heads}; choose n_heads "
+            "dividing d_model or set head_dim")
+    return d_model // n_heads
+
+
 class TokenMixer(nn.Module):
     """A layer that mixes information across time.
 

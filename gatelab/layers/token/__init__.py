@@ -12,12 +12,14 @@ from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .probsparse import ProbSparseAttention
+from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
     "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SlidingWindowAttention", "SoftmaxAttention",
+    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
+    "SoftmaxAttention",
     "ViGBiGLA", "bidirectional_mixer",
 ]

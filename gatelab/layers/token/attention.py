@@ -11,7 +11,7 @@ from torch import nn
 from ...config import from_dict
 from ...ops.softmax_attn import attention_mix, attention_probs, attention_scores, sdpa_attention
 from ...registry import MIXERS
-from ..base import Probe, TokenMixer, require
+from ..base import Probe, TokenMixer, require, resolve_head_dim
 from ..channel.chain import ChainLinear, chain_linear_params
 from ..rope import RotaryEmbedding
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
@@ -83,10 +83,7 @@ class SoftmaxAttention(TokenMixer):
         super().__init__()
         cfg = self.configure(d_model, options)
         cfg.n_kv_heads = cfg.n_kv_heads or cfg.n_heads
-        if cfg.head_dim is None:
-            require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
-                    "choose n_heads dividing d_model or set head_dim")
-            cfg.head_dim = d_model // cfg.n_heads
+        cfg.head_dim = resolve_head_dim(d_model, cfg.n_heads, cfg.head_dim)
         require(cfg.n_heads % cfg.n_kv_heads == 0,
                 f"n_heads={cfg.n_heads} must be a multiple of n_kv_heads={cfg.n_kv_heads}")
         require(cfg.qk_norm or cfg.qk_norm_eps == 1e-6, f"qk_norm_eps={cfg.qk_norm_eps} has no effect with "

@@ -11,7 +11,7 @@ from torch import nn
 
 from ...ops.delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from ...registry import MIXERS
-from ..base import Probe, no_weight_decay, require
+from ..base import Probe, no_weight_decay, require, resolve_head_dim
 from ..conv import ShortConv
 from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
 
@@ -68,10 +68,7 @@ class DeltaNet(RecurrentMixer):
     def __init__(self, d_model: int, **options):
         super().__init__()
         cfg = self.configure(d_model, options)
-        if cfg.head_dim is None:
-            require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
-                    "choose n_heads dividing d_model or set head_dim")
-            cfg.head_dim = d_model // cfg.n_heads
+        cfg.head_dim = resolve_head_dim(d_model, cfg.n_heads, cfg.head_dim)
         self.head_v = int(cfg.head_dim * cfg.expand_v)
         require(self.head_v >= 1, f"head_dim*expand_v must be >= 1; got {self.head_v}")
         self.config = cfg

@@ -10,7 +10,7 @@ from torch import nn
 from ...config import ConfigError
 from ...ops.probsparse import probsparse_attention
 from ...registry import MIXERS
-from ..base import TokenMixer, require
+from ..base import TokenMixer, require, resolve_head_dim
 from ..rope import RotaryEmbedding
 from .kv_cache import KVCache
 
@@ -107,10 +107,7 @@ class ProbSparseAttention(TokenMixer):
         cfg = self.configure(d_model, options)
         if cfg.selection == "auto":
             cfg.selection = "online" if cfg.causal else "informer"
-        if cfg.head_dim is None:
-            require(d_model % cfg.n_heads == 0, f"d_model={d_model} is not divisible by n_heads={cfg.n_heads}; "
-                    "choose n_heads dividing d_model or set head_dim")
-            cfg.head_dim = d_model // cfg.n_heads
+        cfg.head_dim = resolve_head_dim(d_model, cfg.n_heads, cfg.head_dim)
         self.config = cfg
         H, D = cfg.n_heads, cfg.head_dim
         self.q_proj = nn.Linear(d_model, H * D, bias=cfg.bias)
