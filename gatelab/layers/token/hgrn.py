@@ -11,7 +11,7 @@ from torch import nn
 from ...ops.simple_gla import chunk_simple_gla, recurrent_simple_gla
 from ...registry import MIXERS
 from ..base import Probe
-from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
+from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions, bounded_log_forget
 
 
 @dataclass(kw_only=True)
@@ -68,11 +68,7 @@ class HGRN(RecurrentMixer):
         self.forget_gate_probe = Probe()
 
     def features(self, x, conv_state, offset, lower_bound: torch.Tensor | None = None):
-        g = F.logsigmoid(self.f_proj(x))                                                 # (B, T, D) log f
-        if lower_bound is not None:
-            lb = lower_bound.to(g.dtype)                                                 # (D,)
-            # log(lb + (1 - lb) f) <= 0, which rounding can lift just above 0 when lb is near 1: clamp it
-            g = torch.logaddexp(lb.log(), torch.log1p(-lb) + g).clamp(max=0.0)
+        g = bounded_log_forget(self.f_proj(x), lower_bound)                               # (B, T, D) log f
         if self.forget_gate_probe.active:
             self.forget_gate_probe(g.exp())
         i = F.silu(self.i_proj(x)) * -torch.expm1(g)                                    # (B, T, D): silu(.) (1 - f)

@@ -14,7 +14,7 @@ from ...registry import MIXERS
 from ..base import Probe, require
 from ..rope import RotaryEmbedding
 from .gla import expanded_dims, head_split
-from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions
+from .recurrent import GatedRMSNorm, RecurrentMixer, RecurrentOptions, bounded_log_forget
 
 
 @dataclass(kw_only=True)
@@ -196,11 +196,7 @@ class HGRN2(RecurrentMixer):
     def features(self, x, conv_state, offset, lower_bound: torch.Tensor | None = None):
         B, T, _ = x.shape
         H, E = self.config.n_heads, self.config.expand_ratio
-        g = F.logsigmoid(self.f_proj(x))                                                 # (B, T, K)
-        if lower_bound is not None:
-            lb = lower_bound.to(g.dtype)                                                 # (K,)
-            # log(lb + (1 - lb) f) <= 0, which rounding can lift just above 0 when lb is near 1: clamp it
-            g = torch.logaddexp(lb.log(), torch.log1p(-lb) + g).clamp(max=0.0)
+        g = bounded_log_forget(self.f_proj(x), lower_bound)                               # (B, T, K)
         g = g.view(B, T, H, E)                                                           # (B, T, H, E)
         if self.forget_gate_probe.active:
             self.forget_gate_probe(g.exp())

@@ -41,6 +41,18 @@ class RecurrentOptions:
     RANGES: ClassVar[dict[str, str]] = {"chunk_size": "[1, inf)", "norm_eps": "(0, inf)"}
 
 
+def bounded_log_forget(f_logits: torch.Tensor, lower_bound: torch.Tensor | None) -> torch.Tensor:
+    """HGRN's forget gate in log space: ``log f`` with ``f = lb + (1 - lb) * sigmoid(f_logits)`` (Qin et al. 2023,
+    arXiv 2311.04823), ``lb [K]`` in [0, 1) broadcast over the last dimension; ``logsigmoid(f_logits)`` without a
+    bound. Computed as ``logaddexp(log lb, log(1 - lb) + logsigmoid(.))``, clamped at 0, which rounding can cross
+    when lb is near 1."""
+    g = F.logsigmoid(f_logits)
+    if lower_bound is None:
+        return g
+    lb = lower_bound.to(g.dtype)
+    return torch.logaddexp(lb.log(), torch.log1p(-lb) + g).clamp(max=0.0)
+
+
 class GatedRMSNorm(nn.Module):
     """``RMSNorm(o) * act(gate)`` per head (``[..., D]``); the output stage of GLA, GDN, RetNet, HGRN2.
     Parameters: ``D``."""

@@ -34,7 +34,6 @@ class Task:
     higher_is_better: ClassVar[bool]
     score_keys: ClassVar[dict[str, str]] = {}   # reported name -> evaluation key
     reference: ClassVar[str] = ""               # the papers' numbers on this task, for reports (other scales)
-    slices: ClassVar[str | None] = None         # a prefix of per-slice evaluation keys a sweep also reports
 
     vocab_size: int
     max_len: int
@@ -60,12 +59,7 @@ class Task:
         worst = 0.0 if cls.higher_is_better else float("inf")
         if result.get("diverged"):
             return dict.fromkeys(cls.score_keys, worst)
-        best = result["best"]
-        out = {name: best[key] for name, key in cls.score_keys.items()}
-        if cls.slices:
-            out.update({k.split("/", 1)[1] if k.startswith("test/") else k: v for k, v in best.items()
-                        if k.startswith(cls.slices)})
-        return out
+        return {name: result["best"][key] for name, key in cls.score_keys.items()}
 
     @classmethod
     def model(cls, cfg: TrainConfig) -> nn.Module:

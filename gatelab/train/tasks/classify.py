@@ -34,10 +34,20 @@ class ClassificationTask(Task):
         self.num_classes, self.vocab_size = data.num_classes, data.vocab_size
         self.max_len = max(d.inputs.shape[-1] for d in self.splits.values())
 
+    length_field: ClassVar[str] = "max_len"    # the data config's field a grid's length sets
+
     @classmethod
     def shape(cls, cfg: TrainConfig) -> tuple[int | None, int]:
         data = getattr(cfg, cls.field)
         return data.vocab_size, cls.length(cfg) + 1          # (+1: a CLS token)
+
+    @classmethod
+    def set_length(cls, cfg: TrainConfig, T: int) -> None:
+        setattr(getattr(cfg, cls.field), cls.length_field, T)
+
+    @classmethod
+    def length(cls, cfg: TrainConfig) -> int:
+        return getattr(getattr(cfg, cls.field), cls.length_field)
 
     @classmethod
     def model(cls, cfg: TrainConfig) -> SequenceClassifier:
@@ -69,28 +79,12 @@ class ListOpsTask(ClassificationTask):
     reference = (f"{TABLE} Transformer 36.37, Linear Transformer 16.13, Performer 18.01, Sparse Transformer 17.07 "
                  "(at lengths 500-2000); S4 59.60 (S4 paper, Table 4)")
 
-    @classmethod
-    def set_length(cls, cfg: TrainConfig, T: int) -> None:
-        cfg.listops.max_len = T
-
-    @classmethod
-    def length(cls, cfg: TrainConfig) -> int:
-        return cfg.listops.max_len
-
 
 class TextTask(ClassificationTask):
     key, field = "lra-text", "lra_text"
     description = "LRA Text: byte-level IMDB sentiment (the packaged part of IMDB)"
     builder = lra_text
     reference = f"{TABLE} Transformer 64.27, Linear Transformer 65.90, Performer 65.40 (4,096 bytes); S4 86.82"
-
-    @classmethod
-    def set_length(cls, cfg: TrainConfig, T: int) -> None:
-        cfg.lra_text.max_len = T
-
-    @classmethod
-    def length(cls, cfg: TrainConfig) -> int:
-        return cfg.lra_text.max_len
 
 
 class PathfinderTask(ClassificationTask):
