@@ -189,8 +189,10 @@ TASK_PRESETS = {"mqar": ("default", "quick"), "lm": ("lm", "lm-quick"),
                     ("induction-heads", "induction-heads"), ("forecast", "forecast"))}}
 TASK_OF_PRESET = {name: task for task, names in TASK_PRESETS.items() for name in names
                   if task not in ("mqar", "lm")}
-PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-30min", "channels", "residuals",
-           *TASK_OF_PRESET)
+PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-mixers", "ptb-30min", "channels",
+           "residuals", *TASK_OF_PRESET)
+# the mixers of the second wave (issue 16), compared on PTB beside the lm preset's three
+PTB_MIXERS = ["attn", "gated_attn", "gla", "hgrn"]
 
 
 def preset(name: str) -> CompareGrid:
@@ -198,7 +200,9 @@ def preset(name: str) -> CompareGrid:
     ``recall-vs-state``: Zoology's recall-vs-state picture, every causal mixer at three widths on one length, to
     be read as accuracy against state size (a long experiment: hours on a CPU). ``lm``: PTB word-level perplexity of
     attn, gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
-    the same protocol on a slice, in seconds. ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
+    the same protocol on a slice, in seconds. ``ptb-mixers``: the lm preset's model size (d_model 128, 4 layers of
+    mixer + SwiGLU, parameter-matched) for attn, gated_attn, gla and the later mixers (``PTB_MIXERS``), 2 seeds of
+    500 steps of batch 16 x 128 (a sixth of lm's tokens: about an hour for the grid). ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
     trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all.
     ``channels``: every registered channel mixer in attention blocks on PTB, d_model 128, matched to SwiGLU on the
     parameters one token uses, 2 seeds of 500 steps of batch 16 x 128 (``chain``: the chain FFN with 4 chains in
@@ -222,6 +226,10 @@ def preset(name: str) -> CompareGrid:
         base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=250)
         return CompareGrid(mixers=["attn", "gated_attn", "gla"], seq_lens=[128], d_models=[128], seeds=2,
                            lrs=[3e-3], base=base, match_params=True)
+    if name == "ptb-mixers":
+        base = _lm_base("ptb", steps=500, batch_size=16, eval_every=250)
+        return CompareGrid(mixers=list(PTB_MIXERS), seq_lens=[128], d_models=[128], seeds=2, lrs=[3e-3], base=base,
+                           match_params=True)
     if name == "ptb-30min":
         base = _lm_base("ptb", steps=1500, batch_size=32, eval_every=300)   # steps: set by the budget
         base.model.d_model, base.model.dropout, base.optim.lr = 256, 0.2, 2e-3
