@@ -13,9 +13,10 @@ def attn(key="attn", **opts):
     return MIXERS.get(key)(d, n_heads=H, **opts).double()
 
 
-def scores_of(mixer, x):
+def probed(mixer, x, probe="score_probe"):
+    """The mixer's output for ``x`` and what its ``probe`` saw (the scores before the mask, by default)."""
     seen = []
-    handle = mixer.score_probe.register_forward_hook(lambda m, i, o: seen.append(o))
+    handle = getattr(mixer, probe).register_forward_hook(lambda m, i, o: seen.append(o))
     y, _ = mixer(x)
     handle.remove()
     return y, seen[0]
@@ -32,8 +33,8 @@ def test_merged_matrix_gives_the_scores_and_output_of_its_factors():
         merged.v_proj.weight.copy_(full.v_proj.weight)
         merged.o_proj.weight.copy_(full.o_proj.weight)
     x = torch.randn(2, 7, d, dtype=torch.float64)
-    y_full, s_full = scores_of(full, x)
-    y_merged, s_merged = scores_of(merged, x)
+    y_full, s_full = probed(full, x)
+    y_merged, s_merged = probed(merged, x)
     torch.testing.assert_close(s_merged, s_full, atol=1e-12, rtol=1e-12)
     torch.testing.assert_close(y_merged, y_full, atol=1e-12, rtol=1e-12)
 
@@ -42,14 +43,14 @@ def test_merged_matrix_gives_the_scores_and_output_of_its_factors():
                                   dict(symmetric=True, qk_merged=True, rope=False)])
 def test_symmetric_similarity_is_symmetric(opts):
     mixer = attn(**opts)
-    _, scores = scores_of(mixer, torch.randn(2, 6, d, dtype=torch.float64))      # (B, H, T, T) before the mask
+    _, scores = probed(mixer, torch.randn(2, 6, d, dtype=torch.float64))      # (B, H, T, T) before the mask
     torch.testing.assert_close(scores, scores.transpose(-1, -2), atol=1e-12, rtol=1e-12)
-    _, plain = scores_of(attn(), torch.randn(2, 6, d, dtype=torch.float64))
+    _, plain = probed(attn(), torch.randn(2, 6, d, dtype=torch.float64))
     assert (plain - plain.transpose(-1, -2)).abs().max() > 1e-3                   # the default is not
 
 
 def test_unmerged_symmetric_similarity_bounds_each_score_by_the_self_scores():
-    _, s = scores_of(attn(symmetric=True, rope=False), torch.randn(1, 6, d, dtype=torch.float64))
+    _, s = probed(attn(symmetric=True, rope=False), torch.randn(1, 6, d, dtype=torch.float64))
     diag = s.diagonal(dim1=-2, dim2=-1)                                           # (B, H, T)
     assert (diag >= 0).all()
     assert (s <= (diag[..., :, None] * diag[..., None, :]).sqrt() + 1e-12).all()

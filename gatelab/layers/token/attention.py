@@ -15,6 +15,7 @@ from ..base import Probe, TokenMixer, require, resolve_head_dim
 from ..channel.chain import ChainLinear, chain_linear_params
 from ..rope import RotaryEmbedding
 from ._minimum import SymmetricMerged, check_reductions, query_key_params
+from ._ssa import Pattern, ssa_mask
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
 from .kv_cache import KVCache
 
@@ -32,7 +33,9 @@ class AttentionConfig:
     Chain-of-Model attention (see ``SoftmaxAttention``): it must
     divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``). ``qk_merged``,
     ``symmetric``, ``no_value`` and ``no_output`` are the reductions of Bermeitinger et al. 2024 (see
-    ``SoftmaxAttention``); ``ssa_rate < 1`` subsamples the keys in training (SSA, see ``SoftmaxAttention``)."""
+    ``SoftmaxAttention``). ``ssa_rate < 1`` subsamples the keys in training (SSA, ``gatelab.layers.token._ssa``):
+    the fraction of the keys drawn, ``ssa_pattern`` ``unstructured`` or ``local_random`` (a window of
+    ``ssa_window`` nearest keys always kept as well)."""
 
     d_model: int
     n_heads: int = 4
@@ -51,11 +54,14 @@ class AttentionConfig:
     symmetric: bool = False
     no_value: bool = False
     no_output: bool = False
+    ssa_rate: float = 1.0
+    ssa_pattern: Pattern = "unstructured"
+    ssa_window: int = 16
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "n_kv_heads": "[1, inf)",
                                         "head_dim": "[1, inf)", "qk_norm_eps": "(0, inf)", "rope_base": "(1, inf)",
                                         "rotary_fraction": "(0, 1]", "clip_gamma": "(-inf, 0]", "clip_zeta": "[1, inf)",
-                                        "n_chains": "[1, inf)"}
+                                        "n_chains": "[1, inf)", "ssa_rate": "(0, 1]", "ssa_window": "[1, inf)"}
 
 
 @MIXERS.register("attn")
@@ -88,6 +94,13 @@ class SoftmaxAttention(TokenMixer):
     ``d * H * D``, QK-norm ``D``), or with qk_merged each ``W_QK^h`` symmetric: ``H * d (d + 1) / 2``.
     ``no_value``: value head j is slice j of x (``n_kv_heads * D == d_model``; no v_proj). ``no_output``: the
     concatenated heads are the output (``n_heads * D == d_model``; no o_proj). Not offered with ``n_chains > 1``.
+
+    Stochastically subsampled self-attention (Hussain et al. 2023, arXiv 2306.01705; ``_ssa.ssa_mask``), a training
+    option with no parameters: with ``ssa_rate < 1`` each forward in training mode lets every sample's queries see
+    only ``round(ssa_rate * Tk)`` keys drawn anew (shared by its queries and heads; torch's global generator, so
+    seeded runs repeat), plus each query's own key (and with ``ssa_pattern='local_random'`` its ``ssa_window``
+    nearest keys); causality and padding masks still apply, and the rows stay normalised over the kept keys. It
+    takes the materialised path (scores masked before the softmax). Evaluation (``eval()``) attends to every key.
     """
 
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
@@ -111,6 +124,11 @@ class SoftmaxAttention(TokenMixer):
             require(value % n == 0, f"{name}={value} is not divisible by n_chains={n}: Chain-of-Model attention "
                     "splits the width and the heads evenly over the chains")
         check_reductions(cfg, d_model)
+        require(cfg.ssa_rate < 1 or (cfg.ssa_pattern, cfg.ssa_window) == ("unstructured", 16), f"ssa_pattern="
+                f"{cfg.ssa_pattern!r}, ssa_window={cfg.ssa_window} have no effect with ssa_rate=1 (no subsampling); "
+                "set ssa_rate in (0, 1) or leave them at their defaults")
+        require(cfg.ssa_pattern == "local_random" or cfg.ssa_window == 16, f"ssa_window={cfg.ssa_window} has no "
+                "effect with ssa_pattern='unstructured'; set ssa_pattern='local_random' or leave ssa_window at 16")
         self.config = cfg
         H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         if cfg.qk_merged and cfg.symmetric:
@@ -183,8 +201,14 @@ class SoftmaxAttention(TokenMixer):
         scale = None
         if cfg.qk_merged:                      # the cache holds x once; each kv head reads it (a view, no copy)
             k, scale = k.expand(-1, -1, cfg.n_kv_heads, -1), cfg.head_dim ** -0.5          # (B, Tk, Hkv, d)
-        if self.clipped or self.attn_probe.active or self.score_probe.active:
+        ssa = self.training and cfg.ssa_rate < 1
+        if ssa or self.clipped or self.attn_probe.active or self.score_probe.active:
             scores = self.score_probe(attention_scores(q, k, scale))                       # (B, H, T, Tk)
+            if ssa:                                                        # keys left out of this forward's subset
+                keep = ssa_mask(q.shape[0], T, k.shape[1], cfg.ssa_rate, cfg.ssa_pattern, cfg.ssa_window, q.device)
+                if key_mask is not None:          # a padded query whose kept keys are all padding keeps every key
+                    keep = keep | ~(keep & key_mask[:, None, None, :]).any(-1, keepdim=True)
+                scores = scores.masked_fill(~keep, float("-inf"))                          # (B, H, T, Tk)
             probs = self.attn_probe(attention_probs(scores, causal=cfg.causal, window=window, gamma=cfg.clip_gamma,
                                                     zeta=cfg.clip_zeta, key_mask=key_mask))
             o = attention_mix(probs, v)                                                    # (B, T, H, D)
