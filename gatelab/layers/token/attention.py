@@ -104,7 +104,8 @@ class SoftmaxAttention(TokenMixer):
     """
 
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
-    paper = "Vaswani et al. 2017, arXiv 1706.03762"
+    paper = ("Vaswani et al. 2017, arXiv 1706.03762; reductions: Bermeitinger et al. 2024, arXiv 2410.13732; SSA: "
+             "Hussain et al. 2023, arXiv 2306.01705")
     Config = AttentionConfig
     directions = "both"
 
@@ -303,7 +304,8 @@ class GatedAttention(SoftmaxAttention):
     """
 
     description = "softmax attention with an output gate (G1..G5, elementwise/headwise, ...)"
-    paper = "Qiu et al. 2025, arXiv 2505.06708; Bondarenko et al. 2023, arXiv 2306.12929"
+    paper = ("Qiu et al. 2025, arXiv 2505.06708; Bondarenko et al. 2023, arXiv 2306.12929; SSA: Hussain et al. 2023, "
+             "arXiv 2306.01705")
     Config = GatedAttentionConfig
 
     def __init__(self, d_model: int, **options):
