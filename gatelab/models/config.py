@@ -72,6 +72,13 @@ class ModelConfig:
         averages its scans (``bidirectional_combine="mean"``), combined by a learned sigmoid gate per direction and
         channel (``"gate"``) or summed (``"add"``). Mixers that exist only in bidirectional form (``vig``) need
         it.
+    loop: the looped transformer (Universal Transformer, Dehghani et al. 2019, arXiv 1807.03819; the looped
+        transformer of AlgoFormer, Gao et al. 2024, arXiv 2402.13572): the blocks run ``loop`` times over the
+        stream with the same weights, so parameters stay those of n_layers blocks while the depth, the compute and
+        the decoding state (one state per application of a block) grow ``loop``-fold. AlgoFormer's structure is a
+        pre-transformer, a looped transformer iterated ``loop`` times and a post-transformer: ``loop_pre`` first
+        layers and ``loop_post`` last layers run once, before and after the loop over the layers between them
+        (default 0 and 0: the whole stack loops).
     """
 
     vocab_size: int = 512
@@ -95,11 +102,15 @@ class ModelConfig:
     bidirectional: bool = False
     bidirectional_params: Literal["shared", "separate"] = "shared"
     bidirectional_combine: Literal["mean", "gate", "add"] = "mean"
+    loop: int = 1
+    loop_pre: int = 0
+    loop_post: int = 0
 
     RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
                                         "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",
                                         "chains": "[1, inf)", "norm_eps": "(0, inf)", "max_seq_len": "[1, inf)",
-                                        "dropout": "[0, 1)"}
+                                        "dropout": "[0, 1)", "loop": "[1, inf)", "loop_pre": "[0, inf)",
+                                        "loop_post": "[0, inf)"}
 
     def schedule(self) -> list[str]:
         """The mixer key of each layer."""
@@ -108,3 +119,15 @@ class ModelConfig:
     def channel_schedule(self) -> list[str]:
         """The channel-mixer key of each layer (``"none"``: no channel mixer)."""
         return tile(parse_schedule(self.channel, CHANNEL_MIXERS, allowed=("none",)), self.n_layers, "model.channel")
+
+    def layer_order(self) -> list[int]:
+        """The layer (block index) of each application of a block, in order: ``range(n_layers)`` without a loop;
+        with one, the ``loop_pre`` first layers, the looped ones ``loop`` times over, then the ``loop_post`` last."""
+        pre, post, n = self.loop_pre, self.loop_post, self.n_layers
+        if self.loop == 1 and (pre or post):
+            raise ConfigError(f"model.loop_pre={pre}, model.loop_post={post} have no effect with model.loop=1; set "
+                              "model.loop > 1 or leave them at 0")
+        if pre + post >= n:
+            raise ConfigError(f"model.loop_pre={pre} + model.loop_post={post} must leave at least one of "
+                              f"model.n_layers={n} layers to loop")
+        return list(range(pre)) + list(range(pre, n - post)) * self.loop + list(range(n - post, n))

@@ -68,6 +68,10 @@ class Forecaster(BlockStack):
                               f"one block to the next beside the stream: model.residual={config.residual!r} (a "
                               f"delayed residual) and model.channel={config.channel!r} (a pre-gated router) need "
                               "forecaster.distil=false")
+        if head.distil and config.loop > 1:
+            raise ConfigError(f"forecaster.distil=true halves the sequence after each layer, once; model.loop="
+                              f"{config.loop} would run the layers again on the shorter sequence: set model.loop=1 or "
+                              "forecaster.distil=false")
         self.distil = nn.ModuleList()
         length = lookback
         if head.distil:

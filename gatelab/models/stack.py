@@ -45,12 +45,17 @@ class BlockStack(nn.Module):
     itself (``directions == "both"``: attention) is built with ``causal=False``, one that exists only in that form
     (``"bidirectional"``) as it is, and every causal one is wrapped in ``Bidirectional`` (a forward and a reverse
     scan). A bidirectional-only mixer in a causal model is an error.
+
+    With ``config.loop > 1`` the blocks run in ``config.layer_order()`` (weights shared by every application of a
+    block, each application with its own mixer state and the block's lower bound): ``states`` then holds one
+    entry per application, ``len(layer_order())``, and the state size grows with it.
     """
 
     def _check_config(self, config: ModelConfig) -> None:
         """Check ``config`` (ranges, chains, every key it names) and keep it as ``self.config``."""
         check_ranges(config, "model")  # a config built in Python has not been through from_dict
         check_chains(config)
+        config.layer_order()
         for key in config.mixer_options:
             MIXERS.get(key)
         for key in config.channel_options:
@@ -113,10 +118,11 @@ class BlockStack(nn.Module):
         """The blocks and the final norm over embedded inputs ``x [B, T, d_model]``: the normalised last hidden
         state ``[B, T, d_model]`` and each layer's mixer state. ``lengths [B]``: the unpadded length of each
         right-padded sequence (a bidirectional model masks the padding with it)."""
-        states = states if states is not None else [None] * len(self.blocks)
+        order, bounds = self.config.layer_order(), self.layer_lower_bounds()
+        states = states if states is not None else [None] * len(order)
         new_states, carry = [], {} if lengths is None else {LENGTHS: lengths}
-        for block, state, bound in zip(self.blocks, states, self.layer_lower_bounds(), strict=True):
-            x, state = block(x, state, step=step, lower_bound=bound, carry=carry)
+        for i, state in zip(order, states, strict=True):
+            x, state = self.blocks[i](x, state, step=step, lower_bound=bounds[i], carry=carry)
             new_states.append(state)
         carry.pop(LENGTHS, None)
         return self.norm(finish_stream(x, carry)), new_states
@@ -149,12 +155,14 @@ class BlockStack(nn.Module):
         return [bounds[i] if i > 0 and b.mixer.lower_bound_dim else None for i, b in enumerate(self.blocks)]
 
     def init_states(self, batch_size: int) -> list[Any]:
-        return [block.init_state(batch_size) for block in self.blocks]
+        return [self.blocks[i].init_state(batch_size) for i in self.config.layer_order()]
 
     def state_size(self, seq_len: int) -> int:
-        """Floats held per sequence by all token mixers (and short convolutions) after seq_len tokens."""
-        conv = sum(b.conv.d_model * (b.conv.kernel_size - 1) for b in self.blocks if b.conv is not None)
-        return conv + sum(block.mixer.state_size(seq_len) for block in self.blocks)
+        """Floats held per sequence by all token mixers (and short convolutions) after seq_len tokens, counted
+        once per application of each block."""
+        blocks = [self.blocks[i] for i in self.config.layer_order()]
+        conv = sum(b.conv.d_model * (b.conv.kernel_size - 1) for b in blocks if b.conv is not None)
+        return conv + sum(block.mixer.state_size(seq_len) for block in blocks)
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
         """The channel mixers' auxiliary losses of the last training forward, per name, summed over layers."""

@@ -299,7 +299,7 @@ LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], 
                                 **{k: to_dict(TrainConfig())[k] for k in TASK_FIELDS}}
 LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1,
                                       "bidirectional": False, "bidirectional_params": "shared",
-                                      "bidirectional_combine": "mean"}
+                                      "bidirectional_combine": "mean", "loop": 1, "loop_pre": 0, "loop_post": 0}
 
 
 def grid_fingerprint(grid: Any) -> str:

@@ -31,11 +31,17 @@ GATED_VARIANTS = [
     dict(gate_kind="silu", gate_position="g3"),
     dict(gate_source="constant", gate_granularity="headwise"),
     dict(qk_norm=False, rotary_fraction=0.5),
+    dict(symmetric=True, no_output=True, gate_position="g2"),
+    dict(qk_merged=True, rope=False, qk_norm=False, no_value=True),
 ]
 
 ATTN_VARIANTS = [dict(n_kv_heads=1), dict(qk_norm=True), dict(rope=False), dict(clip_gamma=-0.1, clip_zeta=1.1),
                  dict(head_dim=6), dict(qk_norm=True, qk_norm_eps=1e-3), dict(rotary_fraction=0.25),
-                 dict(rotary_fraction=0.5, n_kv_heads=1, head_dim=12)]
+                 dict(rotary_fraction=0.5, n_kv_heads=1, head_dim=12),
+                 dict(qk_merged=True, rope=False), dict(qk_merged=True, rope=False, n_kv_heads=1, clip_gamma=-0.05),
+                 dict(symmetric=True), dict(symmetric=True, qk_norm=True),
+                 dict(qk_merged=True, symmetric=True, rope=False),
+                 dict(no_value=True, no_output=True), dict(no_value=True, n_kv_heads=1, head_dim=16)]
 
 CASES = (
     [pytest.param(key, {}, id=key) for key in MIXERS.names()]

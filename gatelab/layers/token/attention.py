@@ -14,6 +14,8 @@ from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require, resolve_head_dim
 from ..channel.chain import ChainLinear, chain_linear_params
 from ..rope import RotaryEmbedding
+from ._minimum import SymmetricMerged, check_reductions, query_key_params
+from ._ssa import Pattern, ssa_mask
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
 from .kv_cache import KVCache
 
@@ -29,7 +31,11 @@ class AttentionConfig:
     ``gamma = -alpha / T``). ``causal=False`` attends in both directions (an encoder; no decoding state; padded
     keys masked by the ``lengths`` of ``forward``), as a bidirectional model builds it. ``n_chains > 1`` makes it
     Chain-of-Model attention (see ``SoftmaxAttention``): it must
-    divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``)."""
+    divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``). ``qk_merged``,
+    ``symmetric``, ``no_value`` and ``no_output`` are the reductions of Bermeitinger et al. 2024 (see
+    ``SoftmaxAttention``). ``ssa_rate < 1`` subsamples the keys in training (SSA, ``gatelab.layers.token._ssa``):
+    the fraction of the keys drawn, ``ssa_pattern`` ``unstructured`` or ``local_random`` (a window of
+    ``ssa_window`` nearest keys always kept as well)."""
 
     d_model: int
     n_heads: int = 4
@@ -44,11 +50,18 @@ class AttentionConfig:
     clip_zeta: float = 1.0
     n_chains: int = 1
     causal: bool = True
+    qk_merged: bool = False
+    symmetric: bool = False
+    no_value: bool = False
+    no_output: bool = False
+    ssa_rate: float = 1.0
+    ssa_pattern: Pattern = "unstructured"
+    ssa_window: int = 16
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "n_kv_heads": "[1, inf)",
                                         "head_dim": "[1, inf)", "qk_norm_eps": "(0, inf)", "rope_base": "(1, inf)",
                                         "rotary_fraction": "(0, 1]", "clip_gamma": "(-inf, 0]", "clip_zeta": "[1, inf)",
-                                        "n_chains": "[1, inf)"}
+                                        "n_chains": "[1, inf)", "ssa_rate": "(0, 1]", "ssa_window": "[1, inf)"}
 
 
 @MIXERS.register("attn")
@@ -60,8 +73,9 @@ class SoftmaxAttention(TokenMixer):
     Qwen3-Next (off by default here: this is the plain baseline).
     Input and output ``[B, T, d_model]``. Parameters:
     ``d_model * H * D`` (q_proj) + ``2 * d_model * Hkv * D`` (k_proj, v_proj) + ``H * D * d_model`` (o_proj)
-    + ``2 * D`` with QK-norm. The attention probabilities ``[B, H, Tq, Tk]`` pass through ``attn_probe``
-    (formed only while a hook is registered there, or with the clipped softmax).
+    + ``2 * D`` with QK-norm; the reductions below change these terms. The attention probabilities
+    ``[B, H, Tq, Tk]`` pass through ``attn_probe`` (formed only while a hook is registered there, or with the
+    clipped softmax).
     The scores before the mask ``[B, H, Tq, Tk]`` pass through ``score_probe`` (hooking it also forms them) and
     the attention output ``[B, T, H, D]`` before any gate through ``context_probe``; the layer uses each probe's
     output, so a hook may replace it (simulated quantization does).
@@ -72,10 +86,26 @@ class SoftmaxAttention(TokenMixer):
     ``ChainLinear``: head group c reads residual chains <= c, and output chain c reads head groups <= c. Each
     projection's ``d_in * d_out`` above becomes ``d_in * d_out * (n + 1) / (2n)``. The paper's CoLM-Air (keys and
     values from the first chain, shared by all) is not offered.
+
+    The reductions of "Reducing the Transformer Architecture to a Minimum" (Bermeitinger et al. 2024, arXiv
+    2410.13732; ``gatelab.layers.token._minimum`` says what each computes and why), off by default (d = d_model):
+    ``qk_merged``: one ``d x d`` matrix per head, scores ``x_i W_QK^h x_j^T / sqrt(D)``, key = x (no RoPE, no
+    QK-norm); q and k cost ``H * d^2``. ``symmetric``: ``W_K = W_Q`` (``n_kv_heads == n_heads``; q and k cost
+    ``d * H * D``, QK-norm ``D``), or with qk_merged each ``W_QK^h`` symmetric: ``H * d (d + 1) / 2``.
+    ``no_value``: value head j is slice j of x (``n_kv_heads * D == d_model``; no v_proj). ``no_output``: the
+    concatenated heads are the output (``n_heads * D == d_model``; no o_proj). Not offered with ``n_chains > 1``.
+
+    Stochastically subsampled self-attention (Hussain et al. 2023, arXiv 2306.01705; ``_ssa.ssa_mask``), a training
+    option with no parameters: with ``ssa_rate < 1`` each forward in training mode lets every sample's queries see
+    only ``round(ssa_rate * Tk)`` keys drawn anew (shared by its queries and heads; torch's global generator, so
+    seeded runs repeat), plus each query's own key (and with ``ssa_pattern='local_random'`` its ``ssa_window``
+    nearest keys); causality and padding masks still apply, and the rows stay normalised over the kept keys. It
+    takes the materialised path (scores masked before the softmax). Evaluation (``eval()``) attends to every key.
     """
 
     description = "causal softmax attention (RoPE, GQA, optional QK-norm), KV-cache state"
-    paper = "Vaswani et al. 2017, arXiv 1706.03762"
+    paper = ("Vaswani et al. 2017, arXiv 1706.03762; reductions: Bermeitinger et al. 2024, arXiv 2410.13732; SSA: "
+             "Hussain et al. 2023, arXiv 2306.01705")
     Config = AttentionConfig
     directions = "both"
 
@@ -94,14 +124,23 @@ class SoftmaxAttention(TokenMixer):
         for name, value in (("d_model", d_model), ("n_heads", cfg.n_heads), ("n_kv_heads", cfg.n_kv_heads)):
             require(value % n == 0, f"{name}={value} is not divisible by n_chains={n}: Chain-of-Model attention "
                     "splits the width and the heads evenly over the chains")
+        check_reductions(cfg, d_model)
+        require(cfg.ssa_rate < 1 or (cfg.ssa_pattern, cfg.ssa_window) == ("unstructured", 16), f"ssa_pattern="
+                f"{cfg.ssa_pattern!r}, ssa_window={cfg.ssa_window} have no effect with ssa_rate=1 (no subsampling); "
+                "set ssa_rate in (0, 1) or leave them at their defaults")
+        require(cfg.ssa_pattern == "local_random" or cfg.ssa_window == 16, f"ssa_window={cfg.ssa_window} has no "
+                "effect with ssa_pattern='unstructured'; set ssa_pattern='local_random' or leave ssa_window at 16")
         self.config = cfg
         H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-        self.q_proj = self._linear(d_model, H * D)
-        self.k_proj = self._linear(d_model, Hkv * D)
-        self.v_proj = self._linear(d_model, Hkv * D)
-        self.o_proj = self._linear(H * D, d_model)
+        if cfg.qk_merged and cfg.symmetric:
+            self.q_proj = SymmetricMerged(d_model, H)
+        else:
+            self.q_proj = self._linear(d_model, H * (d_model if cfg.qk_merged else D))
+        self.k_proj = None if cfg.qk_merged or cfg.symmetric else self._linear(d_model, Hkv * D)
+        self.v_proj = None if cfg.no_value else self._linear(d_model, Hkv * D)
+        self.o_proj = None if cfg.no_output else self._linear(H * D, d_model)
         self.q_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
-        self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
+        self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm and not cfg.symmetric else None
         self.rope = RotaryEmbedding(D, cfg.rope_base, rotary_fraction=cfg.rotary_fraction) if cfg.rope else None
         self.attn_probe = Probe()
         self.score_probe, self.context_probe = Probe(), Probe()
@@ -123,14 +162,22 @@ class SoftmaxAttention(TokenMixer):
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """q ``[B, T, H, D]``, k and v ``[B, T, Hkv, D]``: QK-normed if so configured, then gated at G4/G3/G2 if so
-        configured (after the norm, which would otherwise undo a headwise gate on q or k)."""
+        configured (after the norm, which would otherwise undo a headwise gate on q or k). With ``qk_merged``, q is
+        ``[B, T, H, d_model]`` and k is x, ``[B, T, 1, d_model]``."""
         cfg = self.config
-        B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, cfg.n_heads, cfg.head_dim)                           # (B, T, H, D)
-        k = self.k_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)                        # (B, T, Hkv, D)
-        v = self.v_proj(x).view(B, T, cfg.n_kv_heads, cfg.head_dim)                        # (B, T, Hkv, D)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+        B, T, d = x.shape
+        H, Hkv, D = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        q = self.q_proj(x).view(B, T, H, d if cfg.qk_merged else D)                         # (B, T, H, D or d)
+        if cfg.qk_merged:
+            k = x.unsqueeze(2)                                                             # (B, T, 1, d)
+        else:
+            if self.q_norm is not None:
+                q = self.q_norm(q)
+            k = q if cfg.symmetric else self.k_proj(x).view(B, T, Hkv, D)                  # (B, T, Hkv, D)
+            if self.k_norm is not None:
+                k = self.k_norm(k)
+        v = x if self.v_proj is None else self.v_proj(x)
+        v = v.view(B, T, Hkv, D)                                                           # (B, T, Hkv, D)
         return self._gate("g4", q, x), self._gate("g3", k, x), self._gate("g2", v, x)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: KVCache | None,
@@ -152,13 +199,23 @@ class SoftmaxAttention(TokenMixer):
             k, v = cache.k, cache.v                                                        # (B, Tk, Hkv, D) views
         window = self.window
         key_mask = None if lengths is None else torch.arange(k.shape[1], device=k.device) < lengths[:, None]
-        if self.clipped or self.attn_probe.active or self.score_probe.active:
-            scores = self.score_probe(attention_scores(q, k))                              # (B, H, T, Tk)
+        scale = None
+        if cfg.qk_merged:                      # the cache holds x once; each kv head reads it (a view, no copy)
+            k, scale = k.expand(-1, -1, cfg.n_kv_heads, -1), cfg.head_dim ** -0.5          # (B, Tk, Hkv, d)
+        ssa = self.training and cfg.ssa_rate < 1
+        if ssa or self.clipped or self.attn_probe.active or self.score_probe.active:
+            scores = self.score_probe(attention_scores(q, k, scale))                       # (B, H, T, Tk)
+            if ssa:                                                        # keys left out of this forward's subset
+                keep = ssa_mask(q.shape[0], T, k.shape[1], cfg.ssa_rate, cfg.ssa_pattern, cfg.ssa_window, q.device)
+                if key_mask is not None:          # a padded query whose kept keys are all padding keeps every key
+                    keep = keep | ~(keep & key_mask[:, None, None, :]).any(-1, keepdim=True)
+                scores = scores.masked_fill(~keep, float("-inf"))                          # (B, H, T, Tk)
             probs = self.attn_probe(attention_probs(scores, causal=cfg.causal, window=window, gamma=cfg.clip_gamma,
                                                     zeta=cfg.clip_zeta, key_mask=key_mask))
             o = attention_mix(probs, v)                                                    # (B, T, H, D)
         else:
-            o, _ = sdpa_attention(q, k, v, causal=cfg.causal, window=window, key_mask=key_mask)  # (B, T, H, D)
+            o, _ = sdpa_attention(q, k, v, scale=scale, causal=cfg.causal, window=window,
+                                  key_mask=key_mask)                                       # (B, T, H, D)
         o = self.context_probe(o)
         if window is not None:
             cache = cache.keep_last(window - 1).compact()
@@ -168,18 +225,29 @@ class SoftmaxAttention(TokenMixer):
                 ) -> tuple[torch.Tensor, KVCache | None]:
         q, k, v = self.project(x)
         o, cache = self.attend(q, k, v, state, lengths)
-        o = self._gate("g1", o, x)
-        y = self.o_proj(o.flatten(2))                                                      # (B, T, d_model)
+        o = self._gate("g1", o, x).flatten(2)                                             # (B, T, H * D)
+        y = o if self.o_proj is None else self.o_proj(o)                                   # (B, T, d_model)
         return self._gate("g5", y.unsqueeze(2), x).squeeze(2), cache
 
     def init_state(self, batch_size: int) -> KVCache:
-        return KVCache.empty(self._param_like(), batch_size, self.config.n_kv_heads, self.config.head_dim)
+        c = self.config
+        if not c.qk_merged:
+            return KVCache.empty(self._param_like(), batch_size, c.n_kv_heads, c.head_dim)
+        like = self._param_like()
+        return KVCache.wrap(like.new_zeros(batch_size, 0, 1, c.d_model),
+                            like.new_zeros(batch_size, 0, c.n_kv_heads, c.head_dim), 0)
 
     def state_size(self, seq_len: int) -> int:
-        return 2 * seq_len * self.config.n_kv_heads * self.config.head_dim
+        c = self.config
+        return seq_len * ((c.d_model if c.qk_merged else c.n_kv_heads * c.head_dim) + c.n_kv_heads * c.head_dim)
 
     def expected_num_params(self) -> int:
         c = self.config
+        if c.qk_merged or c.symmetric or c.no_value or c.no_output:  # (not offered with chains)
+            kv = c.n_kv_heads * c.head_dim
+            return (query_key_params(c, c.d_model) + (0 if c.no_value else c.d_model * kv)
+                    + (0 if c.no_output else c.n_heads * c.head_dim * c.d_model)
+                    + ((1 if c.symmetric else 2) * c.head_dim if c.qk_norm else 0))
         def lin(d_in: int, d_out: int) -> int:
             return chain_linear_params(d_in, d_out, c.n_chains)
         return (lin(c.d_model, c.n_heads * c.head_dim) + 2 * lin(c.d_model, c.n_kv_heads * c.head_dim)
@@ -236,13 +304,18 @@ class GatedAttention(SoftmaxAttention):
     """
 
     description = "softmax attention with an output gate (G1..G5, elementwise/headwise, ...)"
-    paper = "Qiu et al. 2025, arXiv 2505.06708; Bondarenko et al. 2023, arXiv 2306.12929"
+    paper = ("Qiu et al. 2025, arXiv 2505.06708; Bondarenko et al. 2023, arXiv 2306.12929; SSA: Hussain et al. 2023, "
+             "arXiv 2306.01705")
     Config = GatedAttentionConfig
 
     def __init__(self, d_model: int, **options):
         super().__init__(d_model, **options)
         opts = self.config.gate_options()
         c = self.config
+        shared = [name for name in ("qk_merged", "symmetric") if getattr(c, name)]
+        require(not (shared and opts.position in ("g3", "g4")), f"gated_attn with "
+                f"{', '.join(shared)}: a gate at gate_position={opts.position!r} acts on a query or key the reduced "
+                "form does not have (or would make the similarity asymmetric); use g1, g2 or g5")
         n, d = {"g1": (c.n_heads, c.head_dim), "g4": (c.n_heads, c.head_dim), "g2": (c.n_kv_heads, c.head_dim),
                 "g3": (c.n_kv_heads, c.head_dim), "g5": (1, d_model)}[opts.position]
         self.gate = build_gate(d_model, n, d, opts)
