@@ -1,5 +1,6 @@
 """The math of gatelab: pure functions on tensors, ``[B, T, H, D]`` layout, log-space gates (DESIGN §3)."""
 from .backend import BACKENDS, backend_record, default_backend, use_backend
+from .combiner import combiner_attention, combiner_reference
 from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .gla import chunk_gla, recurrent_gla
 from .selective_scan import chunk_selective_scan, recurrent_selective_scan
@@ -12,6 +13,8 @@ __all__ = [
     "default_backend",
     "use_backend",
     "chunk_gated_delta_rule",
+    "combiner_attention",
+    "combiner_reference",
     "chunk_gla",
     "chunk_selective_scan",
     "chunk_simple_gla",

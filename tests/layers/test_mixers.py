@@ -65,7 +65,10 @@ CASES = (
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
-                    id="probsparse-sparse-informer-options")]
+                    id="probsparse-sparse-informer-options"),
+       pytest.param("combiner", dict(block_size=3), id="combiner-fixed-block3"),
+       pytest.param("combiner", dict(variant="axial", block_size=3, head_dim=6), id="combiner-axial-block3"),
+       pytest.param("combiner", dict(variant="logsparse", rope=False), id="combiner-logsparse")]
 )
 
 

@@ -2,6 +2,7 @@
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
 from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
+from .combiner import Combiner
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
@@ -16,7 +17,7 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "Combiner", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
