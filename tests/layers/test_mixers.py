@@ -68,7 +68,10 @@ CASES = (
                     id="probsparse-sparse-informer-options"),
        pytest.param("combiner", dict(block_size=3), id="combiner-fixed-block3"),
        pytest.param("combiner", dict(variant="axial", block_size=3, head_dim=6), id="combiner-axial-block3"),
-       pytest.param("combiner", dict(variant="logsparse", rope=False), id="combiner-logsparse")]
+       pytest.param("combiner", dict(variant="logsparse", rope=False), id="combiner-logsparse"),
+       pytest.param("mossformer", dict(group_size=4, query_key_dim=12, kernel_size=3), id="mossformer-group4"),
+       pytest.param("mossformer", dict(group_size=3, gating="flash", shift_tokens=False, rope=False,
+                                       expansion_factor=2.0), id="mossformer-flash-group3")]
 )
 
 

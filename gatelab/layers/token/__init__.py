@@ -12,6 +12,7 @@ from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .mossformer import MossFormer
 from .probsparse import ProbSparseAttention
 from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
@@ -20,7 +21,8 @@ __all__ = [
     "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "Combiner", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
+    "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
+    "SlidingWindowAttention",
     "SoftmaxAttention",
     "ViGBiGLA", "bidirectional_mixer",
 ]

@@ -56,21 +56,28 @@ def _blockwise(q, k, v, L: int, scale: float, axial: bool) -> torch.Tensor:
 
 
 def _logsparse(q, k, v, scale: float) -> torch.Tensor:
+    """Level l reads the ``2^l``-blocks: a query in odd block b attends to block b - 1's summary, one shift of the
+    blocks' summaries (no gather)."""
     B, T, H, D = q.shape
-    pos = torch.arange(T, device=q.device)
-    logits, values = [(q * k).sum(-1) * scale], [v]                                  # (B, T, H), (B, T, H, D)
+    logits, summaries = [(q * k).sum(-1) * scale], []                                # (B, T, H)
     for level in range((T - 1).bit_length()):
-        qb, kb, vb = (_blocks(x, 1 << level) for x in (q, k, v))                      # (B, m, 2^l, H, D)
+        c = 1 << level
+        qb, kb, vb = (_blocks(x, c) for x in (q, k, v))                               # (B, m, c, H, D)
         q_sum, k_sum = qb.amax(2), kb.amax(2)                                         # (B, m, H, D)
-        inner = torch.einsum("bmhd,bmjhd->bmhj", q_sum, kb).mul(scale).softmax(-1)    # (B, m, H, 2^l)
+        inner = torch.einsum("bmhd,bmjhd->bmhj", q_sum, kb).mul(scale).softmax(-1)    # (B, m, H, c)
         v_sum = torch.einsum("bmhj,bmjhd->bmhd", inner, vb)
-        span = ((pos >> level) - 1).clamp(min=0)                                      # (T,): the span before
-        off = ((pos >> level) & 1) == 0                                               # bit l of i unset: none
-        logit = (q * k_sum[:, span]).sum(-1) * scale                                 # (B, T, H)
-        logits.append(logit.masked_fill(off[None, :, None], float("-inf")))
-        values.append(v_sum[:, span])                                                 # (B, T, H, D)
+        k_prev, v_prev = (F.pad(x, (0, 0, 0, 0, 1, -1)) for x in (k_sum, v_sum))      # block b -> b - 1's
+        logit = torch.einsum("bmchd,bmhd->bmch", qb, k_prev) * scale                  # (B, m, c, H)
+        even = torch.arange(qb.shape[1], device=q.device) % 2 == 0                    # bit l of i unset
+        logit = logit.masked_fill(even[None, :, None, None], float("-inf"))
+        logits.append(logit.reshape(B, -1, H)[:, :T])
+        summaries.append(v_prev)
     p = torch.stack(logits, -1).softmax(-1)                                           # (B, T, H, 1 + levels)
-    return torch.einsum("bthl,lbthd->bthd", p, torch.stack(values))
+    o = p[..., 0, None] * v
+    for level, v_prev in enumerate(summaries):
+        pl = _blocks(p[..., level + 1, None], 1 << level)[..., 0]                     # (B, m, c, H)
+        o = o + torch.einsum("bmch,bmhd->bmchd", pl, v_prev).reshape(B, -1, H, D)[:, :T]
+    return o
 
 
 def combiner_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, variant: Variant = "fixed",
