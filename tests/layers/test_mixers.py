@@ -71,7 +71,13 @@ CASES = (
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
-                    id="probsparse-sparse-informer-options")]
+                    id="probsparse-sparse-informer-options"),
+       pytest.param("combiner", dict(block_size=3), id="combiner-fixed-block3"),
+       pytest.param("combiner", dict(variant="axial", block_size=3, head_dim=6), id="combiner-axial-block3"),
+       pytest.param("combiner", dict(variant="logsparse", rope=False), id="combiner-logsparse"),
+       pytest.param("mossformer", dict(group_size=4, query_key_dim=12, kernel_size=3), id="mossformer-group4"),
+       pytest.param("mossformer", dict(group_size=3, gating="flash", shift_tokens=False, rope=False,
+                                       expansion_factor=2.0), id="mossformer-flash-group3")]
 )
 
 

@@ -2,6 +2,7 @@
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
 from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
+from .combiner import Combiner
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
@@ -11,15 +12,17 @@ from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
 from .mamba2 import Mamba2
+from .mossformer import MossFormer
 from .probsparse import ProbSparseAttention
 from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "Combiner", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
+    "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
+    "SlidingWindowAttention",
     "SoftmaxAttention",
     "ViGBiGLA", "bidirectional_mixer",
 ]
