@@ -65,7 +65,11 @@ CASES = (
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
-                    id="probsparse-sparse-informer-options")]
+                    id="probsparse-sparse-informer-options"),
+       pytest.param("tokenformer", dict(qkv_slots=5, proj_slots=7, qkv_grown=2, theta="gelu_l2_norm",
+                                        n_kv_heads=1), id="tokenformer-slots-grown-gqa"),
+       pytest.param("tokenformer", dict(rotary_fraction=0.25), id="tokenformer-paper-rotary"),
+       pytest.param("tokenformer", dict(theta="softmax", qk_norm=True, rope=False), id="tokenformer-softmax")]
 )
 
 

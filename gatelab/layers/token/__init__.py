@@ -13,6 +13,7 @@ from .mamba import Mamba
 from .mamba2 import Mamba2
 from .probsparse import ProbSparseAttention
 from .sinkhorn import SinkhornAttention
+from .tokenformer import TokenFormer
 from .vig import ViGBiGLA
 
 __all__ = [
@@ -20,6 +21,6 @@ __all__ = [
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
-    "SoftmaxAttention",
+    "SoftmaxAttention", "TokenFormer",
     "ViGBiGLA", "bidirectional_mixer",
 ]
