@@ -79,10 +79,11 @@ class Pattention(nn.Module):
     def grow(self, n_new: int) -> None:
         """Append ``n_new`` parameter tokens: keys zero, values drawn as at construction (the paper's progressive
         scaling: zero keys, "similar to LoRA"). A zero key scores 0 and Θ gives it GELU(0) = 0, so the output is
-        unchanged; its key gets gradients at once through its non-zero value (zero values as well would leave both
-        at zero gradient under the GELU forms). Θ's scale keeps ``n = slots``: the official code takes the current
-        token count, so there ``sqrt(n)`` rises with growth and scales every old score (only approximately the same
-        function). New Parameter objects replace the old ones: rebuild the optimizer afterwards."""
+        unchanged (up to the rounding of sums over more tokens); its key gets gradients at once through its non-zero
+        value (zero values as well would leave both at zero gradient under the GELU forms). Θ's scale keeps
+        ``n = slots``: the official code takes the current token count, so there ``sqrt(n)`` rises with growth and
+        rescales every old score (a different function). New Parameter objects replace the old ones: rebuild the
+        optimizer afterwards."""
         self.check_growth(n_new, "n_new")
         if n_new == 0:
             return

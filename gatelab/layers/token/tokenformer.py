@@ -57,8 +57,9 @@ class TokenFormer(SoftmaxAttention):
     ``+ 2 Nq (d_model + Hkv D)`` (k_proj, v_proj) ``+ No (H D + d_model)`` (o_proj) ``+ 2 D`` with QK-norm.
 
     Progressive scaling: ``grow(qkv, proj)`` appends parameter tokens with zero keys (``Pattention.grow``); the
-    output is unchanged exactly, because Θ's scale keeps the slot count it was built with (the official code's
-    scale follows the token count, so its growth changes every Θ a little). Differences from the official code:
+    output is the same function (equal up to the rounding of sums over more tokens), because Θ's scale keeps the
+    slot count it was built with (the official code's scale follows the token count, so there growing from n to
+    n' tokens multiplies every old normalised score by ``sqrt(n' / n)``). Differences from the official code:
     the attention is gatelab's (its options above); grown tokens have zero keys and freshly drawn values (the
     paper's rule; the official incremental runs load the old tokens into a fresh random init instead); Θ's L2
     norms are floored at 1e-12.
