@@ -78,7 +78,7 @@ class Pattention(nn.Module):
 
     def grow(self, n_new: int) -> None:
         """Append ``n_new`` parameter tokens: keys zero, values drawn as at construction (the paper's progressive
-        scaling: zero keys, "similar to LoRA"). A zero key scores 0 and Θ gives it GELU(0) = 0, so the output is
+        scaling zero-initialises the new keys). A zero key scores 0 and Θ gives it GELU(0) = 0, so the output is
         unchanged (up to the rounding of sums over more tokens); its key gets gradients at once through its non-zero
         value (zero values as well would leave both at zero gradient under the GELU forms). Θ's scale keeps
         ``n = slots``: the official code takes the current token count, so there ``sqrt(n)`` rises with growth and
