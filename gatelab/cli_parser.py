@@ -103,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS,
                    help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
                         "several widths: accuracy against state size; hours on a CPU). Language modelling: lm "
-                        "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), ptb-mixers (the "
-                        "later mixers beside attn, gated_attn and gla at lm's size, 500 steps), ptb-30min "
+                        "(PTB perplexity, parameter-matched, 6 runs of 1,500 steps), lm-quick (seconds), "
+                        "ptb-mixers (the later mixers beside attn, gated_attn and gla at lm's size, 500 steps), "
+                        "ptb-30min "
                         "(each mixer's best PTB model in 30 minutes of training, 3 seeds), channels, residuals. "
                         "The other tasks: listops, lra-text, pathfinder, lra-image, selective-copying, "
                         "induction-heads, forecast (and each with -quick)")

@@ -202,8 +202,9 @@ def preset(name: str) -> CompareGrid:
     attn, gated_attn and gla at d_model 128, parameter-matched, 2 seeds (6 runs of 1,500 steps); ``lm-quick``:
     the same protocol on a slice, in seconds. ``ptb-mixers``: the lm preset's model size (d_model 128, 4 layers of
     mixer + SwiGLU, parameter-matched) for attn, gated_attn, gla and the later mixers (``PTB_MIXERS``), 2 seeds of
-    500 steps of batch 16 x 128 (a sixth of lm's tokens: about an hour for the grid). ``ptb-30min``: the best PTB model each of attn, gated_attn and gla
-    trains in 30 minutes (steps measured per mixer), d_model 256, dropout 0.2, 3 seeds: 4.5 hours in all.
+    500 steps of batch 16 x 128 (a sixth of lm's tokens: about an hour for the grid). ``ptb-30min``: the best PTB
+    model each of attn, gated_attn and gla trains in 30 minutes (steps measured per mixer), d_model 256, dropout
+    0.2, 3 seeds: 4.5 hours in all.
     ``channels``: every registered channel mixer in attention blocks on PTB, d_model 128, matched to SwiGLU on the
     parameters one token uses, 2 seeds of 500 steps of batch 16 x 128 (``chain``: the chain FFN with 4 chains in
     ordinary attention blocks; the whole Chain-of-Model is ``model.chains``); ``residuals``: every residual connection

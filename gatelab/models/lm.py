@@ -12,6 +12,7 @@ from torch import nn
 from ..config import ConfigError
 from .chain import chain_submodel
 from .config import ModelConfig, parse_schedule, tile
+from .grow import grow_pattentions
 from .stack import BlockStack
 
 __all__ = ["DecoderLM", "LMOutput", "ModelConfig", "parse_schedule", "tile"]
@@ -53,6 +54,14 @@ class DecoderLM(BlockStack):
     def submodel(self, k: int) -> DecoderLM:
         """The model of the first k of ``config.chains`` chains (``gatelab.models.chain.chain_submodel``)."""
         return chain_submodel(self, k)
+
+    def grow(self, qkv: int = 0, proj: int = 0, ffn: int = 0) -> DecoderLM:
+        """TokenFormer's progressive scaling: append ``qkv`` parameter tokens to every tokenformer mixer's q, k and v
+        Pattentions, ``proj`` to its output Pattention and ``ffn`` to every pattention channel mixer, with zero keys,
+        so the logits are unchanged; ``config`` records the new counts (a saved model loads grown). Returns this
+        model; rebuild the optimizer afterwards (new Parameters). See ``gatelab.models.grow.grow_pattentions``."""
+        grow_pattentions(self, qkv, proj, ffn)
+        return self
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None, states: list[Any] | None = None,
                 step: bool = False) -> LMOutput:

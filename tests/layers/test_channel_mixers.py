@@ -22,6 +22,8 @@ VARIANTS = [
     ("grkan", None, dict(act_init="gelu_as_released")),
     ("lowrank", None, dict(rank=2, activation="gelu")),
     ("lowrank", 48, dict(bias=False)),
+    ("pattention", 24, dict(grown=3, theta="gelu_l2_norm")),
+    ("pattention", None, dict(theta="softmax")),
 ]
 
 CASES = [pytest.param(key, None, {}, id=key) for key in CHANNEL_MIXERS.names()] + [

@@ -5,8 +5,9 @@ from .grkan import GRKAN
 from .lowrank import LowRankFFN
 from .mlp import MLP
 from .moe import AdaptiveComputationModule, EvoMoE, MixtureOfHiddenDimensions, MoE, PreGatedMoE
+from .pattention import Pattention, PattentionFFN
 from .polycom import PolyCom
 
 __all__ = ["GEGLU", "GLU", "GRKAN", "MLP", "AdaptiveComputationModule", "Bilinear", "ChainFFN", "ChainLinear",
-           "EvoMoE", "GatedFFN", "LowRankFFN", "MixtureOfHiddenDimensions", "MoE", "PolyCom", "PreGatedMoE", "ReGLU",
-           "SwiGLU"]
+           "EvoMoE", "GatedFFN", "LowRankFFN", "MixtureOfHiddenDimensions", "MoE", "Pattention", "PattentionFFN",
+           "PolyCom", "PreGatedMoE", "ReGLU", "SwiGLU"]

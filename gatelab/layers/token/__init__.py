@@ -15,6 +15,7 @@ from .mamba2 import Mamba2
 from .mossformer import MossFormer
 from .probsparse import ProbSparseAttention
 from .sinkhorn import SinkhornAttention
+from .tokenformer import TokenFormer
 from .vig import ViGBiGLA
 
 __all__ = [
@@ -22,7 +23,6 @@ __all__ = [
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
-    "SlidingWindowAttention",
-    "SoftmaxAttention",
+    "SlidingWindowAttention", "SoftmaxAttention", "TokenFormer",
     "ViGBiGLA", "bidirectional_mixer",
 ]
