@@ -5,6 +5,8 @@
 
 Ops at B=1, H=8, D=64: chunked GLA, the GLA recurrence, causal SDPA (forward, and forward+backward).
 Layers at d_model=512, 8 heads of 64: gated_attn (elementwise and headwise G1) against attn.
+The later mixers' fast forms (benchmarks/_op_forms.py), forward+backward at --form-lengths beside causal SDPA
+and, up to --ref-max-len, beside their own reference form (one repeat: the references are slow by design).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+from benchmarks._op_forms import FORMS
 from benchmarks.common import benchmark_parser, int_list, median_times, start, write_rows
 from gatelab.layers import GatedAttention, SoftmaxAttention
 from gatelab.ops import chunk_gla, recurrent_gla, sdpa_attention
@@ -69,10 +72,45 @@ def layer_fns(T: int, backward: bool) -> dict[str, callable]:
     return {name: run(layer) for name, layer in layers.items()}
 
 
+def form_fns(T: int, with_ref: bool) -> tuple[dict[str, callable], dict[str, callable]]:
+    """Forward+backward of every later op's fast form and of causal SDPA, and (``with_ref``) of the reference
+    forms, at length T."""
+    def run(fn, x):
+        def go():
+            fn(**x).sum().backward()
+        return go
+
+    fast, ref = {"sdpa_causal": op_fns(T, backward=True)["sdpa_causal"]}, {}
+    for name, form in FORMS.items():
+        x = form.inputs(T)
+        fast[f"{name}_fast"] = run(form.fast, x)
+        if with_ref:
+            ref[f"{name}_ref"] = run(form.ref, x)
+    return fast, ref
+
+
+def time_forms(lengths: list[int], ref_max_len: int, repeats: int) -> list[dict]:
+    rows = []
+    for T in lengths:
+        fast, ref = form_fns(T, with_ref=ref_max_len >= T)
+        times = median_times(fast, repeats)
+        times.update(median_times(ref, 1, warmup=0))
+        rows += [{"name": name, "T": T, "mode": "fwd+bwd", "seconds": round(t, 5)} for name, t in times.items()]
+        for name in FORMS:
+            t = times[f"{name}_fast"]
+            vs_ref = f"{times[f'{name}_ref'] / t:8.1f}x its reference" if ref else " " * 23
+            print(f"T={T:5d} fwd+bwd {name:20s}{vs_ref}  {times['sdpa_causal'] / t:6.2f}x causal SDPA", flush=True)
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = benchmark_parser("ops", __doc__, repeats=5)
     parser.add_argument("--lengths", type=int_list, default=[512, 2048, 8192],
                         help="comma-separated sequence lengths T (default 512,2048,8192)")
+    parser.add_argument("--form-lengths", type=int_list, default=[2048, 8192],
+                        help="lengths at which the later mixers' fast forms are timed (default 2048,8192)")
+    parser.add_argument("--ref-max-len", type=int, default=2048,
+                        help="the longest T at which their reference forms are timed too (default 2048)")
     return parser
 
 
@@ -95,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"chunk vs sdpa {times['sdpa_causal'] / times['gla_chunk']:5.2f}x  "
                   f"gate overhead elementwise {times['gated_attn_elementwise'] / times['attn'] - 1:+.1%} "
                   f"headwise {times['gated_attn_headwise'] / times['attn'] - 1:+.1%}", flush=True)
+    rows += time_forms([16] if args.smoke else args.form_lengths, args.ref_max_len, args.repeats)
     write_rows(rows, args.out)
 
 

@@ -1,0 +1,71 @@
+"""The fast forms of the later mixers' ops beside their reference forms, for ``python -m benchmarks.ops``.
+
+Every form takes float32 inputs at B=1, H=8 heads of width 64 (the sizes the other op rows use), built from one
+seeded generator, and returns the output tensor; ``fast`` is the form the mixer trains with and ``ref`` the
+readable definition the tests prove it equal to.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gatelab.ops import (
+    chunk_mossformer_attention,
+    combiner_attention,
+    combiner_reference,
+    recurrent_mossformer_attention,
+)
+
+B, H, D = 1, 8, 64
+
+
+@dataclass(frozen=True)
+class OpForm:
+    """One op: ``inputs(T)`` builds its tensors (those with gradients marked), ``fast`` and ``ref`` map them to
+    the output ``[B, T, H, *]``."""
+
+    inputs: Callable[[int], dict[str, torch.Tensor]]
+    fast: Callable[..., torch.Tensor]
+    ref: Callable[..., torch.Tensor]
+
+
+def _qkv(T: int, positive: bool = False, names: tuple[str, ...] = ("q", "k", "v")) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = {n: torch.randn(B, T, H, D, generator=gen) for n in names}
+    if positive:
+        x = {n: (t.sigmoid() if n != "v" else t) for n, t in x.items()}
+    return {n: t.requires_grad_() for n, t in x.items()}
+
+
+def _combiner(variant: str) -> OpForm:
+    def block(T: int) -> int:
+        return max(1, math.isqrt(T))
+
+    return OpForm(
+        inputs=_qkv,
+        fast=lambda q, k, v: combiner_attention(q, k, v, variant=variant, block_size=block(q.shape[1])),
+        ref=lambda q, k, v: combiner_reference(q, k, v, variant=variant, block_size=block(q.shape[1]))[0],
+    )
+
+
+def _mossformer_inputs(T: int) -> dict[str, torch.Tensor]:
+    x = _qkv(T, names=("quad_q", "quad_k", "lin_q", "lin_k", "v"))
+    return {n: F.normalize(t, dim=-1).detach().requires_grad_() if n != "v" else t for n, t in x.items()}
+
+
+MOSSFORMER_GROUP = 256   # MossFormer's group size
+
+FORMS: dict[str, OpForm] = {
+    "combiner_fixed": _combiner("fixed"),
+    "combiner_axial": _combiner("axial"),
+    "combiner_logsparse": _combiner("logsparse"),
+    "mossformer": OpForm(
+        inputs=_mossformer_inputs,
+        fast=lambda **x: chunk_mossformer_attention(**x, chunk_size=MOSSFORMER_GROUP)[0],
+        ref=lambda **x: recurrent_mossformer_attention(**x, chunk_size=MOSSFORMER_GROUP)[0],
+    ),
+}
