@@ -1,6 +1,7 @@
 """The math of gatelab: pure functions on tensors, ``[B, T, H, D]`` layout, log-space gates (DESIGN §3)."""
 from .backend import BACKENDS, backend_record, default_backend, use_backend
 from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
+from .flow_attn import flow_attention, flow_attention_reference
 from .gla import chunk_gla, recurrent_gla
 from .selective_scan import chunk_selective_scan, recurrent_selective_scan
 from .simple_gla import chunk_simple_gla, recurrent_simple_gla
@@ -15,6 +16,8 @@ __all__ = [
     "chunk_gla",
     "chunk_selective_scan",
     "chunk_simple_gla",
+    "flow_attention",
+    "flow_attention_reference",
     "clip_gamma_for_length",
     "clipped_softmax",
     "recurrent_gated_delta_rule",

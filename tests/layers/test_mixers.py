@@ -65,7 +65,8 @@ CASES = (
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
-                    id="probsparse-sparse-informer-options")]
+                    id="probsparse-sparse-informer-options"),
+       pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options")]
 )
 
 

@@ -4,6 +4,7 @@ from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
+from .flowformer import Flowformer
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
@@ -16,7 +17,7 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "Flowformer", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
