@@ -3,6 +3,7 @@ from .backend import BACKENDS, backend_record, default_backend, use_backend
 from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .flow_attn import flow_attention, flow_attention_reference
 from .gla import chunk_gla, recurrent_gla
+from .kernel_rpe import fft_kernel_rpe, quadratic_kernel_rpe
 from .selective_scan import chunk_selective_scan, recurrent_selective_scan
 from .simple_gla import chunk_simple_gla, recurrent_simple_gla
 from .softmax_attn import clip_gamma_for_length, clipped_softmax, sdpa_attention, softmax_attention
@@ -18,6 +19,8 @@ __all__ = [
     "chunk_simple_gla",
     "flow_attention",
     "flow_attention_reference",
+    "fft_kernel_rpe",
+    "quadratic_kernel_rpe",
     "clip_gamma_for_length",
     "clipped_softmax",
     "recurrent_gated_delta_rule",

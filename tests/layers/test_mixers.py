@@ -66,7 +66,9 @@ CASES = (
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
                     id="probsparse-sparse-informer-options"),
-       pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options")]
+       pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options"),
+       pytest.param("kernel_rpe", dict(n_features=5, orthogonal=False, max_distance=3, fft_block=2, qk_norm=True),
+                    id="kernel_rpe-clipped-blocks2")]
 )
 
 

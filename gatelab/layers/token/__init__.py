@@ -8,6 +8,7 @@ from .flowformer import Flowformer
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
+from .kernel_rpe import KernelRPE
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
@@ -19,7 +20,8 @@ from .vig import ViGBiGLA
 __all__ = [
     "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "Flowformer", "GateOptions",
     "GatedAssociativeMemory",
-    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
+    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "KernelRPE", "LigerAttention",
+    "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
     "SoftmaxAttention",
     "ViGBiGLA", "bidirectional_mixer",
