@@ -81,7 +81,10 @@ CASES = (
        pytest.param("tokenformer", dict(qkv_slots=5, proj_slots=7, qkv_grown=2, theta="gelu_l2_norm",
                                         n_kv_heads=1), id="tokenformer-slots-grown-gqa"),
        pytest.param("tokenformer", dict(rotary_fraction=0.25), id="tokenformer-paper-rotary"),
-       pytest.param("tokenformer", dict(theta="softmax", qk_norm=True, rope=False), id="tokenformer-softmax")]
+       pytest.param("tokenformer", dict(theta="softmax", qk_norm=True, rope=False), id="tokenformer-softmax"),
+       pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options"),
+       pytest.param("kernel_rpe", dict(n_features=5, orthogonal=False, max_distance=3, fft_block=2, qk_norm=True),
+                    id="kernel_rpe-clipped-blocks2")]
 )
 
 

@@ -5,9 +5,11 @@ from .bidirectional import Bidirectional, bidirectional_mixer
 from .combiner import Combiner
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
+from .flowformer import Flowformer
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
+from .kernel_rpe import KernelRPE
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .mamba import Mamba
@@ -19,10 +21,9 @@ from .tokenformer import TokenFormer
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "Combiner", "DeltaNet", "GateOptions",
-    "GatedAssociativeMemory",
-    "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
-    "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
-    "SlidingWindowAttention", "SoftmaxAttention", "TokenFormer",
-    "ViGBiGLA", "bidirectional_mixer",
+    "AttentionGate", "BaseConv", "Based", "Bidirectional", "bidirectional_mixer", "Combiner", "DeltaNet",
+    "Flowformer", "GatedAssociativeMemory", "GatedAttention", "GatedDeltaNet", "GatedLinearAttention",
+    "GateOptions", "HGRN", "HGRN2", "KernelRPE", "KVCache", "LigerAttention", "LinearAttention", "Mamba", "Mamba2",
+    "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
+    "SoftmaxAttention", "TokenFormer", "ViGBiGLA",
 ]
