@@ -17,6 +17,10 @@ from gatelab.ops import (
     chunk_mossformer_attention,
     combiner_attention,
     combiner_reference,
+    fft_kernel_rpe,
+    flow_attention,
+    flow_attention_reference,
+    quadratic_kernel_rpe,
     recurrent_mossformer_attention,
 )
 
@@ -57,12 +61,28 @@ def _mossformer_inputs(T: int) -> dict[str, torch.Tensor]:
     return {n: F.normalize(t, dim=-1).detach().requires_grad_() if n != "v" else t for n, t in x.items()}
 
 
+def _kernel_rpe_inputs(T: int) -> dict[str, torch.Tensor]:
+    """Positive random features of width int(D ln D) (Performer's count) and a bias per lag and head."""
+    gen = torch.Generator().manual_seed(0)
+    M = int(D * math.log(D))
+    x = {n: torch.rand(B, T, H, M, generator=gen) / M ** 0.5 for n in ("q", "k")}
+    x["v"] = torch.randn(B, T, H, D, generator=gen)
+    x["bias"] = -torch.rand(H, 1, generator=gen) * torch.arange(T) / T
+    return {n: t.requires_grad_() for n, t in x.items()}
+
+
 MOSSFORMER_GROUP = 256   # MossFormer's group size
 
 FORMS: dict[str, OpForm] = {
     "combiner_fixed": _combiner("fixed"),
     "combiner_axial": _combiner("axial"),
     "combiner_logsparse": _combiner("logsparse"),
+    "flowformer": OpForm(
+        inputs=lambda T: _qkv(T, positive=True),
+        fast=lambda q, k, v: flow_attention(q, k, v)[0],
+        ref=lambda q, k, v: flow_attention_reference(q, k, v)[0],
+    ),
+    "kernel_rpe": OpForm(inputs=_kernel_rpe_inputs, fast=fft_kernel_rpe, ref=quadratic_kernel_rpe),
     "mossformer": OpForm(
         inputs=_mossformer_inputs,
         fast=lambda **x: chunk_mossformer_attention(**x, chunk_size=MOSSFORMER_GROUP)[0],

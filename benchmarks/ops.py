@@ -98,7 +98,7 @@ def time_forms(lengths: list[int], ref_max_len: int, repeats: int) -> list[dict]
         rows += [{"name": name, "T": T, "mode": "fwd+bwd", "seconds": round(t, 5)} for name, t in times.items()]
         for name in FORMS:
             t = times[f"{name}_fast"]
-            vs_ref = f"{times[f'{name}_ref'] / t:8.1f}x its reference" if ref else " " * 23
+            vs_ref = f"{times[f'{name}_ref'] / t:8.3g}x its reference" if ref else " " * 23
             print(f"T={T:5d} fwd+bwd {name:20s}{vs_ref}  {times['sdpa_causal'] / t:6.2f}x causal SDPA", flush=True)
     return rows
 
