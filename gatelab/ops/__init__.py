@@ -2,6 +2,7 @@
 from .backend import BACKENDS, backend_record, default_backend, use_backend
 from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .gla import chunk_gla, recurrent_gla
+from .lmu import chunk_lmu, fft_lmu, recurrent_lmu
 from .selective_scan import chunk_selective_scan, recurrent_selective_scan
 from .simple_gla import chunk_simple_gla, recurrent_simple_gla
 from .softmax_attn import clip_gamma_for_length, clipped_softmax, sdpa_attention, softmax_attention
@@ -13,12 +14,15 @@ __all__ = [
     "use_backend",
     "chunk_gated_delta_rule",
     "chunk_gla",
+    "chunk_lmu",
     "chunk_selective_scan",
     "chunk_simple_gla",
     "clip_gamma_for_length",
     "clipped_softmax",
+    "fft_lmu",
     "recurrent_gated_delta_rule",
     "recurrent_gla",
+    "recurrent_lmu",
     "recurrent_selective_scan",
     "recurrent_simple_gla",
     "sdpa_attention",

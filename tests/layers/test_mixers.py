@@ -65,7 +65,9 @@ CASES = (
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
-                    id="probsparse-sparse-informer-options")]
+                    id="probsparse-sparse-informer-options"),
+       pytest.param("lmu", dict(order=5, theta=4.0, mode="recurrent"), id="lmu-order5-recurrent"),
+       pytest.param("lmu", dict(order=3, theta=20.0, chunk_size=4), id="lmu-order3-chunk4")]
 )
 
 

@@ -9,6 +9,7 @@ from .gla import GatedLinearAttention
 from .hgrn import HGRN
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
+from .lmu import LMU
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .probsparse import ProbSparseAttention
@@ -16,7 +17,7 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "LMU", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
