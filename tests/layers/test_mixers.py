@@ -67,7 +67,9 @@ CASES = (
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
                     id="probsparse-sparse-informer-options"),
        pytest.param("lmu", dict(order=5, theta=4.0, mode="recurrent"), id="lmu-order5-recurrent"),
-       pytest.param("lmu", dict(order=3, theta=20.0, chunk_size=4), id="lmu-order3-chunk4")]
+       pytest.param("lmu", dict(order=3, theta=20.0, chunk_size=4), id="lmu-order3-chunk4"),
+       pytest.param("hornet", dict(order=5, kernel_size=3), id="hornet-order5-kernel3"),
+       pytest.param("hornet", dict(order=1, kernel_size=1, scale=1.0), id="hornet-order1-pointwise")]
 )
 
 

@@ -7,6 +7,7 @@ from .deltanet import DeltaNet, GatedDeltaNet
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
+from .hornet import HorNet
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
 from .lmu import LMU
@@ -17,7 +18,7 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "LMU", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "LMU", "HorNet", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
