@@ -17,7 +17,7 @@ EXEMPT = {
     "gdn": {"A_log", "dt_bias"}, "gla": set(), "hgrn": set(), "hgrn2": set(), "liger": set(), "linear_attn": set(),
     "mamba": {"A_log", "D"}, "mamba2": {"A_log", "dt_bias", "D"}, "probsparse": set(), "retnet": set(),
     "sinkhorn": set(), "swa": set(), "vig": set(),
-    "hornet": set(), "lmu": set(),
+    "fsmn": set(), "hornet": set(), "lmu": set(),
 }
 CASES = [pytest.param(key, {}, EXEMPT[key], id=key) for key in sorted(EXEMPT)] + [
     pytest.param("gated_attn", {"gate_source": "constant"}, {"gate.logits"}, id="gated_attn-constant-gate"),

@@ -4,6 +4,7 @@ from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
+from .fsmn import GatedFSMN
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
@@ -18,8 +19,8 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "LMU", "HorNet", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
-    "GatedAssociativeMemory",
+    "HGRN", "HGRN2", "LMU", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "GatedAssociativeMemory", "GatedFSMN", "HorNet",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
     "SoftmaxAttention",
