@@ -53,7 +53,7 @@ class LMU(TokenMixer):
     Input and output ``[B, T, d_model]``; state: the memory ``m_t`` ``[B, N]``. Parameters:
     ``d + 1`` (W_u) + ``(N + d) d + d`` (W_h) + ``d^2 + d`` (W_o)."""
 
-    description = "LMU (LMUFormer): fixed Legendre delay memory of one projected input, parallel by FFT"
+    description = "LMU (LMUFormer): fixed Legendre delay memory of one projected input, chunked or FFT parallel form"
     paper = "Liu et al. 2024, arXiv 2402.04882; Voelker et al. 2019"
     Config = LMUConfig
 

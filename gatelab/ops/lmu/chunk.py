@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .ref import check_lmu_inputs
-from .system import impulse_response, powers_applied
+from .system import powers_applied, squarings
 
 
 def chunk_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state: torch.Tensor | None = None,
@@ -28,20 +28,21 @@ def chunk_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_stat
     C = min(chunk_size, T)
     pad = (-T) % C
     n = (T + pad) // C
-    h = impulse_response(A, B, C)                                               # (C, N)
+    squares = squarings(A, C)
+    h = powers_applied(squares, B.unsqueeze(0), C)[:, 0]                        # (C, N): Ā^τ B̄
     lag = torch.arange(C, device=u.device)
     lag = lag[:, None] - lag[None, :]                                           # (C, C): τ - s
     kernel = h[lag.clamp(min=0)] * (lag >= 0).unsqueeze(-1).to(h.dtype)         # (C, C, N): H_{τ-s}, 0 for s > τ
     chunks = F.pad(u, (0, 0, 0, pad)).view(Bsz, n, C, H)                        # (B, n, C, H)
     intra = torch.einsum("tsk,bcsh->bcthk", kernel, chunks)                     # (B, n, C, H, N)
-    carry = powers_applied(A, A.T, C)                                           # (C, N, N): (Ā^{τ+1})^T
+    A_C = torch.linalg.matrix_power(A, C)                                       # (N, N)
     m = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state      # (B, H, N)
     starts = []
     for c in range(n):                                                          # the memory before each chunk
         starts.append(m)
-        m = m @ carry[-1] + intra[:, c, -1]                                     # (B, H, N): Ā^C m + chunk's own
+        m = m @ A_C.T + intra[:, c, -1]                                         # (B, H, N): Ā^C m + chunk's own
     starts = torch.stack(starts, 1).reshape(Bsz * n * H, N)                     # (B n H, N)
-    free = starts @ carry.transpose(0, 1).reshape(N, C * N)                     # (B n H, C N): Ā^{τ+1} m_{cC-1}
-    free = free.view(Bsz, n, H, C, N).transpose(2, 3)                           # (B, n, C, H, N)
+    free = powers_applied(squares, starts @ A.T, C)                             # (C, B n H, N): Ā^{τ+1} m_{cC-1}
+    free = free.view(C, Bsz, n, H, N).permute(1, 2, 0, 3, 4)                    # (B, n, C, H, N)
     memory = (intra + free).reshape(Bsz, n * C, H, N)[:, :T]                    # (B, T, H, N)
     return memory, (memory[:, -1] if output_final_state else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from .ref import check_lmu_inputs
-from .system import impulse_response, powers_applied
+from .system import powers_applied, squarings
 
 
 def fft_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state: torch.Tensor | None = None,
@@ -26,10 +26,11 @@ def fft_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state:
     if T == 0:
         return u.new_zeros(Bsz, 0, H, N), (initial_state if output_final_state else None)
     n_fft = 1 << (2 * T - 1).bit_length()
-    h = impulse_response(A, B, T)                                               # (T, N)
+    squares = squarings(A, T)
+    h = powers_applied(squares, B.unsqueeze(0), T)[:, 0]                        # (T, N): Ā^t B̄
     spectrum = torch.fft.rfft(u, n=n_fft, dim=1)[..., None] * torch.fft.rfft(h, n=n_fft, dim=0)[:, None]
     m = torch.fft.irfft(spectrum, n=n_fft, dim=1)[:, :T]                        # (B, T, H, N)
     if initial_state is not None:
-        free = powers_applied(A, initial_state.reshape(Bsz * H, N) @ A.T, T)    # (T, B H, N): Ā^{t+1} m_{-1}
+        free = powers_applied(squares, initial_state.reshape(Bsz * H, N) @ A.T, T)  # (T, B H, N): Ā^{t+1} m_{-1}
         m = m + free.view(T, Bsz, H, N).transpose(0, 1)                         # (B, T, H, N)
     return m, (m[:, -1] if output_final_state else None)

@@ -62,17 +62,25 @@ def legendre_decoder(order: int, theta: float, delays: torch.Tensor) -> torch.Te
     return torch.special.legendre_polynomial_p(r, n)                           # (K, N)
 
 
-def powers_applied(A: torch.Tensor, v: torch.Tensor, n: int) -> torch.Tensor:
-    """``A^t v_m`` for ``t < n``: ``v [M, N]`` -> ``[n, M, N]``, by doubling (``log2 n`` squarings of A, each
-    block of rows the previous one times ``A^k``)."""
-    out, power = v.unsqueeze(0), A                                              # (1, M, N); A^1
-    while out.shape[0] < n:
+def squarings(A: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """``[A, A^2, A^4, ...]``: the ``A^(2^j)`` with ``2^j < n``, what ``powers_applied`` needs for n powers."""
+    out, power = [], A
+    while 2 ** len(out) < n:
+        out.append(power)
+        if 2 ** len(out) < n:
+            power = power @ power                                               # A^(2^j)
+    return out
+
+
+def powers_applied(squares: list[torch.Tensor], v: torch.Tensor, n: int) -> torch.Tensor:
+    """``A^t v_m`` for ``t < n``: ``v [M, N]`` -> ``[n, M, N]``, by doubling: each block of rows is the previous
+    one times the next of ``squares`` (``squarings(A, n)``), ``n M N^2`` multiply-adds."""
+    out = v.unsqueeze(0)                                                        # (1, M, N)
+    for power in squares:
         out = torch.cat([out, out @ power.T], 0)                                # (2k, M, N): rows A^t v, t < 2k
-        if out.shape[0] < n:
-            power = power @ power                                               # A^{2k}
     return out[:n]
 
 
 def impulse_response(A: torch.Tensor, B: torch.Tensor, n: int) -> torch.Tensor:
     """``H_t = Ā^t B̄`` for ``t < n``: ``[n, N]`` (the memory after a unit impulse at step 0)."""
-    return powers_applied(A, B.unsqueeze(0), n)[:, 0]                           # (n, N)
+    return powers_applied(squarings(A, n), B.unsqueeze(0), n)[:, 0]             # (n, N)
