@@ -84,7 +84,13 @@ CASES = (
        pytest.param("tokenformer", dict(theta="softmax", qk_norm=True, rope=False), id="tokenformer-softmax"),
        pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options"),
        pytest.param("kernel_rpe", dict(n_features=5, orthogonal=False, max_distance=3, fft_block=2, qk_norm=True),
-                    id="kernel_rpe-clipped-blocks2")]
+                    id="kernel_rpe-clipped-blocks2"),
+       pytest.param("lmu", dict(order=5, theta=4.0, mode="recurrent"), id="lmu-order5-recurrent"),
+       pytest.param("lmu", dict(order=3, theta=20.0, chunk_size=4), id="lmu-order3-chunk4"),
+       pytest.param("hornet", dict(order=5, kernel_size=3), id="hornet-order5-kernel3"),
+       pytest.param("hornet", dict(order=1, kernel_size=1, scale=1.0), id="hornet-order1-pointwise"),
+       pytest.param("fsmn", dict(inner_dim=6, lorder=3, depth=3, conv_kernel_size=2), id="fsmn-depth3-lorder3"),
+       pytest.param("fsmn", dict(lorder=1, conv_kernel_size=1), id="fsmn-pointwise")]
 )
 
 

@@ -14,10 +14,10 @@ from gatelab.train.optim import OptimConfig, build_optimizer, marked_no_weight_d
 # none. gated_attn's input-independent gate logits are a bias (variant below).
 EXEMPT = {
     "attn": set(), "base_conv": set(), "based": set(), "combiner": set(), "deltanet": set(), "flowformer": set(),
-    "gam": set(), "gated_attn": set(), "gdn": {"A_log", "dt_bias"}, "gla": set(), "hgrn": set(), "hgrn2": set(),
-    "kernel_rpe": {"rel_bias"}, "liger": set(), "linear_attn": set(), "mamba": {"A_log", "D"},
-    "mamba2": {"A_log", "dt_bias", "D"}, "mossformer": set(), "probsparse": set(), "retnet": set(), "sinkhorn": set(),
-    "swa": set(), "tokenformer": set(), "vig": set(),
+    "fsmn": set(), "gam": set(), "gated_attn": set(), "gdn": {"A_log", "dt_bias"}, "gla": set(), "hgrn": set(),
+    "hgrn2": set(), "hornet": set(), "kernel_rpe": {"rel_bias"}, "liger": set(), "linear_attn": set(), "lmu": set(),
+    "mamba": {"A_log", "D"}, "mamba2": {"A_log", "dt_bias", "D"}, "mossformer": set(), "probsparse": set(),
+    "retnet": set(), "sinkhorn": set(), "swa": set(), "tokenformer": set(), "vig": set(),
 }
 CASES = [pytest.param(key, {}, EXEMPT[key], id=key) for key in sorted(EXEMPT)] + [
     pytest.param("gated_attn", {"gate_source": "constant"}, {"gate.logits"}, id="gated_attn-constant-gate"),

@@ -6,12 +6,15 @@ from .combiner import Combiner
 from .convolution import BaseConv, GatedAssociativeMemory
 from .deltanet import DeltaNet, GatedDeltaNet
 from .flowformer import Flowformer
+from .fsmn import GatedFSMN
 from .gates import AttentionGate, GateOptions
 from .gla import GatedLinearAttention
 from .hgrn import HGRN
+from .hornet import HorNet
 from .kernel_rpe import KernelRPE
 from .liger import LigerAttention
 from .linear import HGRN2, LinearAttention, MultiScaleRetention
+from .lmu import LMU
 from .mamba import Mamba
 from .mamba2 import Mamba2
 from .mossformer import MossFormer
@@ -22,8 +25,8 @@ from .vig import ViGBiGLA
 
 __all__ = [
     "AttentionGate", "BaseConv", "Based", "Bidirectional", "bidirectional_mixer", "Combiner", "DeltaNet",
-    "Flowformer", "GatedAssociativeMemory", "GatedAttention", "GatedDeltaNet", "GatedLinearAttention",
-    "GateOptions", "HGRN", "HGRN2", "KernelRPE", "KVCache", "LigerAttention", "LinearAttention", "Mamba", "Mamba2",
-    "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
-    "SoftmaxAttention", "TokenFormer", "ViGBiGLA",
+    "Flowformer", "GatedAssociativeMemory", "GatedAttention", "GatedDeltaNet", "GatedFSMN", "GatedLinearAttention",
+    "GateOptions", "HGRN", "HGRN2", "HorNet", "KernelRPE", "KVCache", "LigerAttention", "LinearAttention", "LMU",
+    "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
+    "SlidingWindowAttention", "SoftmaxAttention", "TokenFormer", "ViGBiGLA",
 ]
