@@ -14,15 +14,19 @@ import torch
 import torch.nn.functional as F
 
 from gatelab.ops import (
+    chunk_lmu,
     chunk_mossformer_attention,
     combiner_attention,
     combiner_reference,
     fft_kernel_rpe,
+    fft_lmu,
     flow_attention,
     flow_attention_reference,
     quadratic_kernel_rpe,
+    recurrent_lmu,
     recurrent_mossformer_attention,
 )
+from gatelab.ops.lmu import lmu_system
 
 B, H, D = 1, 8, 64
 
@@ -72,6 +76,18 @@ def _kernel_rpe_inputs(T: int) -> dict[str, torch.Tensor]:
 
 
 MOSSFORMER_GROUP = 256   # MossFormer's group size
+LMU_ORDER, LMU_THETA = 256, 128.0   # LMUFormer's memory of order 256
+
+
+def _lmu_inputs(T: int) -> dict[str, torch.Tensor]:
+    """One projected input per head into the Legendre memory (LMUFormer's layer has one; 8 here as the others)."""
+    gen = torch.Generator().manual_seed(0)
+    A, B_ = lmu_system(LMU_ORDER, LMU_THETA, dtype=torch.float32)
+    return {"u": torch.randn(B, T, H, generator=gen).requires_grad_(), "A": A, "B": B_}
+
+
+def _lmu(fn: Callable) -> Callable[..., torch.Tensor]:
+    return lambda **x: fn(x["u"], x["A"], x["B"])[0]
 
 FORMS: dict[str, OpForm] = {
     "combiner_fixed": _combiner("fixed"),
@@ -83,6 +99,8 @@ FORMS: dict[str, OpForm] = {
         ref=lambda q, k, v: flow_attention_reference(q, k, v)[0],
     ),
     "kernel_rpe": OpForm(inputs=_kernel_rpe_inputs, fast=fft_kernel_rpe, ref=quadratic_kernel_rpe),
+    "lmu_chunk": OpForm(inputs=_lmu_inputs, fast=_lmu(chunk_lmu), ref=_lmu(recurrent_lmu)),
+    "lmu_fft": OpForm(inputs=_lmu_inputs, fast=_lmu(fft_lmu), ref=_lmu(recurrent_lmu)),
     "mossformer": OpForm(
         inputs=_mossformer_inputs,
         fast=lambda **x: chunk_mossformer_attention(**x, chunk_size=MOSSFORMER_GROUP)[0],
