@@ -124,3 +124,11 @@ def test_every_python_block_runs_as_written(where, code, request, monkeypatch):
     if "runs/" in code:
         monkeypatch.chdir(request.getfixturevalue("readme_run"))
     exec(compile(code, where, "exec"), {"__name__": "__readme__"})
+
+
+def test_the_readme_tables_list_every_registered_mixer_and_channel_mixer():
+    from gatelab.registry import CHANNEL_MIXERS, MIXERS
+
+    listed = {key for row in re.findall(r"^\| (`[^|]*`) \|", TEXT, re.MULTILINE) for key in re.findall(r"`(\w+)`", row)}
+    assert not set(MIXERS.names()) - listed, "mixers missing from the README's mixers table"
+    assert not set(CHANNEL_MIXERS.names()) - listed, "channel mixers missing from the README's table"
