@@ -63,6 +63,11 @@ CASES = (
        pytest.param("liger", dict(window=3, chunk_size=4), id="liger-window3"),
        pytest.param("liger", dict(window=3, mode="recurrent", mix=0.2), id="liger-recurrent"),
        pytest.param("liger", dict(window=3, rotary_fraction=0.25, qk_norm=True), id="liger-partial-rotary-qknorm"),
+       pytest.param("atlas", dict(chunk_size=1, window=3), id="atlas-exact-rule-window3"),
+       pytest.param("atlas", dict(chunk_size=3, window=4, mode="recurrent", degree=3, memory_expand=2),
+                    id="atlas-chunk3-recurrent-degree3"),
+       pytest.param("atlas", dict(ns_steps=0, degree=1, residual=False, use_short_conv=False, window=1),
+                    id="atlas-plain-momentum-linear-features"),
        pytest.param("probsparse", dict(factor=1), id="probsparse-sparse"),
        pytest.param("probsparse", dict(factor=1, rope=False, bias=True, mean_over="samples", causal_lazy="sum"),
                     id="probsparse-sparse-informer-options")]

@@ -16,7 +16,7 @@ EXEMPT = {
     "attn": set(), "base_conv": set(), "based": set(), "deltanet": set(), "gam": set(), "gated_attn": set(),
     "gdn": {"A_log", "dt_bias"}, "gla": set(), "hgrn": set(), "hgrn2": set(), "liger": set(), "linear_attn": set(),
     "mamba": {"A_log", "D"}, "mamba2": {"A_log", "dt_bias", "D"}, "probsparse": set(), "retnet": set(),
-    "sinkhorn": set(), "swa": set(), "vig": set(),
+    "sinkhorn": set(), "swa": set(), "vig": set(), "atlas": set(),
 }
 CASES = [pytest.param(key, {}, EXEMPT[key], id=key) for key in sorted(EXEMPT)] + [
     pytest.param("gated_attn", {"gate_source": "constant"}, {"gate.logits"}, id="gated_attn-constant-gate"),

@@ -1,4 +1,5 @@
 """Token mixers (across time). Importing this package registers every mixer in ``gatelab.registry.MIXERS``."""
+from .atlas import Atlas
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
 from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
@@ -16,7 +17,7 @@ from .sinkhorn import SinkhornAttention
 from .vig import ViGBiGLA
 
 __all__ = [
-    "HGRN", "HGRN2", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
+    "HGRN", "HGRN2", "Atlas", "AttentionGate", "BaseConv", "Based", "Bidirectional", "DeltaNet", "GateOptions",
     "GatedAssociativeMemory",
     "GatedAttention", "GatedDeltaNet", "GatedLinearAttention", "KVCache", "LigerAttention", "LinearAttention",
     "Mamba", "Mamba2", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention", "SlidingWindowAttention",
