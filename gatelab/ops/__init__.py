@@ -1,4 +1,5 @@
 """The math of gatelab: pure functions on tensors, ``[B, T, H, D]`` layout, log-space gates (DESIGN §3)."""
+from .atlas import chunk_atlas, recurrent_atlas
 from .backend import BACKENDS, backend_record, default_backend, use_backend
 from .delta_rule import chunk_gated_delta_rule, recurrent_gated_delta_rule
 from .gla import chunk_gla, recurrent_gla
@@ -8,6 +9,8 @@ from .softmax_attn import clip_gamma_for_length, clipped_softmax, sdpa_attention
 
 __all__ = [
     "BACKENDS",
+    "chunk_atlas",
+    "recurrent_atlas",
     "backend_record",
     "default_backend",
     "use_backend",

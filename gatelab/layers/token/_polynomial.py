@@ -31,7 +31,7 @@ class PolynomialFeatures(nn.Module):
             scale = [math.sqrt(math.factorial(n) / math.prod(math.factorial(c) for c in Counter(b).values()))
                      for b in combos]
             self.register_buffer(f"index{n}", torch.tensor(combos), persistent=False)        # (M_n, n)
-            self.register_buffer(f"scale{n}", torch.tensor(scale), persistent=False)         # (M_n,)
+            self.register_buffer(f"scale{n}", torch.tensor(scale, dtype=torch.float64), persistent=False)  # (M_n,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.coeffs.to(x.dtype)

@@ -38,8 +38,8 @@ def segment(st: AtlasState, q, k, v, g, beta, g_momentum, gamma, window: int, ns
     theta = decay_matrix(g_momentum)                                       # (B, H, L, L)
     weights = theta @ window_matrix(L, window, q)                          # (B, H, L, N): token i's share of S_t
     carry = g_momentum.cumsum(-1).exp()[..., None, None]                   # (B, H, L, 1, 1)
-    s1 = carry * st.s1.unsqueeze(2) + (weights.unsqueeze(-1) * ek.unsqueeze(2)).transpose(-1, -2) @ e.dz.unsqueeze(2)
-    s2 = carry * st.s2.unsqueeze(2) + (weights.unsqueeze(-1) * e.a.unsqueeze(2)).transpose(-1, -2) @ e.de.unsqueeze(2)
+    s1 = carry * st.s1.unsqueeze(2) + ek.transpose(-1, -2).unsqueeze(2) @ (weights.unsqueeze(-1) * e.dz.unsqueeze(2))
+    s2 = carry * st.s2.unsqueeze(2) + e.a.transpose(-1, -2).unsqueeze(2) @ (weights.unsqueeze(-1) * e.de.unsqueeze(2))
     # s1 (B, H, L, F, D), s2 (B, H, L, D, V): the momentum after each token
     step = decay_matrix(g) * beta.unsqueeze(-2)                            # (B, H, L, L): alpha products x eta_s
     keep = g.cumsum(-1).exp()[..., None, None]                             # (B, H, L, 1, 1)

@@ -52,17 +52,26 @@ def window_gradient(w1: torch.Tensor, w2: torch.Tensor, u: torch.Tensor, v: torc
 
 
 def newton_schulz(x: torch.Tensor, steps: int, eps: float = 1e-7) -> torch.Tensor:
-    """Muon's orthogonalisation of ``x [..., R, C]``: ``steps`` quintic Newton-Schulz iterations on
-    ``x / ||x||_F``, which push every singular value towards 1 (``U V^T`` of the SVD, approximately); ``steps=0``
-    returns x unchanged. Works on the side with the smaller Gram matrix. ``eps`` keeps the norm's gradient finite
-    at ``x = 0``."""
+    """Muon's orthogonalisation of ``x [..., R, C]``: ``steps`` quintic Newton-Schulz iterations
+    ``y <- a y + (b A + c A^2) y`` with ``A = y y^T``, from ``y = x / ||x||_F``; they push every singular value
+    towards 1 (``U V^T`` of the SVD, approximately). ``steps=0`` returns x unchanged. ``eps`` keeps the norm's
+    gradient finite at ``x = 0``.
+
+    Every iterate is ``Q y_0`` with Q a polynomial in ``A_0 = y_0 y_0^T``, so the iteration runs on the small
+    r x r Gram side (r = min(R, C)): ``P = a + b A + c A^2``, ``Q <- P Q``, ``A <- P A P``, then ``Q y_0``, the
+    same polynomial as iterating on y itself, in r x r products."""
     if steps == 0:
         return x
     a, b, c = NS_COEFFS
     tall = x.shape[-2] > x.shape[-1]
     y = x.transpose(-1, -2) if tall else x                                  # (..., r, c) with r <= c
     y = y / (y.square().sum((-2, -1), keepdim=True) + eps**2).sqrt()
+    gram = y @ y.transpose(-1, -2)                                          # (..., r, r)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+    poly = None
     for _ in range(steps):
-        gram = y @ y.transpose(-1, -2)                                      # (..., r, r)
-        y = a * y + (b * gram + c * gram @ gram) @ y
+        p = a * eye + b * gram + c * gram @ gram                            # (..., r, r)
+        poly = p if poly is None else p @ poly
+        gram = p @ gram @ p
+    y = poly @ y                                                            # (..., r, c)
     return y.transpose(-1, -2) if tall else y
