@@ -51,27 +51,30 @@ def window_gradient(w1: torch.Tensor, w2: torch.Tensor, u: torch.Tensor, v: torc
     return u.transpose(-1, -2) @ e.dz, e.a.transpose(-1, -2) @ e.de
 
 
-def newton_schulz(x: torch.Tensor, steps: int, eps: float = 1e-7) -> torch.Tensor:
-    """Muon's orthogonalisation of ``x [..., R, C]``: ``steps`` quintic Newton-Schulz iterations
-    ``y <- a y + (b A + c A^2) y`` with ``A = y y^T``, from ``y = x / ||x||_F``; they push every singular value
-    towards 1 (``U V^T`` of the SVD, approximately). ``steps=0`` returns x unchanged. ``eps`` keeps the norm's
-    gradient finite at ``x = 0``.
-
-    Every iterate is ``Q y_0`` with Q a polynomial in ``A_0 = y_0 y_0^T``, so the iteration runs on the small
-    r x r Gram side (r = min(R, C)): ``P = a + b A + c A^2``, ``Q <- P Q``, ``A <- P A P``, then ``Q y_0``, the
-    same polynomial as iterating on y itself, in r x r products."""
-    if steps == 0:
-        return x
+def newton_schulz_polynomial(gram: torch.Tensor, steps: int) -> torch.Tensor:
+    """The ``r x r`` matrix ``R`` with ``NS(y) = y R`` for a Frobenius-normalised ``y`` whose Gram matrix is
+    ``gram = y^T y [..., r, r]``. Muon's quintic iteration ``y <- a y + b y B + c y B^2`` (``B = y^T y``) keeps y
+    a product ``y_0 R`` with R a polynomial in ``B_0``: ``P = a + b B + c B^2``, ``R <- R P``, ``B <- P B P``."""
     a, b, c = NS_COEFFS
-    tall = x.shape[-2] > x.shape[-1]
-    y = x.transpose(-1, -2) if tall else x                                  # (..., r, c) with r <= c
-    y = y / (y.square().sum((-2, -1), keepdim=True) + eps**2).sqrt()
-    gram = y @ y.transpose(-1, -2)                                          # (..., r, r)
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     poly = None
     for _ in range(steps):
         p = a * eye + b * gram + c * gram @ gram                            # (..., r, r)
-        poly = p if poly is None else p @ poly
+        poly = p if poly is None else poly @ p
         gram = p @ gram @ p
-    y = poly @ y                                                            # (..., r, c)
-    return y.transpose(-1, -2) if tall else y
+    return poly
+
+
+def newton_schulz(x: torch.Tensor, steps: int, eps: float = 1e-7) -> torch.Tensor:
+    """Muon's orthogonalisation of ``x [..., R, C]``: ``steps`` quintic Newton-Schulz iterations
+    ``y <- a y + (b A + c A^2) y`` with ``A = y y^T``, from ``y = x / ||x||_F``; they push every singular value
+    towards 1 (``U V^T`` of the SVD, approximately). ``steps=0`` returns x unchanged. ``eps`` keeps the norm's
+    gradient finite at ``x = 0``. Runs on the smaller Gram side (``newton_schulz_polynomial``): the same
+    polynomial, in ``r x r`` products (r = min(R, C))."""
+    if steps == 0:
+        return x
+    wide = x.shape[-2] < x.shape[-1]
+    y = x.transpose(-1, -2) if wide else x                                  # (..., c, r) with r <= c
+    y = y / (y.square().sum((-2, -1), keepdim=True) + eps**2).sqrt()
+    y = y @ newton_schulz_polynomial(y.transpose(-1, -2) @ y, steps)       # (..., c, r)
+    return y.transpose(-1, -2) if wide else y
