@@ -65,12 +65,14 @@ class Atlas(RecurrentMixer):
     through a short depthwise convolution and SiLU, L2-normalised q and k, and the memory's read normalised per
     head and gated by a linear map of x (silu) before o_proj.
 
-    What was followed: the paper's equations for the Omega rule, the Atlas (Muon) update and the polynomial map
-    [unverified against official code, none being public]; Muon's quintic Newton-Schulz coefficients. gatelab's
-    choices: SiLU in the memory MLP, the learned initial memory, the gates' initial values (``GATE_INIT``), the
-    degree coefficients' start ``1 / sqrt(n!)``. Gradients of the inner loss are written in closed form
-    (``ops/atlas/memory.py``), so training differentiates through the whole inner loop. ``chunk_size=1`` is the
-    exact per-token rule; C > 1 is the paper's chunk-wise parallel approximation (gradients at the chunk's start).
+    What was followed: the paper's Omega objective, its Atlas update ``M_t = alpha_t M_{t-1} - eta_t NS-5(S_t)``,
+    ``S_t = theta_t S_{t-1} + grad`` (the sign written as descent) and its monomial map ``[x^beta]_{|beta| <= p}``
+    (arXiv 2505.23735v1; not checked against an official implementation); Muon's quintic Newton-Schulz
+    coefficients. gatelab's choices: SiLU in the memory MLP, the learned initial memory, the gates' initial values
+    (``GATE_INIT``), the degree coefficients' start ``1 / sqrt(n!)``, the defaults of window, degree and
+    chunk_size. Gradients of the inner loss are written in closed form (``ops/atlas/memory.py``), so training
+    differentiates through the whole inner loop. ``chunk_size=1`` is the exact per-token rule; C > 1 is the
+    paper's chunk-wise parallel approximation (gradients at the chunk's start).
 
     Input and output ``[B, T, d_model]``. With ``h = head_dim``, ``K = H h``, ``F = C(h + p, p)``,
     ``D = memory_expand h``: parameters ``3 d K`` (q/k/v_proj) + ``3 K conv_size`` (short conv, no bias)

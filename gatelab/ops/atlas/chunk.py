@@ -70,7 +70,7 @@ def segment(st: AtlasState, q, k, v, g, beta, g_momentum, gamma, window: int, ns
     kqu = q @ ek.transpose(-1, -2)                                         # (B, H, L, N) phi(q_t) . phi(k_i)
     qs = carry[:, :, None, :, None] * (q @ st.s1).unsqueeze(3) + (kqu.unsqueeze(3) * weights.unsqueeze(2)
                                                                    ) @ e.dz.unsqueeze(2)  # (B, H, L, L, D) q_t S1_s
-    qo = (qs.unsqueeze(-2) @ R.unsqueeze(2)).squeeze(-2)                   # (B, H, L, L, D) q_t NS(S1_s)
+    qo = (qs.transpose(2, 3) @ R).transpose(2, 3)                          # (B, H, L, L, D) q_t NS(S1_s)
     z = keep.unsqueeze(-1) * (q @ st.w1) - (step.unsqueeze(-1) * qo).sum(3)  # (B, H, L, D) q_t M1_t
     o = (F.silu(z).unsqueeze(-2) @ m2).squeeze(-2)                         # (B, H, L, V)
     o = o + q[..., : o.shape[-1]] if residual else o
