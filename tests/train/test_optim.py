@@ -13,11 +13,11 @@ from gatelab.train.optim import OptimConfig, build_optimizer, marked_no_weight_d
 # code (flash-linear-attention's GLA, HGRN2, RetNet, Based, DeltaNet, linear attention; Zoology's BaseConv) marks
 # none. gated_attn's input-independent gate logits are a bias (variant below).
 EXEMPT = {
-    "attn": set(), "base_conv": set(), "based": set(), "combiner": set(), "deltanet": set(), "flowformer": set(),
-    "fsmn": set(), "gam": set(), "gated_attn": set(), "gdn": {"A_log", "dt_bias"}, "gla": set(), "hgrn": set(),
-    "hgrn2": set(), "hornet": set(), "kernel_rpe": {"rel_bias"}, "liger": set(), "linear_attn": set(), "lmu": set(),
-    "mamba": {"A_log", "D"}, "mamba2": {"A_log", "dt_bias", "D"}, "mossformer": set(), "probsparse": set(),
-    "retnet": set(), "sinkhorn": set(), "swa": set(), "tokenformer": set(), "vig": set(),
+    "atlas": set(), "attn": set(), "base_conv": set(), "based": set(), "combiner": set(), "deltanet": set(),
+    "flowformer": set(), "fsmn": set(), "gam": set(), "gated_attn": set(), "gdn": {"A_log", "dt_bias"}, "gla": set(),
+    "hgrn": set(), "hgrn2": set(), "hornet": set(), "kernel_rpe": {"rel_bias"}, "liger": set(), "linear_attn": set(),
+    "lmu": set(), "mamba": {"A_log", "D"}, "mamba2": {"A_log", "dt_bias", "D"}, "mossformer": set(),
+    "probsparse": set(), "retnet": set(), "sinkhorn": set(), "swa": set(), "tokenformer": set(), "vig": set(),
 }
 CASES = [pytest.param(key, {}, EXEMPT[key], id=key) for key in sorted(EXEMPT)] + [
     pytest.param("gated_attn", {"gate_source": "constant"}, {"gate.logits"}, id="gated_attn-constant-gate"),

@@ -1,4 +1,5 @@
 """Token mixers (across time). Importing this package registers every mixer in ``gatelab.registry.MIXERS``."""
+from .atlas import Atlas
 from .attention import GatedAttention, KVCache, SlidingWindowAttention, SoftmaxAttention
 from .based import Based
 from .bidirectional import Bidirectional, bidirectional_mixer
@@ -24,7 +25,7 @@ from .tokenformer import TokenFormer
 from .vig import ViGBiGLA
 
 __all__ = [
-    "AttentionGate", "BaseConv", "Based", "Bidirectional", "bidirectional_mixer", "Combiner", "DeltaNet",
+    "Atlas", "AttentionGate", "BaseConv", "Based", "Bidirectional", "bidirectional_mixer", "Combiner", "DeltaNet",
     "Flowformer", "GatedAssociativeMemory", "GatedAttention", "GatedDeltaNet", "GatedFSMN", "GatedLinearAttention",
     "GateOptions", "HGRN", "HGRN2", "HorNet", "KernelRPE", "KVCache", "LigerAttention", "LinearAttention", "LMU",
     "Mamba", "Mamba2", "MossFormer", "MultiScaleRetention", "ProbSparseAttention", "SinkhornAttention",
