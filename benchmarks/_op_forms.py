@@ -1,6 +1,7 @@
 """The fast forms of the later mixers' ops beside their reference forms, for ``python -m benchmarks.ops``.
 
-Every form takes float32 inputs at B=1, H=8 heads of width 64 (the sizes the other op rows use), built from one
+Every form takes float32 inputs at B=1, H=8 heads of width 64 (the sizes the other op rows use) unless its builder
+says otherwise, built from one
 seeded generator, and returns the output tensor; ``fast`` is the form the mixer trains with and ``ref`` the
 readable definition the tests prove it equal to.
 """
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from gatelab.ops import (
+    chunk_atlas,
     chunk_lmu,
     chunk_mossformer_attention,
     combiner_attention,
@@ -23,6 +25,7 @@ from gatelab.ops import (
     flow_attention,
     flow_attention_reference,
     quadratic_kernel_rpe,
+    recurrent_atlas,
     recurrent_lmu,
     recurrent_mossformer_attention,
 )
@@ -76,6 +79,25 @@ def _kernel_rpe_inputs(T: int) -> dict[str, torch.Tensor]:
 
 
 MOSSFORMER_GROUP = 256   # MossFormer's group size
+ATLAS_H, ATLAS_F, ATLAS_D, ATLAS_WINDOW, ATLAS_CHUNK = 4, 153, 16, 8, 16   # the layer at d_model 64: degree-2 features
+
+
+def _atlas_inputs(T: int) -> dict[str, torch.Tensor]:
+    """ATLAS's memory at its layer's size (4 heads of 16, degree-2 features of width 153): features, values, the
+    per-token gates in their domains, and the initial MLP memory."""
+    gen = torch.Generator().manual_seed(0)
+    x = {n: F.normalize(torch.randn(B, T, ATLAS_H, ATLAS_F, generator=gen), dim=-1) for n in ("q", "k")}
+    x["v"] = torch.randn(B, T, ATLAS_H, ATLAS_D, generator=gen)
+    gate = {n: torch.randn(B, T, ATLAS_H, generator=gen) for n in ("g", "beta", "g_momentum", "gamma")}
+    x.update(g=F.logsigmoid(gate["g"] + 4), beta=0.1 * gate["beta"].sigmoid(),
+             g_momentum=F.logsigmoid(gate["g_momentum"]), gamma=gate["gamma"].sigmoid())
+    x["w1"] = torch.randn(ATLAS_H, ATLAS_F, ATLAS_D, generator=gen) / ATLAS_F ** 0.5
+    x["w2"] = torch.randn(ATLAS_H, ATLAS_D, ATLAS_D, generator=gen) / ATLAS_D ** 0.5
+    return {n: t.requires_grad_() for n, t in x.items()}
+
+
+def _atlas(fn: Callable) -> Callable[..., torch.Tensor]:
+    return lambda **x: fn(**x, window=ATLAS_WINDOW, chunk_size=ATLAS_CHUNK)[0]
 LMU_ORDER, LMU_THETA = 256, 128.0   # LMUFormer's memory of order 256
 
 
@@ -90,6 +112,7 @@ def _lmu(fn: Callable) -> Callable[..., torch.Tensor]:
     return lambda **x: fn(x["u"], x["A"], x["B"])[0]
 
 FORMS: dict[str, OpForm] = {
+    "atlas": OpForm(inputs=_atlas_inputs, fast=_atlas(chunk_atlas), ref=_atlas(recurrent_atlas)),
     "combiner_fixed": _combiner("fixed"),
     "combiner_axial": _combiner("axial"),
     "combiner_logsparse": _combiner("logsparse"),

@@ -191,8 +191,9 @@ TASK_OF_PRESET = {name: task for task, names in TASK_PRESETS.items() for name in
                   if task not in ("mqar", "lm")}
 PRESETS = ("default", "quick", "recall-vs-state", "lm", "lm-quick", "ptb-mixers", "ptb-30min", "channels",
            "residuals", *TASK_OF_PRESET)
-# the mixers of the second wave (issue 16), compared on PTB beside the lm preset's three
-PTB_MIXERS = ["attn", "gated_attn", "gla", "hgrn"]
+# the later mixers, compared on PTB beside the lm preset's three
+PTB_MIXERS = ["attn", "gated_attn", "gla", "hgrn", "flowformer", "kernel_rpe", "combiner", "lmu", "atlas",
+              "tokenformer", "mossformer", "fsmn", "hornet"]
 
 
 def preset(name: str) -> CompareGrid:
