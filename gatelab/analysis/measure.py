@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from ..config import ConfigError
 from ..models.lm import DecoderLM
 from ..train.tasks import perplexity
 from .hooks import hooked
@@ -59,7 +60,11 @@ def _by_kind(per_probe: dict[str, float]) -> dict[str, float]:
 def measure(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, batch_size: int = 16,
             keep_gate_values: bool = True) -> dict[str, Any]:
     """Every per-model measurement on the windows ``x, y`` (see ``metrics``), as plain numbers, plus gate-score
-    samples for histograms under ``"gate_values"`` when asked."""
+    samples for histograms under ``"gate_values"`` when asked. A looped model (``model.loop > 1``) is refused:
+    its blocks run several times per token, and the per-layer figures would merge the applications."""
+    if model.config.loop > 1:
+        raise ConfigError(f"model.loop={model.config.loop}: the analysis measures each layer once per token, and "
+                          "a looped model applies each block several times; analyse a model with loop=1")
     model.eval()
     names = ModuleNames.of(model)
     sink, acts, gates, outliers = SinkMeter(), ActivationMeter(), GateMeter(), OutlierMeter()

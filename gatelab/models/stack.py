@@ -76,6 +76,7 @@ class BlockStack(nn.Module):
                               f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
         self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps, chains=config.chains)
+        self._applied_aux: dict[str, torch.Tensor] = {}   # the channel mixers' aux losses of the last forward
 
     def _mixer(self, key: str) -> TokenMixer:
         """The token mixer of one layer, in the model's direction(s)."""
@@ -121,9 +122,12 @@ class BlockStack(nn.Module):
         order, bounds = self.config.layer_order(), self.layer_lower_bounds()
         states = states if states is not None else [None] * len(order)
         new_states, carry = [], {} if lengths is None else {LENGTHS: lengths}
+        self._applied_aux = {}
         for i, state in zip(order, states, strict=True):
             x, state = self.blocks[i](x, state, step=step, lower_bound=bounds[i], carry=carry)
             new_states.append(state)
+            for name, value in self.blocks[i].aux_losses().items():   # each application's (model.loop > 1)
+                self._applied_aux[name] = self._applied_aux[name] + value if name in self._applied_aux else value
         carry.pop(LENGTHS, None)
         return self.norm(finish_stream(x, carry)), new_states
 
@@ -133,6 +137,7 @@ class BlockStack(nn.Module):
         aux = self.aux_losses() if self.training else {}
         for _, ch in self.channel_mixers():
             ch.aux = {}
+        self._applied_aux = {}
         return aux
 
     def num_params(self) -> int:
@@ -165,12 +170,9 @@ class BlockStack(nn.Module):
         return conv + sum(block.mixer.state_size(seq_len) for block in blocks)
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
-        """The channel mixers' auxiliary losses of the last training forward, per name, summed over layers."""
-        out: dict[str, torch.Tensor] = {}
-        for block in self.blocks:
-            for name, value in block.aux_losses().items():
-                out[name] = out[name] + value if name in out else value
-        return out
+        """The channel mixers' auxiliary losses of the last training forward, per name, summed over the
+        applications of the blocks (every layer once, or ``model.loop`` times)."""
+        return dict(self._applied_aux)
 
     def channel_mixers(self) -> list[tuple[int, nn.Module]]:
         """(layer, channel mixer) for every layer that has one."""

@@ -100,3 +100,21 @@ def test_a_distilling_forecaster_refuses_a_loop():
     cfg = ModelConfig(d_model=16, n_heads=2, n_layers=2, mixer="gla", bidirectional=True, loop=2)
     with pytest.raises(ConfigError, match="distil=true.*model.loop=2"):
         Forecaster(cfg, ForecasterConfig(distil=True), 16, 4, 3, [0])
+
+
+def test_a_loop_sums_the_auxiliary_losses_of_every_application():
+    torch.manual_seed(0)
+    model = tiny(n_layers=1, loop=3, channel="moe").train()
+    seen = []
+    model.blocks[0].channel.register_forward_hook(lambda m, i, o: seen.append(m.aux["balance"].detach()))
+    out = model(torch.randint(0, 50, (2, 7)))
+    assert len(seen) == 3 and len(set(float(s) for s in seen)) == 3       # the applications differ
+    torch.testing.assert_close(out.aux_losses["balance"].detach(), sum(seen))
+
+
+def test_the_analysis_refuses_a_looped_model():
+    from gatelab.analysis.measure import measure
+
+    ids = torch.randint(0, 50, (2, 8))
+    with pytest.raises(ConfigError, match="model.loop=2"):
+        measure(tiny(loop=2), ids, ids)
