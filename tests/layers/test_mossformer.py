@@ -59,6 +59,14 @@ def test_state_holds_the_linear_state_and_the_current_groups_keys():
     assert m.state_size(10) == 6 * 32 + 2 * (2 * 6 + 32) + 2 * (32 + 6 + 8) + 4
 
 
+@pytest.mark.parametrize("s,rotary", [(98, 32), (196, 32), (206, 32), (214, 32), (30, 30), (2, 2)])
+def test_rope_rotates_exactly_min_32_s_dims(s, rotary):
+    """MossFormer's RotaryEmbedding(dim=min(32, s)): an integer width, whatever s (a fraction 32/s times s can
+    round down to 31)."""
+    m = MIXERS.get("mossformer")(16, query_key_dim=s)
+    assert m.rope.rotary_dim == rotary
+
+
 @pytest.mark.parametrize("opts,match", [
     (dict(group_size=0), "group_size"),
     (dict(query_key_dim=0), "query_key_dim"),

@@ -121,7 +121,7 @@ class MossFormer(TokenMixer):
         self.gamma = nn.Parameter(torch.randn(4, s) * 0.02)
         self.beta = nn.Parameter(torch.zeros(4, s))
         self.to_out = FFConvM(self.hidden // 2, d, k, cfg.norm_eps)
-        self.rope = RotaryEmbedding(s, cfg.rope_base, rotary_fraction=min(ROTARY_DIMS, s) / s) if cfg.rope else None
+        self.rope = RotaryEmbedding(s, cfg.rope_base, rotary_dims=min(ROTARY_DIMS, s)) if cfg.rope else None
         self.value_dim = self.hidden if cfg.gating == "joint" else self.hidden // 2
 
     def forward(self, x: torch.Tensor, state: MossFormerState | None = None) -> tuple[torch.Tensor, MossFormerState]:
