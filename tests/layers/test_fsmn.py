@@ -108,3 +108,10 @@ def test_a_dilated_layer_builds_its_one_convolution_only():
 def test_bad_options_name_the_option(option):
     with pytest.raises(ConfigError, match=option):
         MIXERS.get("fsmn")(8, **{option: 0})
+
+
+@pytest.mark.parametrize("option,value,allowed", [("lorder", 1025, r"\[1, 1024\]"), ("depth", 17, r"\[1, 16\]"),
+                                                  ("conv_kernel_size", 1025, r"\[1, 1024\]")])
+def test_too_large_options_name_the_option(option, value, allowed):
+    with pytest.raises(ConfigError, match=f"{option}.*{allowed}"):
+        MIXERS.get("fsmn")(8, **{option: value})

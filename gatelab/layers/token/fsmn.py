@@ -32,7 +32,7 @@ class FSMNConfig:
     conv_kernel_size: int = 9
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "inner_dim": "[1, inf)",
-                                        "lorder": "[1, inf)", "depth": "[1, inf)", "conv_kernel_size": "[1, inf)"}
+                                        "lorder": "[1, 1024]", "depth": "[1, 16]", "conv_kernel_size": "[1, 1024]"}
 
 
 class DilatedCausalConv(CausalConv):
