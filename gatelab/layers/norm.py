@@ -51,3 +51,22 @@ class ChainNorm(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.dim}, chains={self.chains}, eps={self.eps}, kind={self.kind}"
+
+
+class ScaleNorm(nn.Module):
+    """ScaleNorm (Nguyen & Salazar 2019, "Transformers without Tears", arXiv 1910.05895) in the form of MossFormer's
+    and FLASH's code: ``y = g x / max(||x||_2 / sqrt(dim), eps)`` over the last axis, one scalar ``g`` (init 1).
+
+    ``x [..., dim] -> [..., dim]``. Parameters: 1."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.g = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rms = torch.linalg.vector_norm(x, dim=-1, keepdim=True) * self.dim ** -0.5           # (..., 1)
+        return x / rms.clamp(min=self.eps) * self.g
+
+    def extra_repr(self) -> str:
+        return f"{self.dim}, eps={self.eps}"

@@ -69,9 +69,11 @@ def rotary_dim(head_dim: int, fraction: float) -> int:
 
 class RotaryEmbedding(nn.Module):
     """Rotates pairs ``(x_i, x_{i + R/2})``, ``i < R/2``, of each head by angle ``pos * base^(-2i/R)``, where
-    ``R = rotary_dim(D, rotary_fraction)`` (``R = D`` by default); dims ``R .. D-1`` pass unchanged. Qwen3-Next
-    rotates the first quarter of each head (``rotary_fraction=0.25``), as transformers' ``apply_rotary_pos_emb``
-    with ``partial_rotary_factor``: frequencies, and YaRN's correction range, are those of an R-dim head.
+    ``R = rotary_dim(D, rotary_fraction)`` (``R = D`` by default), or ``R = rotary_dims`` when that integer is
+    given (even, in [2, D]; exact where a fraction times D would round down); dims ``R .. D-1`` pass unchanged.
+    Qwen3-Next rotates the first quarter of each head (``rotary_fraction=0.25``), as transformers'
+    ``apply_rotary_pos_emb`` with ``partial_rotary_factor``: frequencies, and YaRN's correction range, are those of
+    an R-dim head.
 
     ``forward(x, offset)`` takes ``[B, T, H, D]`` at absolute positions ``offset .. offset + T - 1``.
     No parameters; angles are computed in float32 (float64 for float64 inputs). ``scaling`` (None by default)
@@ -79,9 +81,17 @@ class RotaryEmbedding(nn.Module):
     """
 
     def __init__(self, head_dim: int, base: float = 10000.0, scaling: RopeScaling | None = None,
-                 rotary_fraction: float = 1.0):
+                 rotary_fraction: float = 1.0, rotary_dims: int | None = None):
         super().__init__()
-        self.rotary_dim = rotary_dim(head_dim, rotary_fraction)
+        if rotary_dims is None:
+            self.rotary_dim = rotary_dim(head_dim, rotary_fraction)
+        elif rotary_fraction != 1.0:
+            raise ConfigError("give RotaryEmbedding either rotary_fraction or rotary_dims, not both")
+        elif not (2 <= rotary_dims <= head_dim and rotary_dims % 2 == 0):
+            raise ConfigError(f"rotary_dims={rotary_dims} of head_dim={head_dim}: RoPE needs an even number of "
+                              "dims, at least 2 and at most head_dim")
+        else:
+            self.rotary_dim = rotary_dims
         self.head_dim, self.base, self.scaling = head_dim, base, scaling
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:

@@ -48,7 +48,13 @@ def test_decoding_state_holds_queries_keys_values_of_every_token():
     (dict(n_heads=0), "n_heads"),
     (dict(head_dim=0), "head_dim"),
     (dict(n_heads=3), "not divisible"),
+    (dict(head_dim=5), r"combiner.head_dim=5 must be even with combiner.rope=True"),
+    (dict(n_heads=16), r"combiner.head_dim=1 \(d_model / n_heads\) must be even with combiner.rope=True"),
 ])
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
         MIXERS.get("combiner")(16, **{"n_heads": 2, **opts})
+
+
+def test_an_odd_head_dim_is_fine_without_rope():
+    assert MIXERS.get("combiner")(15, n_heads=3, rope=False).config.head_dim == 5

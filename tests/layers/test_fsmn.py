@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from gatelab.config import ConfigError
+from gatelab.layers.token.fsmn import DilatedCausalConv
 from gatelab.registry import MIXERS
 
 
@@ -91,7 +92,26 @@ def test_defaults_follow_mossformer2():
     assert m.state_size(1000) == 2 * 16 * 8 + 16 * 19 + 2 * 16 * 38
 
 
+def test_a_dilated_layer_builds_its_one_convolution_only():
+    """No throw-away depthwise conv first: the seeded init is a plain Conv1d's, and nothing else is drawn."""
+    torch.manual_seed(3)
+    conv = DilatedCausalConv(6, 3, 4, 2, 3)
+    after = torch.rand(1)
+    torch.manual_seed(3)
+    plain = torch.nn.Conv1d(6, 3, 4, dilation=2, groups=3, bias=False)
+    assert torch.equal(conv.conv.weight, plain.weight) and torch.equal(after, torch.rand(1))
+    assert [m for m in conv.modules() if isinstance(m, torch.nn.Conv1d)] == [conv.conv]
+    assert conv.init_state(2).shape == (2, 6, 6)                                  # (k - 1) dilation inputs
+
+
 @pytest.mark.parametrize("option", ["inner_dim", "lorder", "depth", "conv_kernel_size"])
 def test_bad_options_name_the_option(option):
     with pytest.raises(ConfigError, match=option):
         MIXERS.get("fsmn")(8, **{option: 0})
+
+
+@pytest.mark.parametrize("option,value,allowed", [("lorder", 1025, r"\[1, 1024\]"), ("depth", 17, r"\[1, 16\]"),
+                                                  ("conv_kernel_size", 1025, r"\[1, 1024\]")])
+def test_too_large_options_name_the_option(option, value, allowed):
+    with pytest.raises(ConfigError, match=f"{option}.*{allowed}"):
+        MIXERS.get("fsmn")(8, **{option: value})

@@ -75,6 +75,7 @@ def test_defaults_follow_the_paper():
 
 @pytest.mark.parametrize("d_model,options,name", [(16, {"order": 0}, "order"), (12, {"order": 4}, "order"),
                                                   (16, {"kernel_size": 0}, "kernel_size"),
+                                                  (16, {"kernel_size": 1025}, r"kernel_size.*\[1, 1024\]"),
                                                   (16, {"scale": 0.0}, "scale")])
 def test_bad_options_name_the_option(d_model, options, name):
     with pytest.raises(ConfigError, match=name):

@@ -83,6 +83,8 @@ CASES = (
        pytest.param("mossformer", dict(group_size=4, query_key_dim=12, kernel_size=3), id="mossformer-group4"),
        pytest.param("mossformer", dict(group_size=3, gating="flash", shift_tokens=False, rope=False,
                                        expansion_factor=2.0), id="mossformer-flash-group3"),
+       pytest.param("mossformer", dict(group_size=4, query_key_dim=6, kernel_size=3, norm="scalenorm"),
+                    id="mossformer-scalenorm"),
        pytest.param("tokenformer", dict(qkv_slots=5, proj_slots=7, qkv_grown=2, theta="gelu_l2_norm",
                                         n_kv_heads=1), id="tokenformer-slots-grown-gqa"),
        pytest.param("tokenformer", dict(rotary_fraction=0.25), id="tokenformer-paper-rotary"),

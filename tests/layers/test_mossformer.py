@@ -59,6 +59,34 @@ def test_state_holds_the_linear_state_and_the_current_groups_keys():
     assert m.state_size(10) == 6 * 32 + 2 * (2 * 6 + 32) + 2 * (32 + 6 + 8) + 4
 
 
+def test_scalenorm_is_mossformers_official_norm():
+    """``norm='scalenorm'``: ``x / clamp(||x|| d^-1/2, eps) * g`` with one scalar g (init 1) in each projection; the
+    default stays LayerNorm."""
+    assert isinstance(MIXERS.get("mossformer")(16).to_qk.norm, torch.nn.LayerNorm)
+    m = MIXERS.get("mossformer")(10, norm="scalenorm", query_key_dim=6, kernel_size=3).double()
+    for ffconv, width in ((m.to_hidden, 10), (m.to_qk, 10), (m.to_out, 20)):
+        assert [p.shape for p in ffconv.norm.parameters()] == [torch.Size([1])]
+        with torch.no_grad():
+            ffconv.norm.g.fill_(1.7)
+        x = torch.randn(3, 4, width, dtype=torch.float64)
+        x[0, 0] = 0.0                                                              # the clamp: 0, not nan
+        want = x / (x.norm(dim=-1, keepdim=True) * width ** -0.5).clamp(min=1e-5) * 1.7
+        torch.testing.assert_close(ffconv.norm(x), want, atol=1e-12, rtol=1e-12)
+    x = torch.randn(2, 9, 10, dtype=torch.float64)
+    torch.testing.assert_close(m(x)[0], unit_by_hand(m, x), atol=1e-10, rtol=1e-10)
+    count = sum(p.numel() for p in m.parameters())
+    layernorm = MIXERS.get("mossformer")(10, query_key_dim=6, kernel_size=3)
+    assert count == m.expected_num_params() == layernorm.expected_num_params() - (2 * 10 - 1) * 2 - (2 * 20 - 1)
+
+
+@pytest.mark.parametrize("s,rotary", [(98, 32), (196, 32), (206, 32), (214, 32), (30, 30), (2, 2)])
+def test_rope_rotates_exactly_min_32_s_dims(s, rotary):
+    """MossFormer's RotaryEmbedding(dim=min(32, s)): an integer width, whatever s (a fraction 32/s times s can
+    round down to 31)."""
+    m = MIXERS.get("mossformer")(16, query_key_dim=s)
+    assert m.rope.rotary_dim == rotary
+
+
 @pytest.mark.parametrize("opts,match", [
     (dict(group_size=0), "group_size"),
     (dict(query_key_dim=0), "query_key_dim"),
@@ -68,6 +96,7 @@ def test_state_holds_the_linear_state_and_the_current_groups_keys():
     (dict(query_key_dim=7), "query_key_dim=7 must be even"),
     (dict(rope=False, rope_base=500.0), "rope_base"),
     (dict(gating="softmax"), "'softmax' is not allowed"),
+    (dict(norm="rmsnorm"), "'rmsnorm' is not allowed"),
     (dict(norm_eps=0.0), "norm_eps"),
 ])
 def test_bad_options_fail_at_construction(opts, match):

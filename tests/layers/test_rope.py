@@ -65,6 +65,21 @@ def test_bad_rotary_fraction_names_the_option(fraction, match):
         MIXERS.get("attn")(16, n_heads=2, rotary_fraction=fraction)
 
 
+def test_integer_rotary_dims_equal_the_fraction_that_gives_them():
+    x = torch.randn(2, 5, 3, 98, dtype=torch.float64)
+    torch.testing.assert_close(RotaryEmbedding(98, rotary_dims=14)(x, 3),
+                               RotaryEmbedding(98, rotary_fraction=1 / 7)(x, 3))
+    assert RotaryEmbedding(98, rotary_dims=32).rotary_dim == 32                  # int(98 * (32 / 98)) is 31
+
+
+@pytest.mark.parametrize("opts,match", [(dict(rotary_dims=0), "rotary_dims=0"), (dict(rotary_dims=3), "rotary_dims=3"),
+                                        (dict(rotary_dims=10), "rotary_dims=10"),
+                                        (dict(rotary_dims=4, rotary_fraction=0.5), "not both")])
+def test_bad_rotary_dims(opts, match):
+    with pytest.raises(ConfigError, match=match):
+        RotaryEmbedding(8, **opts)
+
+
 def test_rotary_fraction_needs_rope():
     with pytest.raises(ConfigError, match="rotary_fraction=0.5 has no effect with rope=False"):
         MIXERS.get("gated_attn")(16, n_heads=2, rope=False, rotary_fraction=0.5)

@@ -70,6 +70,17 @@ def test_float32_long_sequence_is_finite_and_close_to_float64():
     assert rel < 1e-5
 
 
+def test_linear_part_reads_earlier_groups_without_cancellation():
+    """Group 0's ``lin_k^T v / G`` is 1 and group 1's 1e8: group 1's queries read exactly 1 in float32. An exclusive
+    sum by subtraction, ``(1 + 1e8) - 1e8``, gives 0 (1 + 1e8 rounds to 1e8)."""
+    G, T = 2, 4
+    quad_q = quad_k = torch.zeros(1, T, 1, 1)
+    lin_q = torch.ones(1, T, 1, 1)
+    lin_k = v = torch.tensor([1.0, 1.0, 1e4, 1e4]).view(1, T, 1, 1)
+    o, _ = chunk_mossformer_attention(quad_q, quad_k, lin_q, lin_k, v, chunk_size=G)
+    assert o.flatten().tolist() == [0.0, 0.0, 1.0, 1.0]
+
+
 def test_bad_chunk_size():
     with pytest.raises(ValueError, match="chunk_size"):
         chunk_mossformer_attention(*inputs(T=3), chunk_size=0)

@@ -39,6 +39,11 @@ class CombinerConfig:
                 "variant='fixed' or 'axial'")
         require(self.rope or self.rope_base == 10000.0, f"combiner.rope_base={self.rope_base} has no effect "
                 "with rope=False; set rope=True or leave rope_base at its default")
+        if self.rope and (self.head_dim is not None or self.d_model % self.n_heads == 0):
+            D = self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+            given = "" if self.head_dim is not None else " (d_model / n_heads)"
+            require(D % 2 == 0, f"combiner.head_dim={D}{given} must be even with combiner.rope=True (RoPE rotates "
+                    "pairs of dims); choose an even head_dim (or n_heads) or rope=False")
 
 
 @dataclass

@@ -10,7 +10,7 @@ from torch import nn
 
 from ...registry import MIXERS
 from ..base import TokenMixer
-from ..conv import ShortConv
+from ..conv import CausalConv, ShortConv
 
 FSMNState = tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]
 
@@ -32,16 +32,17 @@ class FSMNConfig:
     conv_kernel_size: int = 9
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "inner_dim": "[1, inf)",
-                                        "lorder": "[1, inf)", "depth": "[1, inf)", "conv_kernel_size": "[1, inf)"}
+                                        "lorder": "[1, 1024]", "depth": "[1, 16]", "conv_kernel_size": "[1, 1024]"}
 
 
-class DilatedCausalConv(ShortConv):
+class DilatedCausalConv(CausalConv):
     """A causal ``Conv1d`` with dilation and groups, no bias: ``[B, T, C_in] -> [B, T, C_out]``; the state is the
-    last ``(kernel_size - 1) dilation`` inputs (the span it reads), as ShortConv's."""
+    last ``(kernel_size - 1) dilation`` inputs (the span it reads)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, groups: int):
-        super().__init__(in_channels, (kernel_size - 1) * dilation + 1, bias=False)
-        self.conv = nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups, bias=False)
+        super().__init__(in_channels, (kernel_size - 1) * dilation + 1,
+                         nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation, groups=groups,
+                                   bias=False))
 
 
 class ConvUnit(nn.Module):

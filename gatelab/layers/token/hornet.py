@@ -26,7 +26,7 @@ class HorNetConfig:
     scale: float = 1.0 / 3.0
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "order": "[1, inf)",
-                                        "kernel_size": "[1, inf)", "scale": "(0, inf)"}
+                                        "kernel_size": "[1, 1024]", "scale": "(0, inf)"}
 
 
 @MIXERS.register("hornet")

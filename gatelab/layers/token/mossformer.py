@@ -12,6 +12,7 @@ from ...ops.mossformer import chunk_mossformer_attention
 from ...registry import MIXERS
 from ..base import TokenMixer, require
 from ..conv import ShortConv
+from ..norm import ScaleNorm
 from ..rope import RotaryEmbedding
 
 ROTARY_DIMS = 32  # MossFormer's RotaryEmbedding(dim=min(32, query_key_dim))
@@ -19,13 +20,16 @@ ROTARY_DIMS = 32  # MossFormer's RotaryEmbedding(dim=min(32, query_key_dim))
 
 @dataclass(kw_only=True)
 class MossFormerConfig:
-    """Options of ``mossformer`` (defaults: MossFormer's block). ``group_size``: the chunk G of quadratic attention
-    (256). ``query_key_dim``: the shared Z's width s (128). ``expansion_factor``: the hidden width ``e d_model``
-    split into V and U (4: each ``2 d_model``, what MossFormer's output module takes). ``kernel_size``: the
-    depthwise convolution of each projection (17). ``shift_tokens``: shift the first half of the channels by one
-    token (on). ``gating``: ``'joint'`` (MossFormer's code) or ``'flash'`` (FLASH's ``U * Attn(V)``). ``rope`` on
-    the first ``min(32, s)`` dims of the four query/key maps (on, as MossFormer). ``n_heads`` is accepted, as every
-    mixer receives it, and unused: the unit has one head."""
+    """Options of ``mossformer``. The defaults are those of MossFormer's block except ``norm``: the official block
+    uses ScaleNorm (``norm='scalenorm'``), gatelab's default is LayerNorm. ``group_size``: the chunk G of quadratic
+    attention (256). ``query_key_dim``: the shared Z's width s (128). ``expansion_factor``: the hidden width
+    ``e d_model`` split into V and U (4: each ``2 d_model``, what MossFormer's output module takes).
+    ``kernel_size``: the depthwise convolution of each projection (17). ``shift_tokens``: shift the first half of
+    the channels by one token (on). ``gating``: ``'joint'`` (MossFormer's code) or ``'flash'`` (FLASH's
+    ``U * Attn(V)``). ``rope`` on the first ``min(32, s)`` dims of the four query/key maps (on, as MossFormer).
+    ``norm``: the input norm of the three FFConvM projections, ``'layernorm'`` (default) or ``'scalenorm'`` (the
+    official block's, ``MossformerBlock(norm_type='scalenorm')``: ``g x / max(||x|| / sqrt(width), eps)`` with one
+    scalar g). ``n_heads`` is accepted, as every mixer receives it, and unused: the unit has one head."""
 
     d_model: int
     n_heads: int = 4
@@ -37,6 +41,7 @@ class MossFormerConfig:
     gating: Literal["joint", "flash"] = "joint"
     rope: bool = True
     rope_base: float = 10000.0
+    norm: Literal["layernorm", "scalenorm"] = "layernorm"
     norm_eps: float = 1e-5
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "group_size": "[1, 65536]",
@@ -55,13 +60,14 @@ class MossFormerConfig:
 
 
 class FFConvM(nn.Module):
-    """MossFormer's convolution-augmented projection: LayerNorm, Linear (with bias), SiLU, then ``z + dwconv(z)``
-    (its ConvModule; a causal depthwise conv here, 'same' padding in MossFormer's non-causal code). Parameters:
-    ``2 d_in + d_in d_out + d_out + d_out k``. State: the conv's last ``k - 1`` inputs."""
+    """MossFormer's convolution-augmented projection: a norm (LayerNorm or ScaleNorm), Linear (with bias), SiLU,
+    then ``z + dwconv(z)`` (its ConvModule; a causal depthwise conv here, 'same' padding in MossFormer's non-causal
+    code). Parameters: ``n(d_in) + d_in d_out + d_out + d_out k`` with ``n(d_in)`` = ``2 d_in`` (LayerNorm) or 1
+    (ScaleNorm). State: the conv's last ``k - 1`` inputs."""
 
-    def __init__(self, d_in: int, d_out: int, kernel_size: int, eps: float):
+    def __init__(self, d_in: int, d_out: int, kernel_size: int, norm: str, eps: float):
         super().__init__()
-        self.norm = nn.LayerNorm(d_in, eps=eps)
+        self.norm = nn.LayerNorm(d_in, eps=eps) if norm == "layernorm" else ScaleNorm(d_in, eps=eps)
         self.proj = nn.Linear(d_in, d_out)
         self.conv = ShortConv(d_out, kernel_size, bias=False)
 
@@ -100,8 +106,12 @@ class MossFormer(TokenMixer):
     'joint'``, MossFormer's code: both V and U attended, each gating the other) or ``FFConvM(U * Attn(V))``
     (``'flash'``). The block's residual is the model's. Not reproduced: dropout.
 
-    Input and output ``[B, T, d_model]``. With h = ``int(e d_model)``: parameters ``(2 d + d h + h + h k)``
-    (V/U) ``+ (2 d + d s + s + s k)`` (Z) ``+ 8 s`` (offset-scale) ``+ (h + h d / 2 + d + d k)`` (out).
+    Each FFConvM's input norm: the official block uses ScaleNorm (``norm='scalenorm'``: ``g x / max(||x|| /
+    sqrt(width), eps)``, one scalar g); gatelab's default is LayerNorm (``norm='layernorm'``), which differs from it.
+
+    Input and output ``[B, T, d_model]``. With h = ``int(e d_model)`` and n(w) the norm's parameters (``2 w``
+    LayerNorm, 1 ScaleNorm): parameters ``(n(d) + d h + h + h k)`` (V/U) ``+ (n(d) + d s + s + s k)`` (Z)
+    ``+ 8 s`` (offset-scale) ``+ (n(h / 2) + h d / 2 + d + d k)`` (out).
     Decoding state (``MossFormerState``): the linear state ``s E`` (E = h joint, h / 2 flash), the current
     group's keys and values ``n (2 s + E)``, the conv tails ``(k - 1)(h + s + d)`` and ``ceil(d / 2)``.
     """
@@ -116,12 +126,12 @@ class MossFormer(TokenMixer):
         self.config = cfg
         d, s, k = d_model, cfg.query_key_dim, cfg.kernel_size
         self.hidden = int(d * cfg.expansion_factor)
-        self.to_hidden = FFConvM(d, self.hidden, k, cfg.norm_eps)
-        self.to_qk = FFConvM(d, s, k, cfg.norm_eps)
+        self.to_hidden = FFConvM(d, self.hidden, k, cfg.norm, cfg.norm_eps)
+        self.to_qk = FFConvM(d, s, k, cfg.norm, cfg.norm_eps)
         self.gamma = nn.Parameter(torch.randn(4, s) * 0.02)
         self.beta = nn.Parameter(torch.zeros(4, s))
-        self.to_out = FFConvM(self.hidden // 2, d, k, cfg.norm_eps)
-        self.rope = RotaryEmbedding(s, cfg.rope_base, rotary_fraction=min(ROTARY_DIMS, s) / s) if cfg.rope else None
+        self.to_out = FFConvM(self.hidden // 2, d, k, cfg.norm, cfg.norm_eps)
+        self.rope = RotaryEmbedding(s, cfg.rope_base, rotary_dims=min(ROTARY_DIMS, s)) if cfg.rope else None
         self.value_dim = self.hidden if cfg.gating == "joint" else self.hidden // 2
 
     def forward(self, x: torch.Tensor, state: MossFormerState | None = None) -> tuple[torch.Tensor, MossFormerState]:
@@ -186,4 +196,5 @@ class MossFormer(TokenMixer):
     def expected_num_params(self) -> int:
         c = self.config
         d, s, k, h = c.d_model, c.query_key_dim, c.kernel_size, self.hidden
-        return (2 * d + d * h + h + h * k) + (2 * d + d * s + s + s * k) + 8 * s + (h + h // 2 * d + d + d * k)
+        norms = 2 * (2 * d) + 2 * (h // 2) if c.norm == "layernorm" else 3                # n(d) + n(d) + n(h/2)
+        return norms + (d * h + h + h * k) + (d * s + s + s * k) + 8 * s + (h // 2 * d + d + d * k)

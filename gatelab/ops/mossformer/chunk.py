@@ -1,5 +1,6 @@
 """MossFormer's (FLASH's) attention, chunked form: the groups' quadratic attention as one batched matmul, the linear
-part as an exclusive cumulative sum of the groups' ``lin_k^T v``. Equal to ``ref.recurrent_mossformer_attention``.
+part as an exclusive cumulative sum of the groups' ``lin_k^T v`` (the inclusive one shifted by a group, not minus
+the group's own term, which would cancel). Equal to ``ref.recurrent_mossformer_attention``.
 
 Legend: B batch, T length, H heads, D query/key dim, E value dim, G group size, n = ceil(T / G) groups.
 """
@@ -33,7 +34,7 @@ def chunk_mossformer_attention(quad_q: torch.Tensor, quad_k: torch.Tensor, lin_q
     attn = torch.relu(scores).square().masked_fill(future, 0.0)
     o = torch.einsum("bnhij,bnjhe->bnihe", attn, vg)                                 # (B, n, G, H, E)
     kv = torch.einsum("bnjhd,bnjhe->bnhde", kl, vg) / G                              # (B, n, H, D, E)
-    before = kv.cumsum(1) - kv                                                       # earlier groups only
+    before = F.pad(kv.cumsum(1), (0, 0, 0, 0, 0, 0, 1, -1))                          # earlier groups only: shifted
     if initial_state is not None:
         before = before + initial_state.unsqueeze(1)
     o = o + torch.einsum("bnihd,bnhde->bnihe", ql, before)
