@@ -226,3 +226,21 @@ def test_unknown_theta_and_chains_are_refused():
         PattentionFFN(16, theta="l2")
     with pytest.raises(ConfigError, match="n_chains=2"):
         TokenFormer(16, n_chains=2)
+
+
+@pytest.mark.parametrize("name", ["qk_merged", "symmetric", "no_value", "no_output"])
+def test_the_reductions_of_attn_are_refused(name):
+    with pytest.raises(ConfigError, match=f"tokenformer.{name}=True"):
+        TokenFormer(16, n_heads=2, **{name: True})
+
+
+def test_ssa_subsamples_the_keys_between_pattentions():
+    torch.manual_seed(0)
+    mixer = TokenFormer(16, n_heads=2, qkv_slots=5, proj_slots=3, ssa_rate=0.5).double()
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    mixer.eval()
+    full = mixer(x)[0]
+    mixer.train()
+    torch.manual_seed(1)
+    sub = mixer(x)[0]
+    assert torch.isfinite(sub).all() and (sub - full).abs().max() > 1e-6

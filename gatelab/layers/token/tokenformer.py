@@ -21,7 +21,8 @@ class TokenFormerConfig(AttentionConfig):
     (``DecoderLM.grow`` records them here), ``theta`` (see ``gatelab.layers.channel.pattention.modified_softmax``),
     the key-token init std ``key_std`` and ``init_n_layers``, the depth in the value tokens' std
     ``2 / (init_n_layers sqrt(d_model))`` (the official ``wang_init``; set it to ``model.n_layers``).
-    ``n_chains`` must stay 1."""
+    ``n_chains`` must stay 1 and attn's reductions (``qk_merged``, ``symmetric``, ``no_value``, ``no_output``)
+    stay off: they act on nn.Linear projections. SSA (``ssa_rate``) only masks scores and works as in ``attn``."""
 
     qkv_slots: int | None = None
     proj_slots: int | None = None
@@ -38,6 +39,10 @@ class TokenFormerConfig(AttentionConfig):
     def check(self) -> None:
         require(self.n_chains == 1, f"tokenformer: n_chains={self.n_chains} is not offered (its Pattentions are not "
                 "split into chains); use attn, gated_attn, swa or liger with model.chains > 1")
+        for name in ("qk_merged", "symmetric", "no_value", "no_output"):
+            require(not getattr(self, name), f"tokenformer.{name}=True is not offered: the reductions of attn "
+                    "replace or drop nn.Linear projections, and tokenformer's projections are Pattentions (q, k, v "
+                    "and o are each always one); use attn for the reductions")
 
 
 @MIXERS.register("tokenformer")
