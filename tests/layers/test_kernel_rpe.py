@@ -96,16 +96,32 @@ def test_features_are_fixed_by_seed_and_redrawn_only_in_training():
     fixed = a.projection.clone()
     a(x), a(x)
     assert torch.equal(a.projection, fixed)                                # feature_redraw=0: never
-    redrawn = build(feature_redraw=2)
+    redrawn = build(feature_redraw=2, feature_seed=3)
     seen = []
-    for _ in range(4):
+    for _ in range(5):
         redrawn(x)
         seen.append(redrawn.projection.clone())
-    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2]) and torch.equal(seen[2], seen[3])
+    assert torch.equal(seen[0], fixed) and torch.equal(seen[1], fixed)    # the seeded features serve 2 calls
+    assert not torch.equal(seen[1], seen[2]) and torch.equal(seen[2], seen[3]) and not torch.equal(seen[3], seen[4])
     redrawn.eval()
     redrawn(x)
-    assert torch.equal(redrawn.projection, seen[3])
-    assert "projection" in redrawn.state_dict()
+    assert torch.equal(redrawn.projection, seen[4])
+    assert {"projection", "calls_since_redraw"} <= set(redrawn.state_dict())
+
+
+def test_a_model_loaded_from_its_state_dict_redraws_as_the_saved_one():
+    x = torch.randn(1, 5, 16, dtype=torch.float64)
+    saved = build(feature_redraw=3)
+    for _ in range(4):
+        saved(x)
+    resumed = build(feature_redraw=3, feature_seed=9)
+    resumed.load_state_dict(saved.state_dict())
+    for _ in range(4):
+        torch.manual_seed(5)
+        a = saved(x)[0]
+        torch.manual_seed(5)
+        torch.testing.assert_close(resumed(x)[0], a, atol=0, rtol=0)
+        assert torch.equal(resumed.projection, saved.projection)
 
 
 def test_defaults_and_state_that_grows_with_the_sequence():

@@ -20,10 +20,11 @@ from .random_features import gaussian_orthogonal, positive_features
 class KernelRPEConfig:
     """Options of ``kernel_rpe``. ``n_features``: random features per head (m; default Performer's
     ``int(D ln D)``, at least 1). ``orthogonal``: Performer's orthogonal random features (False: i.i.d. Gaussian).
-    ``feature_redraw``: in training, draw new features every that many forward calls that start a sequence
-    (Performer's ``feature_redraw_interval``; 0, the default: never, the features drawn at construction from
-    ``feature_seed`` are kept). ``feature_eps``: added to every feature (Performer's stabiliser). ``max_distance``:
-    lags at or beyond it share one bias (clipped relative positions). ``qk_norm``: L2-normalise q and k per head
+    ``feature_redraw``: in training, draw new features after every that many forward calls that start a sequence
+    (Performer's ``feature_redraw_interval``; the seeded features serve the first that many; 0, the default:
+    never, the features drawn at construction from ``feature_seed`` are kept). ``feature_eps``: added to every
+    feature (Performer's stabiliser). ``max_distance``: lags at or beyond it share one bias (clipped relative
+    positions). ``qk_norm``: L2-normalise q and k per head
     before the features (kernel ``exp(q^ . k^)``) instead of scaling each by ``D^-1/4`` (kernel
     ``exp(q . k / sqrt(D))``). ``fft_block``: tokens per diagonal block of the causal FFT product, the smallest FFT
     half-length; a power of two."""
@@ -68,7 +69,7 @@ class KernelRPE(TokenMixer):
     data-dependent stabiliser (see ``positive_features``); features are fixed by default (``feature_redraw``
     redraws them in training as Performer does). Input and output ``[B, T, d_model]``. Parameters:
     ``4 d_model H D`` (q/k/v/o_proj) ``+ H (max_distance + 1)`` (the bias, exempt from weight decay); the random
-    projection ``[m, D]`` is a buffer."""
+    projection ``[m, D]`` and the count of calls since it was drawn are buffers (saved in the state dict)."""
 
     description = "Kernelized attention with relative positional encoding: Performer features, Toeplitz RPE by FFT"
     paper = "Luo et al. 2021, arXiv 2106.12566"
@@ -89,14 +90,20 @@ class KernelRPE(TokenMixer):
         generator = torch.Generator().manual_seed(cfg.feature_seed)
         self.register_buffer("projection", gaussian_orthogonal(cfg.n_features, cfg.head_dim, cfg.orthogonal,
                                                                generator))
-        self._calls = 0
+        self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.int64))
 
     def _maybe_redraw(self) -> None:
+        """In training with ``feature_redraw = n``: each set of features serves n forward calls (the seeded one
+        included), then the next call draws new ones. The projection and the count are buffers, so a model
+        loaded from its state dict continues as the saved one would have (with the same global RNG state)."""
         c = self.config
-        if self.training and c.feature_redraw and self._calls % c.feature_redraw == 0:
+        if not (self.training and c.feature_redraw):
+            return
+        if self.calls_since_redraw >= c.feature_redraw:
             fresh = gaussian_orthogonal(c.n_features, c.head_dim, c.orthogonal)     # from the global RNG
             self.projection.copy_(fresh.to(self.projection))
-        self._calls += self.training
+            self.calls_since_redraw.zero_()
+        self.calls_since_redraw += 1
 
     def lag_bias(self, n_lags: int) -> torch.Tensor:
         """The log weight of each lag ``0 .. n_lags - 1`` per head ``[H, n_lags]`` (clipped at max_distance)."""
