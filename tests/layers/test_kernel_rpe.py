@@ -22,8 +22,9 @@ def heads(mixer, x):
     return q * 8 ** -0.25, k * 8 ** -0.25, v
 
 
-def test_zero_bias_is_performer_linear_attention():
-    mixer = build()
+@pytest.mark.parametrize("mode", ["fft", "quadratic"])
+def test_zero_bias_is_performer_linear_attention(mode):
+    mixer = build(mode=mode)
     x = torch.randn(2, 30, 16, dtype=torch.float64)
     q, k, v = heads(mixer, x)
     phi_q = positive_features(q, mixer.projection, 1e-6, is_query=True)
@@ -124,6 +125,20 @@ def test_a_model_loaded_from_its_state_dict_redraws_as_the_saved_one():
         assert torch.equal(resumed.projection, saved.projection)
 
 
+def test_the_quadratic_mode_equals_the_fft_one_without_an_fft(monkeypatch):
+    fft, quadratic = build(fft_block=4), build(mode="quadratic")
+    with torch.no_grad():
+        fft.rel_bias.normal_()
+        quadratic.rel_bias.copy_(fft.rel_bias)
+    x = torch.randn(2, 37, 16, dtype=torch.float64)
+    expected = fft(x)[0]
+    monkeypatch.setattr(torch.fft, "rfft", None)                            # any FFT would fail
+    torch.testing.assert_close(quadratic(x)[0], expected, atol=1e-10, rtol=1e-10)
+    with pytest.raises(TypeError):
+        fft(x)
+    assert build().config.mode == "fft"
+
+
 def test_defaults_and_state_that_grows_with_the_sequence():
     mixer = build()
     assert mixer.config.n_features == int(8 * math.log(8))
@@ -138,7 +153,9 @@ def test_defaults_and_state_that_grows_with_the_sequence():
     (dict(feature_seed=-1), "feature_seed"), (dict(feature_eps=0.0), "feature_eps"),
     (dict(max_distance=0), "max_distance"), (dict(fft_block=0), "fft_block"),
     (dict(fft_block=1 << 17), "fft_block"), (dict(fft_block=48), "fft_block=48 is not supported.*power of two"),
-    (dict(d_model=30, n_heads=4), "not divisible"), (dict(kernel="relu"), "unknown config key.*kernel"),
+    (dict(mode="quadratic", fft_block=32), "fft_block=32 has no effect with mode='quadratic'"),
+    (dict(mode="dense"), "mode"), (dict(d_model=30, n_heads=4), "not divisible"),
+    (dict(kernel="relu"), "unknown config key.*kernel"),
 ])
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
