@@ -82,6 +82,23 @@ def test_positive_features_estimate_the_softmax_kernel_and_are_positive(orthogon
     torch.testing.assert_close(ratio, ratio.flatten()[0].expand_as(ratio))
 
 
+def test_large_keys_aligned_with_a_feature_stay_finite_in_float32():
+    """A key's exponent ``w . k - |k|^2 / 2`` peaks at ``|w|^2 / 2`` for k = w: 200 here, beyond float32's exp;
+    capped at 60."""
+    w = torch.zeros(3, 8)
+    w[0, 0] = 20.0
+    features = positive_features(w[:1].view(1, 1, 1, 8), w, 1e-6, is_query=False)
+    assert torch.isfinite(features).all() and features.max() == (math.exp(60) + 1e-6) / math.sqrt(3)
+    mixer = MIXERS.get("kernel_rpe")(16, n_heads=2, n_features=3, orthogonal=False, mode="quadratic")
+    with torch.no_grad():
+        mixer.projection.copy_(w)
+        mixer.k_proj.weight.copy_(torch.eye(16) * 8 ** 0.25)              # k = x per head after the D^-1/4 scale
+    x = torch.randn(1, 6, 16)
+    x[0, 2, :8] = w[0]
+    y, _ = mixer(x)
+    assert torch.isfinite(y).all()
+
+
 def test_orthogonal_features_are_orthogonal_within_a_block():
     w = gaussian_orthogonal(10, 4, generator=torch.Generator().manual_seed(0))
     block = w[:4] / w[:4].norm(dim=-1, keepdim=True)
