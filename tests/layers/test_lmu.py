@@ -84,3 +84,9 @@ def test_a_bfloat16_layer_keeps_its_system_and_memory_in_float32(mode):
 def test_bad_options_name_the_option(option, value):
     with pytest.raises(ConfigError, match=option):
         MIXERS.get("lmu")(8, **{option: value})
+
+
+def test_an_unknown_mode_in_forward_names_the_forms():
+    m = MIXERS.get("lmu")(8, order=4)
+    with pytest.raises(ValueError, match="mode='parallel'.*chunk, fft, recurrent"):
+        m(torch.randn(1, 3, 8), mode="parallel")

@@ -80,7 +80,10 @@ class LMU(TokenMixer):
         u = F.relu(self.u_proj(x))                                                    # (B, T, 1)
         A, B = self.system(x)
         m0 = None if state is None else state.unsqueeze(1)                           # (B, 1, N)
-        op = {"chunk": chunk_lmu, "fft": fft_lmu, "recurrent": recurrent_lmu}[mode]
+        ops = {"chunk": chunk_lmu, "fft": fft_lmu, "recurrent": recurrent_lmu}
+        if mode not in ops:
+            raise ValueError(f"lmu: mode={mode!r} is not a form of the memory; use one of {', '.join(ops)}")
+        op = ops[mode]
         m, final = op(u, A, B, initial_state=m0, output_final_state=True, chunk_size=self.config.chunk_size)
         return m.squeeze(2), final.squeeze(1)                                         # (B, T, N), (B, N)
 
