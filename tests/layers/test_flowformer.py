@@ -96,3 +96,21 @@ def test_bias_option_adds_the_projection_biases():
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
         MIXERS.get("flowformer")(**{"d_model": 16, **opts})
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_an_empty_sequence_gives_an_empty_output_and_keeps_the_state(causal):
+    torch.manual_seed(0)
+    mixer = MIXERS.get("flowformer")(16, n_heads=2, causal=causal).double()
+    y, state = mixer(torch.zeros(2, 0, 16, dtype=torch.float64))
+    assert y.shape == (2, 0, 16)
+    if not causal:
+        assert state is None
+        return
+    assert state.count == 0 and not state.kv.any()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x, state)[0], mixer(x)[0], atol=1e-12, rtol=1e-12)
+        _, after = mixer(x)
+        _, kept = mixer(x[:, :0], after)
+    assert kept.count == 5 and torch.equal(kept.kv, after.kv)

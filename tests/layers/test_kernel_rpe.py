@@ -177,3 +177,15 @@ def test_defaults_and_state_that_grows_with_the_sequence():
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
         MIXERS.get("kernel_rpe")(**{"d_model": 16, **opts})
+
+
+@pytest.mark.parametrize("mode", ["fft", "quadratic"])
+def test_an_empty_sequence_gives_an_empty_output_and_keeps_the_cache(mode):
+    mixer = build(mode=mode)
+    y, cache = mixer(torch.zeros(2, 0, 16, dtype=torch.float64))
+    assert y.shape == (2, 0, 16) and cache.length == 0
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        _, after = mixer(x)
+        y, kept = mixer(x[:, :0], after)
+    assert y.shape == (2, 0, 16) and kept.length == 5

@@ -90,3 +90,12 @@ def test_an_unknown_mode_in_forward_names_the_forms():
     m = MIXERS.get("lmu")(8, order=4)
     with pytest.raises(ValueError, match="mode='parallel'.*chunk, fft, recurrent"):
         m(torch.randn(1, 3, 8), mode="parallel")
+
+
+@pytest.mark.parametrize("mode", ["chunk", "fft", "recurrent"])
+def test_an_empty_sequence_gives_an_empty_output_and_a_zero_memory(mode):
+    m = MIXERS.get("lmu")(8, order=4, mode=mode).double()
+    y, state = m(torch.zeros(2, 0, 8, dtype=torch.float64))
+    assert y.shape == (2, 0, 8) and torch.equal(state, torch.zeros(2, 4, dtype=torch.float64))
+    kept = torch.randn(2, 4, dtype=torch.float64)
+    assert torch.equal(m(torch.zeros(2, 0, 8, dtype=torch.float64), kept)[1], kept)

@@ -55,6 +55,8 @@ def fft_kernel_rpe(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: t
     if Tq != T:
         raise ValueError(f"fft_kernel_rpe: q and k must cover the same tokens (got {Tq} and {T}); queries after a "
                          "cache use quadratic_kernel_rpe")
+    if T == 0:
+        return v.new_zeros(B, 0, H, V, dtype=q.dtype)
     dtype, ct = q.dtype, compute_dtype(q)
     q, k, v, bias = (x.to(ct) for x in (q, k, v, bias))
     weights = lag_weights(bias)                                                     # (H, T)

@@ -37,6 +37,8 @@ def quadratic_kernel_rpe(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, b
         ``o [B, Tq, H, V]`` in q's dtype.
     """
     B, Tq, H, M, Tk, V = check_kernel_rpe_inputs("quadratic_kernel_rpe", q, k, v, bias, block_size)
+    if Tk == 0:
+        return v.new_zeros(B, 0, H, V, dtype=q.dtype)
     dtype, ct = q.dtype, compute_dtype(q)
     q, k, v, bias = (x.to(ct) for x in (q, k, v, bias))
     i = torch.arange(Tk - Tq, Tk, device=q.device)[:, None]                         # (Tq, 1) query positions

@@ -26,7 +26,8 @@ def chunk_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_stat
         raise ValueError(f"chunk_lmu: chunk_size must be >= 1; got {chunk_size}")
     dtype, (u, A, B, initial_state) = u.dtype, to_compute_dtype(u, A, B, initial_state)
     if T == 0:
-        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (initial_state if output_final_state else None)
+        final = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state
+        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (final if output_final_state else None)
     C = min(chunk_size, T)
     pad = (-T) % C
     n = (T + pad) // C

@@ -25,7 +25,8 @@ def fft_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state:
     Bsz, T, H, N = check_lmu_inputs("fft_lmu", u, A, B, initial_state)
     dtype, (u, A, B, initial_state) = u.dtype, to_compute_dtype(u, A, B, initial_state)
     if T == 0:
-        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (initial_state if output_final_state else None)
+        final = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state
+        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (final if output_final_state else None)
     n_fft = 1 << (2 * T - 1).bit_length()
     squares = squarings(A, T)
     h = powers_applied(squares, B.unsqueeze(0), T)[:, 0]                        # (T, N): Ā^t B̄
