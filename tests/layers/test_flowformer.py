@@ -73,7 +73,13 @@ def test_causal_state_is_constant_in_length_and_decoding_matches_the_forward():
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     with torch.no_grad():
         y, state = mixer(x)
-    assert state.count == 7 and state.kv.shape == (2, 2, 8, 8)
+        decoded, s = [], mixer.init_state(2)
+        for t in range(7):
+            y_t, s = mixer.step(x[:, t:t + 1], s)
+            decoded.append(y_t)
+    assert state.count == 7 and state.kv.shape == (2, 2, 8, 8) and s.count == 7
+    torch.testing.assert_close(torch.cat(decoded, 1), y, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(s.kv, state.kv, atol=1e-10, rtol=1e-10)
     encoder = MIXERS.get("flowformer")(16, n_heads=2, causal=False)
     assert encoder.state_size(64) == 2 * 64 * 16
     with pytest.raises(ConfigError, match="no decoding state"):
