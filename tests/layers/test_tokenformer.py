@@ -68,6 +68,26 @@ def test_init_is_normal_keys_and_wang_values():
     assert abs(layer.value_tokens.std().item() / (2 / (4 * 8)) - 1) < 0.03
 
 
+def value_std_ratio(layer: Pattention, n_layers: int, d_model: int) -> float:
+    return layer.value_tokens.std().item() / (2 / (n_layers * math.sqrt(d_model)))
+
+
+def test_value_tokens_follow_the_models_depth_unless_given():
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=8, d_model=64, n_layers=5, n_heads=2, mixer="tokenformer", channel="pattention")
+    model = DecoderLM(ModelConfig(**cfg))
+    for layer in (model.blocks[0].mixer.v_proj, model.blocks[4].mixer.q_proj, model.blocks[2].channel.pattention):
+        assert abs(value_std_ratio(layer, 5, 64) - 1) < 0.05
+    assert model.config.mixer_options == {} and model.blocks[0].mixer.config.init_n_layers == 5
+    given = DecoderLM(ModelConfig(**cfg, mixer_options={"tokenformer": {"init_n_layers": 2}},
+                                  channel_options={"pattention": {"init_n_layers": 3}}))
+    assert abs(value_std_ratio(given.blocks[1].mixer.o_proj, 2, 64) - 1) < 0.05
+    assert abs(value_std_ratio(given.blocks[1].channel.pattention, 3, 64) - 1) < 0.05
+    alone = TokenFormer(64, n_heads=2)                                      # a layer alone: a one-layer model
+    assert alone.config.init_n_layers == 1 and abs(value_std_ratio(alone.k_proj, 1, 64) - 1) < 0.05
+    assert PattentionFFN(64).config.init_n_layers == 1
+
+
 @pytest.mark.parametrize("theta", GELU_THETAS)
 def test_growth_keeps_the_output_where_the_official_scale_does_not(theta):
     layer = pattention(theta)
