@@ -67,7 +67,10 @@ class LMU(TokenMixer):
         self.u_proj = nn.Linear(d_model, 1)
         self.h_proj = nn.Linear(self.order + d_model, d_model)
         self.o_proj = nn.Linear(d_model, d_model)
-        self._system = lmu_system(self.order, cfg.theta)                # (Ā [N, N], B̄ [N]), float64, fixed
+        # (Ā [N, N], B̄ [N]), float64 and fixed; not a buffer (a cast model keeps it float64), so it is built on the
+        # CPU even when the model is built on the meta device (from_pretrained), which would leave it without data
+        with torch.device("cpu"):
+            self._system = lmu_system(self.order, cfg.theta)
 
     def system(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The discrete system ``(Ā [N, N], B̄ [N])`` on ``like``'s device, in ``compute_dtype(like)`` (float32, or
