@@ -44,7 +44,7 @@ def test_every_mixer_and_hybrid_reloads_bit_identical_in_float64(tmp_path, optio
     model = small(**options).double()
     save_run_model(model, tmp_path)
     loaded = AutoModelForCausalLM.from_pretrained(tmp_path, local_files_only=True).eval()
-    assert {t.dtype for t in loaded.model.state_dict().values()} == {torch.float64}
+    assert {t.dtype for t in loaded.model.state_dict().values() if t.is_floating_point()} == {torch.float64}
     for (name, ours), (_, theirs) in zip(model.named_buffers(), loaded.model.named_buffers(), strict=True):
         assert torch.equal(ours, theirs), name
     x = torch.randint(0, 40, (2, 9))
