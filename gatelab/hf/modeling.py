@@ -111,6 +111,24 @@ class GatelabForCausalLM(GatelabPreTrainedModel, GenerationMixin):
                     tensor.data = tensor.data.clone()
         return loaded
 
+    def grow(self, qkv: int = 0, proj: int = 0, ffn: int = 0) -> GatelabForCausalLM:
+        """``DecoderLM.grow`` on the wrapped model (TokenFormer's progressive scaling: the logits are unchanged),
+        with ``config`` brought up to date; returns this model. Rebuild the optimizer afterwards."""
+        self.model.grow(qkv, proj, ffn)
+        self.sync_config()
+        return self
+
+    def sync_config(self) -> None:
+        """Copy the wrapped model's ``ModelConfig`` into ``config.gatelab_model``: what ``DecoderLM.grow`` changed
+        there (the grown parameter tokens) would otherwise be saved with the old shapes. ``save_pretrained``
+        calls it."""
+        self.config.gatelab_model = GatelabConfig.from_model_config(self.model.config).gatelab_model
+
+    def save_pretrained(self, *args: Any, **kwargs: Any) -> Any:
+        """transformers' saving, with ``config`` first brought up to date with the model (``sync_config``)."""
+        self.sync_config()
+        return super().save_pretrained(*args, **kwargs)
+
     @property
     def _tied_weights_keys(self) -> dict[str, str]:
         return {"model.head.weight": "model.embed.weight"} if self.config.tie_word_embeddings else {}

@@ -3,7 +3,7 @@ schedules, HGRN's shared forget-gate lower bounds, the final norm, and what the 
 (auxiliary losses, routing statistics, active parameters, state size)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -20,6 +20,17 @@ from .chain import check_chains
 from .config import ModelConfig
 
 LENGTHS = "lengths"   # the carry key of the unpadded lengths [B] that non-causal mixers mask padding with
+
+
+def with_depth(cls: type, options: dict[str, Any], n_layers: int) -> dict[str, Any]:
+    """``options`` with ``init_n_layers=n_layers`` when ``cls``'s Config has that option and leaves it None: a
+    layer whose init follows the model's depth (TokenFormer's ``wang_init``) gets the real one; a value given
+    explicitly is kept."""
+    config = getattr(cls, "Config", None)
+    if config is None or "init_n_layers" not in {f.name for f in fields(config)} or \
+            options.get("init_n_layers") is not None:
+        return options
+    return {**options, "init_n_layers": n_layers}
 
 
 @dataclass
@@ -83,7 +94,7 @@ class BlockStack(nn.Module):
         c = self.config
         cls = MIXERS.get(key)
         chains = {"n_chains": c.chains} if c.chains > 1 else {}
-        options = {"n_heads": c.n_heads, **c.mixer_options.get(key, {}), **chains}
+        options = with_depth(cls, {"n_heads": c.n_heads, **c.mixer_options.get(key, {}), **chains}, c.n_layers)
         if c.bidirectional:
             return bidirectional_mixer(key, c.d_model, options, c.bidirectional_params, c.bidirectional_combine)
         if getattr(cls, "directions", "causal") == "bidirectional":
@@ -106,8 +117,9 @@ class BlockStack(nn.Module):
                               "must fit in the sequence (use attn for full attention)")
         channel = None
         if channel_key != "none":
-            options = {**c.channel_options.get(channel_key, {}), **chains}
-            channel = CHANNEL_MIXERS.get(channel_key)(c.d_model, c.d_ff or None, **options)
+            cls = CHANNEL_MIXERS.get(channel_key)
+            options = with_depth(cls, {**c.channel_options.get(channel_key, {}), **chains}, c.n_layers)
+            channel = cls(c.d_model, c.d_ff or None, **options)
         conv = ShortConv(c.d_model, c.short_conv) if c.short_conv else None
         residual = RESIDUALS.get(c.residual)
         options = c.residual_options.get(c.residual, {})

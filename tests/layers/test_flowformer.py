@@ -73,7 +73,13 @@ def test_causal_state_is_constant_in_length_and_decoding_matches_the_forward():
     x = torch.randn(2, 7, 16, dtype=torch.float64)
     with torch.no_grad():
         y, state = mixer(x)
-    assert state.count == 7 and state.kv.shape == (2, 2, 8, 8)
+        decoded, s = [], mixer.init_state(2)
+        for t in range(7):
+            y_t, s = mixer.step(x[:, t:t + 1], s)
+            decoded.append(y_t)
+    assert state.count == 7 and state.kv.shape == (2, 2, 8, 8) and s.count == 7
+    torch.testing.assert_close(torch.cat(decoded, 1), y, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(s.kv, state.kv, atol=1e-10, rtol=1e-10)
     encoder = MIXERS.get("flowformer")(16, n_heads=2, causal=False)
     assert encoder.state_size(64) == 2 * 64 * 16
     with pytest.raises(ConfigError, match="no decoding state"):
@@ -96,3 +102,21 @@ def test_bias_option_adds_the_projection_biases():
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
         MIXERS.get("flowformer")(**{"d_model": 16, **opts})
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_an_empty_sequence_gives_an_empty_output_and_keeps_the_state(causal):
+    torch.manual_seed(0)
+    mixer = MIXERS.get("flowformer")(16, n_heads=2, causal=causal).double()
+    y, state = mixer(torch.zeros(2, 0, 16, dtype=torch.float64))
+    assert y.shape == (2, 0, 16)
+    if not causal:
+        assert state is None
+        return
+    assert state.count == 0 and not state.kv.any()
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(mixer(x, state)[0], mixer(x)[0], atol=1e-12, rtol=1e-12)
+        _, after = mixer(x)
+        _, kept = mixer(x[:, :0], after)
+    assert kept.count == 5 and torch.equal(kept.kv, after.kv)

@@ -22,8 +22,9 @@ def heads(mixer, x):
     return q * 8 ** -0.25, k * 8 ** -0.25, v
 
 
-def test_zero_bias_is_performer_linear_attention():
-    mixer = build()
+@pytest.mark.parametrize("mode", ["fft", "quadratic"])
+def test_zero_bias_is_performer_linear_attention(mode):
+    mixer = build(mode=mode)
     x = torch.randn(2, 30, 16, dtype=torch.float64)
     q, k, v = heads(mixer, x)
     phi_q = positive_features(q, mixer.projection, 1e-6, is_query=True)
@@ -81,6 +82,23 @@ def test_positive_features_estimate_the_softmax_kernel_and_are_positive(orthogon
     torch.testing.assert_close(ratio, ratio.flatten()[0].expand_as(ratio))
 
 
+def test_large_keys_aligned_with_a_feature_stay_finite_in_float32():
+    """A key's exponent ``w . k - |k|^2 / 2`` peaks at ``|w|^2 / 2`` for k = w: 200 here, beyond float32's exp;
+    capped at 60."""
+    w = torch.zeros(3, 8)
+    w[0, 0] = 20.0
+    features = positive_features(w[:1].view(1, 1, 1, 8), w, 1e-6, is_query=False)
+    assert torch.isfinite(features).all() and features.max() == (math.exp(60) + 1e-6) / math.sqrt(3)
+    mixer = MIXERS.get("kernel_rpe")(16, n_heads=2, n_features=3, orthogonal=False, mode="quadratic")
+    with torch.no_grad():
+        mixer.projection.copy_(w)
+        mixer.k_proj.weight.copy_(torch.eye(16) * 8 ** 0.25)              # k = x per head after the D^-1/4 scale
+    x = torch.randn(1, 6, 16)
+    x[0, 2, :8] = w[0]
+    y, _ = mixer(x)
+    assert torch.isfinite(y).all()
+
+
 def test_orthogonal_features_are_orthogonal_within_a_block():
     w = gaussian_orthogonal(10, 4, generator=torch.Generator().manual_seed(0))
     block = w[:4] / w[:4].norm(dim=-1, keepdim=True)
@@ -96,16 +114,46 @@ def test_features_are_fixed_by_seed_and_redrawn_only_in_training():
     fixed = a.projection.clone()
     a(x), a(x)
     assert torch.equal(a.projection, fixed)                                # feature_redraw=0: never
-    redrawn = build(feature_redraw=2)
+    redrawn = build(feature_redraw=2, feature_seed=3)
     seen = []
-    for _ in range(4):
+    for _ in range(5):
         redrawn(x)
         seen.append(redrawn.projection.clone())
-    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2]) and torch.equal(seen[2], seen[3])
+    assert torch.equal(seen[0], fixed) and torch.equal(seen[1], fixed)    # the seeded features serve 2 calls
+    assert not torch.equal(seen[1], seen[2]) and torch.equal(seen[2], seen[3]) and not torch.equal(seen[3], seen[4])
     redrawn.eval()
     redrawn(x)
-    assert torch.equal(redrawn.projection, seen[3])
-    assert "projection" in redrawn.state_dict()
+    assert torch.equal(redrawn.projection, seen[4])
+    assert {"projection", "calls_since_redraw"} <= set(redrawn.state_dict())
+
+
+def test_a_model_loaded_from_its_state_dict_redraws_as_the_saved_one():
+    x = torch.randn(1, 5, 16, dtype=torch.float64)
+    saved = build(feature_redraw=3)
+    for _ in range(4):
+        saved(x)
+    resumed = build(feature_redraw=3, feature_seed=9)
+    resumed.load_state_dict(saved.state_dict())
+    for _ in range(4):
+        torch.manual_seed(5)
+        a = saved(x)[0]
+        torch.manual_seed(5)
+        torch.testing.assert_close(resumed(x)[0], a, atol=0, rtol=0)
+        assert torch.equal(resumed.projection, saved.projection)
+
+
+def test_the_quadratic_mode_equals_the_fft_one_without_an_fft(monkeypatch):
+    fft, quadratic = build(fft_block=4), build(mode="quadratic")
+    with torch.no_grad():
+        fft.rel_bias.normal_()
+        quadratic.rel_bias.copy_(fft.rel_bias)
+    x = torch.randn(2, 37, 16, dtype=torch.float64)
+    expected = fft(x)[0]
+    monkeypatch.setattr(torch.fft, "rfft", None)                            # any FFT would fail
+    torch.testing.assert_close(quadratic(x)[0], expected, atol=1e-10, rtol=1e-10)
+    with pytest.raises(TypeError):
+        fft(x)
+    assert build().config.mode == "fft"
 
 
 def test_defaults_and_state_that_grows_with_the_sequence():
@@ -122,8 +170,22 @@ def test_defaults_and_state_that_grows_with_the_sequence():
     (dict(feature_seed=-1), "feature_seed"), (dict(feature_eps=0.0), "feature_eps"),
     (dict(max_distance=0), "max_distance"), (dict(fft_block=0), "fft_block"),
     (dict(fft_block=1 << 17), "fft_block"), (dict(fft_block=48), "fft_block=48 is not supported.*power of two"),
-    (dict(d_model=30, n_heads=4), "not divisible"), (dict(kernel="relu"), "unknown config key.*kernel"),
+    (dict(mode="quadratic", fft_block=32), "fft_block=32 has no effect with mode='quadratic'"),
+    (dict(mode="dense"), "mode"), (dict(d_model=30, n_heads=4), "not divisible"),
+    (dict(kernel="relu"), "unknown config key.*kernel"),
 ])
 def test_bad_options_fail_at_construction(opts, match):
     with pytest.raises(ConfigError, match=match):
         MIXERS.get("kernel_rpe")(**{"d_model": 16, **opts})
+
+
+@pytest.mark.parametrize("mode", ["fft", "quadratic"])
+def test_an_empty_sequence_gives_an_empty_output_and_keeps_the_cache(mode):
+    mixer = build(mode=mode)
+    y, cache = mixer(torch.zeros(2, 0, 16, dtype=torch.float64))
+    assert y.shape == (2, 0, 16) and cache.length == 0
+    x = torch.randn(2, 5, 16, dtype=torch.float64)
+    with torch.no_grad():
+        _, after = mixer(x)
+        y, kept = mixer(x[:, :0], after)
+    assert y.shape == (2, 0, 16) and kept.length == 5

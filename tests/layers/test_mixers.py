@@ -92,6 +92,7 @@ CASES = (
        pytest.param("flowformer", dict(clamp=5.0, bias=True, chunk_size=4, head_dim=6), id="flowformer-lm-options"),
        pytest.param("kernel_rpe", dict(n_features=5, orthogonal=False, max_distance=3, fft_block=2, qk_norm=True),
                     id="kernel_rpe-clipped-blocks2"),
+       pytest.param("kernel_rpe", dict(mode="quadratic", max_distance=5), id="kernel_rpe-quadratic"),
        pytest.param("lmu", dict(order=5, theta=4.0, mode="recurrent"), id="lmu-order5-recurrent"),
        pytest.param("lmu", dict(order=3, theta=20.0, chunk_size=4), id="lmu-order3-chunk4"),
        pytest.param("hornet", dict(order=5, kernel_size=3), id="hornet-order5-kernel3"),

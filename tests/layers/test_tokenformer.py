@@ -68,6 +68,26 @@ def test_init_is_normal_keys_and_wang_values():
     assert abs(layer.value_tokens.std().item() / (2 / (4 * 8)) - 1) < 0.03
 
 
+def value_std_ratio(layer: Pattention, n_layers: int, d_model: int) -> float:
+    return layer.value_tokens.std().item() / (2 / (n_layers * math.sqrt(d_model)))
+
+
+def test_value_tokens_follow_the_models_depth_unless_given():
+    torch.manual_seed(0)
+    cfg = dict(vocab_size=8, d_model=64, n_layers=5, n_heads=2, mixer="tokenformer", channel="pattention")
+    model = DecoderLM(ModelConfig(**cfg))
+    for layer in (model.blocks[0].mixer.v_proj, model.blocks[4].mixer.q_proj, model.blocks[2].channel.pattention):
+        assert abs(value_std_ratio(layer, 5, 64) - 1) < 0.05
+    assert model.config.mixer_options == {} and model.blocks[0].mixer.config.init_n_layers == 5
+    given = DecoderLM(ModelConfig(**cfg, mixer_options={"tokenformer": {"init_n_layers": 2}},
+                                  channel_options={"pattention": {"init_n_layers": 3}}))
+    assert abs(value_std_ratio(given.blocks[1].mixer.o_proj, 2, 64) - 1) < 0.05
+    assert abs(value_std_ratio(given.blocks[1].channel.pattention, 3, 64) - 1) < 0.05
+    alone = TokenFormer(64, n_heads=2)                                      # a layer alone: a one-layer model
+    assert alone.config.init_n_layers == 1 and abs(value_std_ratio(alone.k_proj, 1, 64) - 1) < 0.05
+    assert PattentionFFN(64).config.init_n_layers == 1
+
+
 @pytest.mark.parametrize("theta", GELU_THETAS)
 def test_growth_keeps_the_output_where_the_official_scale_does_not(theta):
     layer = pattention(theta)
@@ -226,3 +246,21 @@ def test_unknown_theta_and_chains_are_refused():
         PattentionFFN(16, theta="l2")
     with pytest.raises(ConfigError, match="n_chains=2"):
         TokenFormer(16, n_chains=2)
+
+
+@pytest.mark.parametrize("name", ["qk_merged", "symmetric", "no_value", "no_output"])
+def test_the_reductions_of_attn_are_refused(name):
+    with pytest.raises(ConfigError, match=f"tokenformer.{name}=True"):
+        TokenFormer(16, n_heads=2, **{name: True})
+
+
+def test_ssa_subsamples_the_keys_between_pattentions():
+    torch.manual_seed(0)
+    mixer = TokenFormer(16, n_heads=2, qkv_slots=5, proj_slots=3, ssa_rate=0.5).double()
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    mixer.eval()
+    full = mixer(x)[0]
+    mixer.train()
+    torch.manual_seed(1)
+    sub = mixer(x)[0]
+    assert torch.isfinite(sub).all() and (sub - full).abs().max() > 1e-6

@@ -1,5 +1,7 @@
 """Flow attention: the fast form (cumulative sums, chunked read-out) equals the token-by-token reference, in float64
 with gradients and states, causal and not; float32 stays close to float64 at T=4096."""
+import re
+
 import pytest
 import torch
 
@@ -90,5 +92,10 @@ def test_bad_inputs_are_explained():
         flow_attention(q, k, v, causal=False, initial_state=random_state(2, 1, 2, 2))
     with pytest.raises(ValueError, match=r"lengths must be \[B\]"):
         flow_attention(q, k, v, causal=False, lengths=torch.tensor([5]))
+    for bad in ([0, 5], [6, 3], [-1, 2]):                       # a length 0 gave a NaN row, one past T no error
+        for fn in (flow_attention, flow_attention_reference):
+            with pytest.raises(ValueError, match=re.escape("lengths must be in [1, T] = [1, 5]") + ".*"
+                               + re.escape(str(bad))):
+                fn(q, k, v, causal=False, lengths=torch.tensor(bad))
     with pytest.raises(ValueError, match="initial_state.kv must be"):
         flow_attention(q, k, v, initial_state=random_state(2, 1, 2, 3))

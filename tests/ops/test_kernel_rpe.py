@@ -72,6 +72,22 @@ def test_float32_long_sequence_is_finite_and_close_to_float64(bias_kind, toleran
     assert_close("o", o64, o32, tolerance)
 
 
+@pytest.mark.parametrize("fn", [fft_kernel_rpe, quadratic_kernel_rpe])
+def test_float32_bias_spread_beyond_exp_underflow_stays_finite(fn):
+    """Lags 0..4 sit 110 below the largest bias: e^-110 is 0 in float32, so the first five queries, which see only
+    those lags, read 0 / 0 unless the weights are floored; equal floored weights give their exact (flat) mean."""
+    q, k, v, bias = inputs(1, 40, 2, 4, 3, dtype=torch.float32)
+    bias[:, :5], bias[:, 5:] = 0.0, 110.0
+    with torch.no_grad():
+        o = fn(q, k, v, bias=bias)
+        o64 = fn(q.double(), k.double(), v.double(), bias=bias.double())
+    assert torch.isfinite(o).all()
+    assert_close("o", o64, o, 1e-5)
+    flat = quadratic_kernel_rpe(q[:, :5].double(), k[:, :5].double(), v[:, :5].double(),
+                                bias=torch.zeros(2, 5, dtype=torch.float64))
+    torch.testing.assert_close(o[:, :5].double(), flat, atol=1e-5, rtol=1e-5)
+
+
 def test_bad_inputs_are_explained():
     q, k, v, bias = inputs(1, 6, 2, 3, 3)
     with pytest.raises(ValueError, match="block_size must be a power of two"):

@@ -134,3 +134,17 @@ def test_bad_input_names_the_argument():
         fft_lmu(u, A, B, initial_state=torch.zeros(1, 1, 2, dtype=u.dtype))
     with pytest.raises(ValueError, match="chunk_size"):
         chunk_lmu(u, A, B, chunk_size=0)
+
+
+@pytest.mark.parametrize("fn", [recurrent_lmu, chunk_lmu, fft_lmu])
+def test_bfloat16_input_runs_the_memory_in_float32(fn):
+    """u in bfloat16 with the float64 system: the memory is computed in float32 (the final memory returned so,
+    within float32 rounding of a float64 run) and returned in bfloat16 (the float64 memory rounded)."""
+    u, A, B, h0 = inputs(2, 50, 3, 8, 20.0, use_h0=True)
+    u16 = u.to(torch.bfloat16)
+    m, final = fn(u16, A, B, initial_state=h0, output_final_state=True, chunk_size=16)
+    m64, final64 = recurrent_lmu(u16.double(), A, B, initial_state=h0, output_final_state=True)
+    assert m.dtype == torch.bfloat16 and final.dtype == torch.float32
+    assert_close("final", final64, final, 1e-5)
+    torch.testing.assert_close(m.double(), m64, atol=0, rtol=2 ** -8)
+

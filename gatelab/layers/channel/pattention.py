@@ -101,13 +101,13 @@ class PattentionConfig(DenseConfig):
     """Options of ``pattention``: ``d_ff`` parameter tokens (default ``4 * d_model``, as the paper's models: 3072
     at d_model 768), ``grown`` more appended by growth (``DecoderLM.grow`` records them here), ``theta`` (see
     ``modified_softmax``), the key-token init std ``key_std`` and ``init_n_layers``, the depth in the value tokens'
-    std ``2 / (init_n_layers sqrt(d_model))`` (the official ``wang_init`` takes the model's depth, which a layer
-    does not know: set it to ``model.n_layers``)."""
+    std ``2 / (init_n_layers sqrt(d_model))`` (the official ``wang_init`` takes the model's depth; None: a model
+    sets it to its ``n_layers``, and a layer built alone takes 1, the depth of a one-layer model)."""
 
     grown: int = 0
     theta: Theta = "l2_norm_gelu"
     key_std: float = 0.02
-    init_n_layers: int = 2
+    init_n_layers: int | None = None
 
     RANGES: ClassVar[dict[str, str]] = {**DenseConfig.RANGES, "grown": "[0, inf)", "key_std": "(0, inf)",
                                         "init_n_layers": "[1, inf)"}
@@ -129,6 +129,7 @@ class PattentionFFN(DenseMixer):
     def __init__(self, d_model: int, d_ff: int | None = None, **options):
         super().__init__(d_model, d_ff, options)
         c = self.config
+        c.init_n_layers = c.init_n_layers or 1
         self.pattention = Pattention(d_model, d_model, self.d_ff, c.grown, c.theta, c.key_std,
                                      wang_std(c.init_n_layers, d_model))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -20,13 +20,19 @@ from .random_features import gaussian_orthogonal, positive_features
 class KernelRPEConfig:
     """Options of ``kernel_rpe``. ``n_features``: random features per head (m; default Performer's
     ``int(D ln D)``, at least 1). ``orthogonal``: Performer's orthogonal random features (False: i.i.d. Gaussian).
-    ``feature_redraw``: in training, draw new features every that many forward calls that start a sequence
-    (Performer's ``feature_redraw_interval``; 0, the default: never, the features drawn at construction from
-    ``feature_seed`` are kept). ``feature_eps``: added to every feature (Performer's stabiliser). ``max_distance``:
-    lags at or beyond it share one bias (clipped relative positions). ``qk_norm``: L2-normalise q and k per head
+    ``feature_redraw``: in training, draw new features after every that many forward calls that start a sequence
+    (Performer's ``feature_redraw_interval``; the seeded features serve the first that many; 0, the default:
+    never, the features drawn at construction from ``feature_seed`` are kept). ``feature_eps``: added to every
+    feature (Performer's stabiliser). ``max_distance``: lags at or beyond it share one bias (clipped relative
+    positions). ``qk_norm``: L2-normalise q and k per head
     before the features (kernel ``exp(q^ . k^)``) instead of scaling each by ``D^-1/4`` (kernel
-    ``exp(q . k / sqrt(D))``). ``fft_block``: tokens per diagonal block of the causal FFT product, the smallest FFT
-    half-length; a power of two."""
+    ``exp(q . k / sqrt(D))``). ``mode``: the form of a whole-sequence forward: ``fft`` (the paper's
+    O(T log T) method, ``fft_kernel_rpe``: it transforms M (V + 1) channels of length T per head, so it holds
+    ``B H M (V + 1) T`` values and pays off only at long sequences) or ``quadratic`` (the explicit ``[T, T]``
+    weighted score matrix per head, ``quadratic_kernel_rpe``: ``B H T^2`` memory and ``T^2 (M + V)`` work per
+    head, cheaper at short lengths); tokens after a cache always use the quadratic form. ``fft_block``
+    (``mode='fft'``): tokens per diagonal block of the causal FFT product, the smallest FFT half-length; a power
+    of two."""
 
     d_model: int
     n_heads: int = 4
@@ -38,6 +44,7 @@ class KernelRPEConfig:
     feature_eps: float = 1e-6
     max_distance: int = 512
     qk_norm: bool = False
+    mode: Literal["fft", "quadratic"] = "fft"
     fft_block: int = 64
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "head_dim": "[1, inf)",
@@ -48,6 +55,8 @@ class KernelRPEConfig:
     def check(self) -> None:
         require(self.fft_block & (self.fft_block - 1) == 0, f"kernel_rpe.fft_block={self.fft_block} is not "
                 "supported: the FFT block must be a power of two (1, 2, 4, ..., 65536)")
+        require(self.mode == "fft" or self.fft_block == 64, f"kernel_rpe.fft_block={self.fft_block} has no effect "
+                "with mode='quadratic'; set mode='fft' or leave fft_block at its default (64)")
 
 
 @MIXERS.register("kernel_rpe")
@@ -60,15 +69,16 @@ class KernelRPE(TokenMixer):
     with Performer's positive random features ``phi`` (``random_features``; an unbiased estimate of the softmax
     kernel) and a learned bias per head and lag ``b [H, max_distance + 1]`` (lags clipped at ``max_distance``;
     zeros at first, where the layer is Performer's linear attention). The weights ``e^{b_{i-j}}`` form a Toeplitz
-    matrix, so a whole sequence is computed by FFT (``gatelab.ops.kernel_rpe.fft_kernel_rpe``, exactly causal);
-    tokens after a cache by the quadratic form. Decoding keeps every past ``phi(k_j)`` and ``v_j`` (the weights
+    matrix, so a whole sequence is computed by FFT (``gatelab.ops.kernel_rpe.fft_kernel_rpe``, exactly causal;
+    ``mode='quadratic'``: by the explicit matrix, cheaper at short lengths); tokens after a cache by the
+    quadratic form. Decoding keeps every past ``phi(k_j)`` and ``v_j`` (the weights
     depend on the distance, so the state grows with the sequence, as attention's KV cache).
 
     Choices of ours: the relative bias is clipped at ``max_distance`` and initialised to zero; keys get no
     data-dependent stabiliser (see ``positive_features``); features are fixed by default (``feature_redraw``
     redraws them in training as Performer does). Input and output ``[B, T, d_model]``. Parameters:
     ``4 d_model H D`` (q/k/v/o_proj) ``+ H (max_distance + 1)`` (the bias, exempt from weight decay); the random
-    projection ``[m, D]`` is a buffer."""
+    projection ``[m, D]`` and the count of calls since it was drawn are buffers (saved in the state dict)."""
 
     description = "Kernelized attention with relative positional encoding: Performer features, Toeplitz RPE by FFT"
     paper = "Luo et al. 2021, arXiv 2106.12566"
@@ -89,14 +99,20 @@ class KernelRPE(TokenMixer):
         generator = torch.Generator().manual_seed(cfg.feature_seed)
         self.register_buffer("projection", gaussian_orthogonal(cfg.n_features, cfg.head_dim, cfg.orthogonal,
                                                                generator))
-        self._calls = 0
+        self.register_buffer("calls_since_redraw", torch.zeros((), dtype=torch.int64))
 
     def _maybe_redraw(self) -> None:
+        """In training with ``feature_redraw = n``: each set of features serves n forward calls (the seeded one
+        included), then the next call draws new ones. The projection and the count are buffers, so a model
+        loaded from its state dict continues as the saved one would have (with the same global RNG state)."""
         c = self.config
-        if self.training and c.feature_redraw and self._calls % c.feature_redraw == 0:
+        if not (self.training and c.feature_redraw):
+            return
+        if self.calls_since_redraw >= c.feature_redraw:
             fresh = gaussian_orthogonal(c.n_features, c.head_dim, c.orthogonal)     # from the global RNG
             self.projection.copy_(fresh.to(self.projection))
-        self._calls += self.training
+            self.calls_since_redraw.zero_()
+        self.calls_since_redraw += 1
 
     def lag_bias(self, n_lags: int) -> torch.Tensor:
         """The log weight of each lag ``0 .. n_lags - 1`` per head ``[H, n_lags]`` (clipped at max_distance)."""
@@ -120,7 +136,8 @@ class KernelRPE(TokenMixer):
         phi_k = positive_features(k, self.projection, c.feature_eps, is_query=False)
         if state is None:
             cache = KVCache.wrap(phi_k, v, T)
-            o = fft_kernel_rpe(phi_q, phi_k, v, bias=self.lag_bias(T), block_size=c.fft_block)
+            op = fft_kernel_rpe if c.mode == "fft" else quadratic_kernel_rpe
+            o = op(phi_q, phi_k, v, bias=self.lag_bias(T), block_size=c.fft_block)
         else:
             cache = state.append(phi_k, v)
             o = quadratic_kernel_rpe(phi_q, cache.k, cache.v, bias=self.lag_bias(cache.length))

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...ops._common import compute_dtype
 from ...ops.lmu import chunk_lmu, fft_lmu, lmu_system, recurrent_lmu
 from ...registry import MIXERS
 from ..base import TokenMixer
@@ -50,7 +51,8 @@ class LMU(TokenMixer):
     would let a token see later ones; gatelab's block norms stand in for it. Ā and B̄ are computed in float64 with
     ``torch.linalg.matrix_exp`` (equal to the code's ``scipy.signal.cont2discrete``) and are not parameters.
 
-    Input and output ``[B, T, d_model]``; state: the memory ``m_t`` ``[B, N]``. Parameters:
+    Input and output ``[B, T, d_model]``; state: the memory ``m_t`` ``[B, N]``, kept in float32 (float64 in a
+    float64 model) as the memory is computed, whatever the model's dtype. Parameters:
     ``d + 1`` (W_u) + ``(N + d) d + d`` (W_h) + ``d^2 + d`` (W_o)."""
 
     description = "LMU (LMUFormer): fixed Legendre delay memory of one projected input, chunked or FFT parallel form"
@@ -65,18 +67,26 @@ class LMU(TokenMixer):
         self.u_proj = nn.Linear(d_model, 1)
         self.h_proj = nn.Linear(self.order + d_model, d_model)
         self.o_proj = nn.Linear(d_model, d_model)
-        self._system = lmu_system(self.order, cfg.theta)                # (Ā [N, N], B̄ [N]), float64, fixed
+        # (Ā [N, N], B̄ [N]), float64 and fixed; not a buffer (a cast model keeps it float64), so it is built on the
+        # CPU even when the model is built on the meta device (from_pretrained), which would leave it without data
+        with torch.device("cpu"):
+            self._system = lmu_system(self.order, cfg.theta)
 
     def system(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The discrete system ``(Ā [N, N], B̄ [N])`` in ``like``'s dtype and device."""
-        return tuple(s.to(device=like.device, dtype=like.dtype) for s in self._system)
+        """The discrete system ``(Ā [N, N], B̄ [N])`` on ``like``'s device, in ``compute_dtype(like)`` (float32, or
+        float64 for float64 ``like``: a bfloat16 model's system is not rounded to bfloat16)."""
+        return tuple(s.to(device=like.device, dtype=compute_dtype(like)) for s in self._system)
 
     def memory(self, x: torch.Tensor, state: torch.Tensor | None, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """``m [B, T, N]`` of the inputs ``x [B, T, d]`` after the memory ``state [B, N]`` (None: zeros)."""
+        """``m [B, T, N]`` (x's dtype) of the inputs ``x [B, T, d]`` after the memory ``state [B, N]`` (None:
+        zeros); the new memory is returned in float32 (float64 for float64 x), as the ops compute it."""
         u = F.relu(self.u_proj(x))                                                    # (B, T, 1)
         A, B = self.system(x)
-        m0 = None if state is None else state.to(x.dtype).unsqueeze(1)               # (B, 1, N)
-        op = {"chunk": chunk_lmu, "fft": fft_lmu, "recurrent": recurrent_lmu}[mode]
+        m0 = None if state is None else state.unsqueeze(1)                           # (B, 1, N)
+        ops = {"chunk": chunk_lmu, "fft": fft_lmu, "recurrent": recurrent_lmu}
+        if mode not in ops:
+            raise ValueError(f"lmu: mode={mode!r} is not a form of the memory; use one of {', '.join(ops)}")
+        op = ops[mode]
         m, final = op(u, A, B, initial_state=m0, output_final_state=True, chunk_size=self.config.chunk_size)
         return m.squeeze(2), final.squeeze(1)                                         # (B, T, N), (B, N)
 
@@ -91,7 +101,7 @@ class LMU(TokenMixer):
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         w = self._param_like()
-        return w.new_zeros(batch_size, self.order)
+        return w.new_zeros(batch_size, self.order, dtype=compute_dtype(w))
 
     def state_size(self, seq_len: int) -> int:
         return self.order

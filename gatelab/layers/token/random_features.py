@@ -24,13 +24,20 @@ def gaussian_orthogonal(n_features: int, dim: int, orthogonal: bool = True,
     return rows * norms
 
 
+MAX_EXPONENT = 60.0
+
+
 def positive_features(x: torch.Tensor, projection: torch.Tensor, eps: float, is_query: bool) -> torch.Tensor:
-    """``phi(x) = (exp(w_r . x - |x|^2 / 2 - s) + eps) / sqrt(m)`` for ``x [B, T, H, D]`` and ``projection
-    [m, D]`` -> ``[B, T, H, m]``. Queries subtract their own largest exponent ``s`` (a per-query factor that
-    cancels in attention's ratio, up to eps); keys subtract nothing: Performer's key shift is the largest exponent
-    over the whole sequence, which would let later tokens change earlier outputs."""
+    """``phi(x) = (exp(min(w_r . x - |x|^2 / 2 - s, 60)) + eps) / sqrt(m)`` for ``x [B, T, H, D]`` and
+    ``projection [m, D]`` -> ``[B, T, H, m]``. Queries subtract their own largest exponent ``s`` (a per-query
+    factor that cancels in attention's ratio, up to eps); keys subtract nothing: Performer's key shift is the
+    largest exponent over the whole sequence, which would let later tokens change earlier outputs. A key's
+    exponent is at most ``|w_r|^2 / 2`` (at ``x = w_r``), which passes float32's limit (about 88) for rows with
+    ``|w_r|^2 > 177``, likely among many features at head_dim 128 or more; so the exponent is capped at
+    ``MAX_EXPONENT`` (60: ``e^60 ~ 1e26`` leaves a factor 1e12 for the sums over keys and features). A capped
+    feature gets no gradient."""
     dash = torch.einsum("bthd,md->bthm", x, projection.to(x.dtype))                 # (B, T, H, m)
     dash = dash - x.square().sum(-1, keepdim=True) / 2
     if is_query:
         dash = dash - dash.amax(-1, keepdim=True).detach()
-    return (dash.exp() + eps) / math.sqrt(projection.shape[0])
+    return (dash.clamp(max=MAX_EXPONENT).exp() + eps) / math.sqrt(projection.shape[0])

@@ -20,8 +20,10 @@ class TokenFormerConfig(AttentionConfig):
     d_model, as the paper's models: 768 at d_model 768), ``qkv_grown`` / ``proj_grown`` more appended by growth
     (``DecoderLM.grow`` records them here), ``theta`` (see ``gatelab.layers.channel.pattention.modified_softmax``),
     the key-token init std ``key_std`` and ``init_n_layers``, the depth in the value tokens' std
-    ``2 / (init_n_layers sqrt(d_model))`` (the official ``wang_init``; set it to ``model.n_layers``).
-    ``n_chains`` must stay 1."""
+    ``2 / (init_n_layers sqrt(d_model))`` (the official ``wang_init``; None: a model sets it to its
+    ``n_layers``, and a layer built alone takes 1, the depth of a one-layer model).
+    ``n_chains`` must stay 1 and attn's reductions (``qk_merged``, ``symmetric``, ``no_value``, ``no_output``)
+    stay off: they act on nn.Linear projections. SSA (``ssa_rate``) only masks scores and works as in ``attn``."""
 
     qkv_slots: int | None = None
     proj_slots: int | None = None
@@ -29,7 +31,7 @@ class TokenFormerConfig(AttentionConfig):
     proj_grown: int = 0
     theta: Theta = "l2_norm_gelu"
     key_std: float = 0.02
-    init_n_layers: int = 2
+    init_n_layers: int | None = None
 
     RANGES: ClassVar[dict[str, str]] = {**AttentionConfig.RANGES, "qkv_slots": "[1, inf)", "proj_slots": "[1, inf)",
                                         "qkv_grown": "[0, inf)", "proj_grown": "[0, inf)", "key_std": "(0, inf)",
@@ -38,6 +40,10 @@ class TokenFormerConfig(AttentionConfig):
     def check(self) -> None:
         require(self.n_chains == 1, f"tokenformer: n_chains={self.n_chains} is not offered (its Pattentions are not "
                 "split into chains); use attn, gated_attn, swa or liger with model.chains > 1")
+        for name in ("qk_merged", "symmetric", "no_value", "no_output"):
+            require(not getattr(self, name), f"tokenformer.{name}=True is not offered: the reductions of attn "
+                    "replace or drop nn.Linear projections, and tokenformer's projections are Pattentions (q, k, v "
+                    "and o are each always one); use attn for the reductions")
 
 
 @MIXERS.register("tokenformer")
@@ -48,8 +54,9 @@ class TokenFormer(SoftmaxAttention):
     (``Θ(x K_Pᵀ) V_P``, no bias), then causal multi-head softmax attention with RoPE, then an output
     Pattention over ``proj_slots`` tokens (the paper's models: RoPE on a quarter of each head,
     ``rotary_fraction=0.25``). Its FFN is the channel mixer ``pattention``: a TokenFormer model is
-    ``mixer=tokenformer, channel=pattention`` (the paper's blocks also use a LayerNorm without parameters,
-    ``model.norm``'s choice here).
+    ``mixer=tokenformer, channel=pattention``. The paper's blocks normalise with a LayerNorm without parameters,
+    which gatelab does not offer: its blocks use the model's norm (``model.norm``, RMSNorm or LayerNorm, each with
+    a learned scale).
 
     Input and output ``[B, T, d_model]``; q ``[B, T, H, D]``, k and v ``[B, T, Hkv, D]``; the state is the KV cache,
     as ``attn`` (``causal=False``: attention in both directions, ``lengths`` masking padded keys). Parameters, with
@@ -73,6 +80,7 @@ class TokenFormer(SoftmaxAttention):
         super().__init__(d_model, **options)   # options, RoPE, QK-norm, probes; its nn.Linear q/k/v/o replaced here
         c = self.config
         c.qkv_slots, c.proj_slots = c.qkv_slots or d_model, c.proj_slots or d_model
+        c.init_n_layers = c.init_n_layers or 1
         value_std = wang_std(c.init_n_layers, d_model)
 
         def pattention(d_in: int, d_out: int, slots: int, grown: int) -> Pattention:

@@ -32,7 +32,7 @@ def _causal(q, k, v, eps, clamp, state: FlowState, chunk_size: int):
     o, kv = chunk_simple_gla(q * (incoming / n)[..., None], k, v * competition[..., None], scale=1.0,
                              initial_state=state.kv, output_final_state=True, chunk_size=chunk_size)
     final = FlowState(q_sum[:, -1], k_sum[:, -1], qi_sum[:, -1], ko_sum[:, -1], comp_sum[:, -1], kv,
-                      state.count + T) if T else state
+                      state.count + T)
     return o * allocation[..., None], final
 
 
@@ -74,6 +74,9 @@ def flow_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal:
     B, T, H, K, V = check_flow_inputs("flow_attention", q, k, v, causal, lengths, initial_state)
     dtype, ct = q.dtype, compute_dtype(q)
     q, k, v = (x.to(ct) for x in (q, k, v))
+    if T == 0:                                  # no token: an empty output, the state as it was
+        state = empty_flow_state(B, H, K, V, q) if causal and initial_state is None else initial_state
+        return v.new_zeros(B, 0, H, V).to(dtype), (state if output_final_state else None)
     if not causal:
         return _bidirectional(q, k, v, eps, clamp, lengths).to(dtype), None
     state = empty_flow_state(B, H, K, V, q) if initial_state is None else initial_state

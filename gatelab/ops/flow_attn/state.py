@@ -31,7 +31,8 @@ def empty_flow_state(B: int, H: int, K: int, V: int, like: torch.Tensor) -> Flow
 
 def check_flow_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
                       lengths: torch.Tensor | None, initial_state: FlowState | None) -> tuple[int, int, int, int, int]:
-    """Validate the inputs of ``flow_attention`` / ``flow_attention_reference``; return ``(B, T, H, K, V)``."""
+    """Validate the inputs of ``flow_attention`` / ``flow_attention_reference``; return ``(B, T, H, K, V)``.
+    Checking the values of ``lengths`` reads them (a device sync on a GPU)."""
     B, T, H, K, V = check_qkv(name, q, k, v)
     if causal and lengths is not None:
         raise ValueError(f"{name}: lengths is for causal=False (a causal output never sees later padding)")
@@ -39,6 +40,9 @@ def check_flow_inputs(name: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         raise ValueError(f"{name}: initial_state needs causal=True (the non-causal form reads the whole sequence)")
     if lengths is not None and tuple(lengths.shape) != (B,):
         raise ValueError(f"{name}: lengths must be [B] = ({B},); got {tuple(lengths.shape)}")
+    if lengths is not None and T and ((lengths < 1) | (lengths > T)).any():     # reads lengths (a device sync)
+        raise ValueError(f"{name}: lengths must be in [1, T] = [1, {T}] (a sequence without a real token has no "
+                         f"flow: 0 / 0); got {lengths.tolist()}")
     if initial_state is not None and tuple(initial_state.kv.shape) != (B, H, K, V):
         raise ValueError(f"{name}: initial_state.kv must be [B, H, K, V] = {(B, H, K, V)}; "
                          f"got {tuple(initial_state.kv.shape)}")

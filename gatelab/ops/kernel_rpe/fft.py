@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .._common import compute_dtype
 from .checks import check_kernel_rpe_inputs
+from .ref import lag_weights
 
 
 def causal_toeplitz(weights: torch.Tensor, x: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -49,14 +50,16 @@ def fft_kernel_rpe(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: t
     """Kernelized attention with RPE (Luo et al. 2021, arXiv 2106.12566) over a whole sequence: the arguments and
     result of ``quadratic_kernel_rpe`` with Tq = Tk; ``block_size`` (a power of two) is the diagonal block done
     densely and the smallest FFT half-length. Runs in float32 (float64 for float64 inputs); the weights are
-    ``e^{b - max b}`` per head (the shift cancels in the ratio), so none exceeds 1."""
+    ``lag_weights(bias)``, ``e^{b - max b}`` per head (the shift cancels in the ratio), so none exceeds 1."""
     B, Tq, H, M, T, V = check_kernel_rpe_inputs("fft_kernel_rpe", q, k, v, bias, block_size)
     if Tq != T:
         raise ValueError(f"fft_kernel_rpe: q and k must cover the same tokens (got {Tq} and {T}); queries after a "
                          "cache use quadratic_kernel_rpe")
+    if T == 0:
+        return v.new_zeros(B, 0, H, V, dtype=q.dtype)
     dtype, ct = q.dtype, compute_dtype(q)
     q, k, v, bias = (x.to(ct) for x in (q, k, v, bias))
-    weights = (bias - bias.max(-1, keepdim=True).values.detach()).exp()             # (H, T)
+    weights = lag_weights(bias)                                                     # (H, T)
     values = torch.cat([v, v.new_ones(B, T, H, 1)], -1)                             # (B, T, H, V + 1)
     x = torch.einsum("bthm,bthv->bhmvt", k, values).reshape(B, H, M * (V + 1), T)   # (B, H, S, T)
     y = causal_toeplitz(weights, x, block_size).view(B, H, M, V + 1, T)

@@ -10,6 +10,17 @@ import torch
 from .._common import compute_dtype
 from .checks import check_kernel_rpe_inputs
 
+LOG_WEIGHT_FLOOR = -80.0
+
+
+def lag_weights(bias: torch.Tensor) -> torch.Tensor:
+    """The weight of each lag ``e^{b - max b}`` per head, ``bias [H, T]`` -> ``[H, T]``: the shift by the head's
+    largest bias (it cancels in the ratio) keeps every weight <= 1, and the exponent is floored at
+    ``LOG_WEIGHT_FLOOR`` (-80): in float32 ``e^x`` is 0 below about -103, so a query whose every lag lies that far
+    below the largest bias would read 0 / 0. The floor keeps such a query a weighted mean of its values (exact
+    when its lags' biases are equal); lags floored get no gradient."""
+    return (bias - bias.max(-1, keepdim=True).values.detach()).clamp(min=LOG_WEIGHT_FLOOR).exp()
+
 
 def quadratic_kernel_rpe(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, bias: torch.Tensor,
                          block_size: int = 64) -> torch.Tensor:
@@ -26,11 +37,13 @@ def quadratic_kernel_rpe(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, b
         ``o [B, Tq, H, V]`` in q's dtype.
     """
     B, Tq, H, M, Tk, V = check_kernel_rpe_inputs("quadratic_kernel_rpe", q, k, v, bias, block_size)
+    if Tk == 0:
+        return v.new_zeros(B, 0, H, V, dtype=q.dtype)
     dtype, ct = q.dtype, compute_dtype(q)
     q, k, v, bias = (x.to(ct) for x in (q, k, v, bias))
     i = torch.arange(Tk - Tq, Tk, device=q.device)[:, None]                         # (Tq, 1) query positions
     lag = i - torch.arange(Tk, device=q.device)[None, :]                            # (Tq, Tk)
-    weights = (bias - bias.max(-1, keepdim=True).values.detach()).exp()            # (H, Tk): e^{b - max b}
+    weights = lag_weights(bias)                                                     # (H, Tk): e^{b - max b}
     toeplitz = weights[:, lag.clamp(min=0)] * (lag >= 0)                            # (H, Tq, Tk)
     scores = torch.einsum("bihm,bjhm->bhij", q, k) * toeplitz                       # (B, H, Tq, Tk)
     o = torch.einsum("bhij,bjhv->bihv", scores, v)                                  # (B, Tq, H, V)

@@ -3,7 +3,7 @@ form and the parallel FFT form."""
 from .chunk import chunk_lmu
 from .fft import fft_lmu
 from .ref import recurrent_lmu
-from .system import impulse_response, legendre_decoder, legendre_delay_system, lmu_system, zoh_discretize
+from .system import legendre_decoder, legendre_delay_system, lmu_system, zoh_discretize
 
-__all__ = ["chunk_lmu", "fft_lmu", "impulse_response", "legendre_decoder", "legendre_delay_system", "lmu_system",
+__all__ = ["chunk_lmu", "fft_lmu", "legendre_decoder", "legendre_delay_system", "lmu_system",
            "recurrent_lmu", "zoh_discretize"]

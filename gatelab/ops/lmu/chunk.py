@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .ref import check_lmu_inputs
+from .ref import check_lmu_inputs, to_compute_dtype
 from .system import powers_applied, squarings
 
 
@@ -18,13 +18,16 @@ def chunk_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_stat
     """``recurrent_lmu`` by chunks: ``m_{cC+τ} = Σ_{s <= τ} H_{τ-s} u_{cC+s} + Ā^{τ+1} m_{cC-1}``.
 
     Same arguments and returns as ``recurrent_lmu`` (``u [B, T, H]``, ``A [N, N]``, ``B [N]``,
-    ``initial_state [B, H, N]`` -> ``m [B, T, H, N]``, final memory ``[B, H, N]`` or None), plus ``chunk_size``.
+    ``initial_state [B, H, N]`` -> ``m [B, T, H, N]``, final memory ``[B, H, N]`` or None, in the same dtypes),
+    plus ``chunk_size``.
     """
     Bsz, T, H, N = check_lmu_inputs("chunk_lmu", u, A, B, initial_state)
     if chunk_size < 1:
         raise ValueError(f"chunk_lmu: chunk_size must be >= 1; got {chunk_size}")
+    dtype, (u, A, B, initial_state) = u.dtype, to_compute_dtype(u, A, B, initial_state)
     if T == 0:
-        return u.new_zeros(Bsz, 0, H, N), (initial_state if output_final_state else None)
+        final = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state
+        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (final if output_final_state else None)
     C = min(chunk_size, T)
     pad = (-T) % C
     n = (T + pad) // C
@@ -45,4 +48,4 @@ def chunk_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_stat
     free = powers_applied(squares, starts @ A.T, C)                             # (C, B n H, N): Ā^{τ+1} m_{cC-1}
     free = free.view(C, Bsz, n, H, N).permute(1, 2, 0, 3, 4)                    # (B, n, C, H, N)
     memory = (intra + free).reshape(Bsz, n * C, H, N)[:, :T]                    # (B, T, H, N)
-    return memory, (memory[:, -1] if output_final_state else None)
+    return memory.to(dtype), (memory[:, -1] if output_final_state else None)

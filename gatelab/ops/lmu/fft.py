@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .ref import check_lmu_inputs
+from .ref import check_lmu_inputs, to_compute_dtype
 from .system import powers_applied, squarings
 
 
@@ -17,14 +17,16 @@ def fft_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state:
     """``m_t = Σ_{s <= t} Ā^{t-s} B̄ u_s + Ā^{t+1} m_{-1}``: ``recurrent_lmu`` in O(T log T) per memory row.
 
     Same arguments and returns as ``recurrent_lmu``: ``u [B, T, H]``, ``A [N, N]``, ``B [N]``,
-    ``initial_state [B, H, N]`` -> ``m [B, T, H, N]``, final memory ``[B, H, N]`` or None. The FFT length is
-    the power of two at or above ``2T - 1``, so the circular convolution is the causal linear one; ``chunk_size``
-    is unused (one signature for every form). Causal up to rounding only: the FFT spreads rounding errors of
-    order ``eps`` onto earlier outputs (``chunk_lmu`` is exactly causal).
+    ``initial_state [B, H, N]`` -> ``m [B, T, H, N]``, final memory ``[B, H, N]`` or None, in the same dtypes.
+    The FFT length is the power of two at or above ``2T - 1``, so the circular convolution is the causal linear
+    one; ``chunk_size`` is unused (one signature for every form). Causal up to rounding only: the FFT spreads
+    rounding errors of order ``eps`` onto earlier outputs (``chunk_lmu`` is exactly causal).
     """
     Bsz, T, H, N = check_lmu_inputs("fft_lmu", u, A, B, initial_state)
+    dtype, (u, A, B, initial_state) = u.dtype, to_compute_dtype(u, A, B, initial_state)
     if T == 0:
-        return u.new_zeros(Bsz, 0, H, N), (initial_state if output_final_state else None)
+        final = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state
+        return u.new_zeros(Bsz, 0, H, N, dtype=dtype), (final if output_final_state else None)
     n_fft = 1 << (2 * T - 1).bit_length()
     squares = squarings(A, T)
     h = powers_applied(squares, B.unsqueeze(0), T)[:, 0]                        # (T, N): Ā^t B̄
@@ -33,4 +35,4 @@ def fft_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state:
     if initial_state is not None:
         free = powers_applied(squares, initial_state.reshape(Bsz * H, N) @ A.T, T)  # (T, B H, N): Ā^{t+1} m_{-1}
         m = m + free.view(T, Bsz, H, N).transpose(0, 1)                         # (B, T, H, N)
-    return m, (m[:, -1] if output_final_state else None)
+    return m.to(dtype), (m[:, -1] if output_final_state else None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from .._common import compute_dtype
+
 
 def check_lmu_inputs(name: str, u: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                      initial_state: torch.Tensor | None) -> tuple[int, int, int, int]:
@@ -23,6 +25,13 @@ def check_lmu_inputs(name: str, u: torch.Tensor, A: torch.Tensor, B: torch.Tenso
     return Bsz, T, H, N
 
 
+def to_compute_dtype(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, initial_state: torch.Tensor | None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """u, A, B and the initial state (or None) in ``compute_dtype(u)``."""
+    ct = compute_dtype(u)
+    return u.to(ct), A.to(ct), B.to(ct), None if initial_state is None else initial_state.to(ct)
+
+
 def recurrent_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_state: torch.Tensor | None = None,
                   output_final_state: bool = False, chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The LMU's linear memory (Voelker et al. 2019): ``m_t = Ā m_{t-1} + B̄ u_t`` for each of H inputs.
@@ -33,13 +42,16 @@ def recurrent_lmu(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, initial_
         chunk_size: unused here (one signature for every form).
 
     Returns:
-        ``m`` ``[B, T, H, N]`` (every step's memory) and the final memory ``[B, H, N]`` or None.
+        ``m`` ``[B, T, H, N]`` (every step's memory) in u's dtype and the final memory ``[B, H, N]`` or None, in
+        the compute dtype: every form runs in float32 (float64 for float64 u), A, B and the initial state cast
+        to it, so a bfloat16 model's system is not rounded to bfloat16.
     """
     Bsz, T, H, N = check_lmu_inputs("recurrent_lmu", u, A, B, initial_state)
-    m = u.new_zeros(Bsz, H, N) if initial_state is None else initial_state              # (B, H, N)
+    dtype, (u, A, B, m0) = u.dtype, to_compute_dtype(u, A, B, initial_state)
+    m = u.new_zeros(Bsz, H, N) if m0 is None else m0                                      # (B, H, N)
     out = []
     for t in range(T):
         m = m @ A.T + u[:, t, :, None] * B                                               # (B, H, N)
         out.append(m)
     memory = torch.stack(out, 1) if out else u.new_zeros(Bsz, 0, H, N)                   # (B, T, H, N)
-    return memory, (m if output_final_state else None)
+    return memory.to(dtype), (m if output_final_state else None)

@@ -79,8 +79,3 @@ def powers_applied(squares: list[torch.Tensor], v: torch.Tensor, n: int) -> torc
     for power in squares:
         out = torch.cat([out, out @ power.T], 0)                                # (2k, M, N): rows A^t v, t < 2k
     return out[:n]
-
-
-def impulse_response(A: torch.Tensor, B: torch.Tensor, n: int) -> torch.Tensor:
-    """``H_t = Ā^t B̄`` for ``t < n``: ``[n, N]`` (the memory after a unit impulse at step 0)."""
-    return powers_applied(squarings(A, n), B.unsqueeze(0), n)[:, 0]             # (n, N)
