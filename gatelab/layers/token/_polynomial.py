@@ -27,11 +27,25 @@ class PolynomialFeatures(nn.Module):
         self.dim, self.degree = dim, degree
         self.coeffs = nn.Parameter(torch.tensor([1 / math.sqrt(math.factorial(n)) for n in range(degree + 1)]))
         for n in range(2, degree + 1):
-            combos = list(itertools.combinations_with_replacement(range(dim), n))
-            scale = [math.sqrt(math.factorial(n) / math.prod(math.factorial(c) for c in Counter(b).values()))
-                     for b in combos]
-            self.register_buffer(f"index{n}", torch.tensor(combos), persistent=False)        # (M_n, n)
-            self.register_buffer(f"scale{n}", torch.tensor(scale, dtype=torch.float64), persistent=False)  # (M_n,)
+            index, scale = self._monomials(n)
+            self.register_buffer(f"index{n}", index, persistent=False)                       # (M_n, n)
+            self.register_buffer(f"scale{n}", scale, persistent=False)                       # (M_n,)
+
+    def _monomials(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The variables of every monomial of degree n (``[M_n, n]``) and its multinomial scale (``[M_n]``)."""
+        combos = list(itertools.combinations_with_replacement(range(self.dim), n))
+        scale = [math.sqrt(math.factorial(n) / math.prod(math.factorial(c) for c in Counter(b).values()))
+                 for b in combos]
+        return torch.tensor(combos), torch.tensor(scale, dtype=torch.float64)
+
+    @torch.no_grad()
+    def reset_buffers(self) -> None:
+        """Recompute the non-persistent index and scale buffers in place (loading that builds the model on the
+        meta device, ``from_pretrained``, calls this after the weights are in)."""
+        for n in range(2, self.degree + 1):
+            index, scale = self._monomials(n)
+            getattr(self, f"index{n}").copy_(index)
+            getattr(self, f"scale{n}").copy_(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.coeffs.to(x.dtype)
