@@ -26,13 +26,14 @@ class KernelRPEConfig:
     feature (Performer's stabiliser). ``max_distance``: lags at or beyond it share one bias (clipped relative
     positions). ``qk_norm``: L2-normalise q and k per head
     before the features (kernel ``exp(q^ . k^)``) instead of scaling each by ``D^-1/4`` (kernel
-    ``exp(q . k / sqrt(D))``). ``mode``: the form of a whole-sequence forward: ``fft`` (the paper's
-    O(T log T) method, ``fft_kernel_rpe``: it transforms M (V + 1) channels of length T per head, so it holds
-    ``B H M (V + 1) T`` values and pays off only at long sequences) or ``quadratic`` (the explicit ``[T, T]``
-    weighted score matrix per head, ``quadratic_kernel_rpe``: ``B H T^2`` memory and ``T^2 (M + V)`` work per
-    head, cheaper at short lengths); tokens after a cache always use the quadratic form. ``fft_block``
-    (``mode='fft'``): tokens per diagonal block of the causal FFT product, the smallest FFT half-length; a power
-    of two."""
+    ``exp(q . k / sqrt(D))``). ``mode``: the form of a whole-sequence forward,
+    ``quadratic`` (the default: the explicit ``[T, T]`` weighted score matrix per head, ``quadratic_kernel_rpe``,
+    ``B H T^2`` memory and ``T^2 (M + V)`` work per head) or ``fft`` (the paper's O(T log T) method,
+    ``fft_kernel_rpe``: it transforms M (V + 1) channels of length T per head, so it holds ``B H M (V + 1) T``
+    values and pays off only at long sequences: at d_model 64 with one head, T = 128 and batch 64, a training step
+    of the layer took 54 s by FFT and 0.25 s by the matrix on one CPU thread; both are the same function); tokens
+    after a cache always use the quadratic form. ``fft_block`` (``mode='fft'``): tokens per diagonal block of the
+    causal FFT product, the smallest FFT half-length; a power of two."""
 
     d_model: int
     n_heads: int = 4
@@ -44,7 +45,7 @@ class KernelRPEConfig:
     feature_eps: float = 1e-6
     max_distance: int = 512
     qk_norm: bool = False
-    mode: Literal["fft", "quadratic"] = "fft"
+    mode: Literal["fft", "quadratic"] = "quadratic"
     fft_block: int = 64
 
     RANGES: ClassVar[dict[str, str]] = {"d_model": "[1, inf)", "n_heads": "[1, inf)", "head_dim": "[1, inf)",
@@ -69,9 +70,10 @@ class KernelRPE(TokenMixer):
     with Performer's positive random features ``phi`` (``random_features``; an unbiased estimate of the softmax
     kernel) and a learned bias per head and lag ``b [H, max_distance + 1]`` (lags clipped at ``max_distance``;
     zeros at first, where the layer is Performer's linear attention). The weights ``e^{b_{i-j}}`` form a Toeplitz
-    matrix, so a whole sequence is computed by FFT (``gatelab.ops.kernel_rpe.fft_kernel_rpe``, exactly causal;
-    ``mode='quadratic'``: by the explicit matrix, cheaper at short lengths); tokens after a cache by the
-    quadratic form. Decoding keeps every past ``phi(k_j)`` and ``v_j`` (the weights
+    matrix, so a whole sequence can be computed by FFT as the paper does (``mode='fft'``:
+    ``gatelab.ops.kernel_rpe.fft_kernel_rpe``, exactly causal); by default it is computed by the explicit matrix
+    (``mode='quadratic'``), cheaper at the lengths this library trains at; tokens after a cache by the quadratic
+    form. Decoding keeps every past ``phi(k_j)`` and ``v_j`` (the weights
     depend on the distance, so the state grows with the sequence, as attention's KV cache).
 
     Choices of ours: the relative bias is clipped at ``max_distance`` and initialised to zero; keys get no
