@@ -42,6 +42,8 @@ def reorder_state(state: Any, index: torch.Tensor) -> Any:
     if dataclasses.is_dataclass(state):
         return dataclasses.replace(state, **{f.name: reorder_state(getattr(state, f.name), index)
                                              for f in dataclasses.fields(state)})
+    if isinstance(state, tuple) and hasattr(state, "_fields"):          # a NamedTuple state (FlowState, ...)
+        return type(state)._make(reorder_state(item, index) for item in state)
     if isinstance(state, (tuple, list)):
         return type(state)(reorder_state(item, index) for item in state)
     return state
