@@ -149,7 +149,9 @@ class BlockStack(nn.Module):
         aux = self.aux_losses() if self.training else {}
         for _, ch in self.channel_mixers():
             ch.aux = {}
-        self._applied_aux = {}
+        for stack in self.modules():   # this stack and any it holds (Gateformer's variate encoder)
+            if isinstance(stack, BlockStack):
+                stack._applied_aux = {}
         return aux
 
     def num_params(self) -> int:

@@ -118,3 +118,14 @@ def test_the_analysis_refuses_a_looped_model():
     ids = torch.randint(0, 50, (2, 8))
     with pytest.raises(ConfigError, match="model.loop=2"):
         measure(tiny(loop=2), ids, ids)
+
+
+def test_collecting_the_auxiliary_losses_clears_every_stack_a_model_holds():
+    from gatelab.models.stack import BlockStack
+
+    model = tiny(n_layers=1, loop=2, channel="moe").train()
+    model.inner = inner = tiny(n_layers=1, channel="moe").train()   # a stack inside the stack, as Gateformer's
+    inner.encode(inner.embed(torch.randint(0, 50, (2, 7))))          # encoded, not yet collected
+    assert inner.aux_losses()
+    model.collect_aux()
+    assert all(not m.aux_losses() for m in model.modules() if isinstance(m, BlockStack))
