@@ -28,7 +28,7 @@ from ..layers.base import TokenMixer
 PREFIX = "initial_states"     # the parameters' names in a model's state dict: initial_states.<application>
 
 
-def has_recurrent_memory(mixer: TokenMixer) -> bool:
+def _has_memory(mixer: TokenMixer) -> bool:
     """Whether ``mixer``'s state holds a recurrent memory ``h`` (a dataclass state with that field)."""
     try:
         state = mixer.init_state(1)
@@ -43,7 +43,7 @@ def memory_shape(build: Callable[[], TokenMixer], d_model: int) -> tuple[int, ..
     random initialisation of that copy leaves the caller's random state as it was), or None if it has none."""
     with torch.random.fork_rng(devices=[]), torch.device("cpu"), torch.no_grad():
         mixer = build()
-        if not has_recurrent_memory(mixer):
+        if not _has_memory(mixer):
             return None
         _, state = mixer(torch.zeros(1, 1, d_model))
     h = state.h

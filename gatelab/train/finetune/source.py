@@ -90,15 +90,15 @@ def resolve_init_from(cfg: TrainConfig, vocab_size: int | None, longest: int) ->
 
 def check_recurrent(source: ModelConfig, init_from: str) -> None:
     """``tune=initial_state`` needs a layer whose mixer keeps a recurrent memory (``gatelab.models.initial_state``)."""
-    from ...models.initial_state import has_recurrent_memory
     from ...models.lm import DecoderLM
 
-    with torch.device("meta"):
-        model = DecoderLM(source)
-    if not any(has_recurrent_memory(block.mixer) for block in model.blocks):
+    try:
+        with torch.device("meta"):
+            DecoderLM(dataclasses.replace(source, learned_initial_state=True))
+    except ConfigError:
         raise ConfigError(f"tune=initial_state learns the initial state of recurrent layers, but the model of "
                           f"init_from={init_from!r} (mixer {source.mixer!r}) has none (a KV cache has no learned "
-                          "form); use tune=lora or tune=full")
+                          "form); use tune=lora or tune=full") from None
 
 
 def source_tokenizer(init_from: str) -> Tokenizer:
