@@ -21,7 +21,8 @@ from gatelab.train.tasks import build_task
 
 from ..utils import write_corpus
 
-WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "birds", "sing", "in", "tall", "green", "trees", "by", "the", "river"]
+WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while",
+         "birds", "sing", "in", "tall", "green", "trees", "by", "the", "river"]
 
 
 def corpus(folder, seed):
