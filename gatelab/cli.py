@@ -56,9 +56,12 @@ QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few s
 
 
 def default_run_folder(cfg: TrainConfig) -> Path:
-    """``runs/train-<task>[-<corpus>]-<mixer>-s<seed>``, in characters every filesystem accepts."""
+    """``runs/train-<task>[-<corpus>]-<mixer>[-<tune>]-s<seed>`` (the tune of a run from ``init_from``, whose
+    model's mixer it names), in characters every filesystem accepts."""
     data = cfg.lm.data if cfg.lm.data in LOADERS else Path(cfg.lm.data).resolve().name
-    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), cfg.model.mixer, f"s{cfg.seed}"]
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), mixer, *([cfg.tune] if cfg.init_from else []),
+             f"s{cfg.seed}"]
     return Path("runs") / safe_name("-".join(parts))
 
 
@@ -132,8 +135,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     final = result["final"]
     shown = ("accuracy", "valid/ppl", "test/ppl", "valid/accuracy", "test/accuracy", "test/mse", "test/mae")
     scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in shown)
-    console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
-                  f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    trained = result["trainable_params"]
+    trained = f" of which {trained:,} trained" if trained != result["num_params"] else ""
+    console.print(f"[bold]{mixer}[/]: {scores} after {result['steps']} steps "
+                  f"({result['num_params']:,} parameters{trained}, {result['tokens_per_second']:,.0f} tokens/s)")
     console.print(f"run folder: {out}")
 
 
