@@ -176,6 +176,7 @@ def test_lm_tokenizer_model_caches_tokens_under_the_tokenizers_fingerprint(sourc
 
 def test_a_model_given_besides_init_from_must_agree_with_it(source):
     tuned(source, model=dataclasses.replace(TrainConfig().model, mixer="gla", dropout=0.1)).resolved()
+    assert tuned(source, model=ModelConfig(d_model=32)).resolved().model.n_heads == 2    # defaults are not given
     with pytest.raises(ConfigError, match=r"model\.d_model: 48 given, 32 in the folder; model\.n_layers: 3"):
         tuned(source, model=dataclasses.replace(TrainConfig().model, d_model=48, n_layers=3)).resolved()
 
