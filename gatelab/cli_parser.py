@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
     p.add_argument("--link", action="store_true", help="with --ett: link the files instead of copying them")
 
+    p = sub.add_parser("convert", help="convert a pretrained Llama-family causal LM (Llama, Mistral, Qwen2, Qwen3) "
+                       "into a gatelab model folder with the same logits (then generate, analyze, compare use it)")
+    p.add_argument("--hf", required=True, metavar="PATH|smollm2", help="smollm2 (gatelab install-data smollm2), a "
+                   "folder with config.json and *.safetensors, a folder holding one .gguf, or a .gguf file")
+    p.add_argument("--to", choices=["gatelab"], default="gatelab", help="what to convert into (default gatelab)")
+    p.add_argument("out", metavar="OUT", help="the model folder to write (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a gatelab model folder")
+
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", choices=PRESETS,
                    help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
