@@ -66,6 +66,16 @@ def convert_to_folder(source: str | Path, out: str | Path, overwrite: bool = Fal
     return record
 
 
+def _usual_permissions(folder: Path) -> None:
+    """The folder and its files as an ordinary ``mkdir`` and ``open`` would make them under the user's umask (a
+    temporary folder, and transformers' safetensors file, are private to the owner)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for file in folder.iterdir():
+        file.chmod(0o666 & ~umask)
+
+
 def _write(lm: Any, tokenizer: HFTokenizer, record: dict[str, Any], out: Path) -> None:
     from ..hf import save_run_model
 
@@ -75,6 +85,7 @@ def _write(lm: Any, tokenizer: HFTokenizer, record: dict[str, Any], out: Path) -
     try:
         save_run_model(lm, staging, tokenizer)
         (staging / "conversion.json").write_text(json.dumps(record, indent=2))
+        _usual_permissions(staging)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old"))
             os.replace(out, old / "model")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,8 +167,8 @@ def _load_gguf(file: Path, name: str) -> Pretrained:
     from transformers import AutoModelForCausalLM
 
     require_pretrained(f"loading {file.name}" if name != "smollm2" else "the smollm2 model")
-    try:
-        with quiet_loading():
+    try:   # transformers' GGUF reader draws its own progress bar on stderr, whatever its logging settings
+        with quiet_loading(), contextlib.redirect_stderr(io.StringIO()):
             model = AutoModelForCausalLM.from_pretrained(file.parent, gguf_file=file.name, dtype=torch.float32,
                                                          local_files_only=True, trust_remote_code=False)
     except (ValueError, KeyError, OSError) as e:

@@ -1,6 +1,7 @@
 """``gatelab convert --hf PATH --to gatelab OUT``: a gatelab model folder that ``load_run`` and ``generate`` use, with
 the original's logits and tokenizer; OUT is written whole or not at all."""
 import json
+import os
 
 import pytest
 import torch
@@ -29,6 +30,10 @@ def test_convert_writes_a_gatelab_model_with_the_same_logits_and_tokenizer(folde
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "conversion.json", "gatelab_tokenizer.json",
                                                      "generation_config.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["converted"]                       # no temporary left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~umask}
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
     record = json.loads((out / "conversion.json").read_text())
     assert record["architecture"] == "LlamaForCausalLM" and record["logits_relative_rms_diff"] < 1e-5
     model, tok = load_run(out)
