@@ -56,9 +56,12 @@ QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few s
 
 
 def default_run_folder(cfg: TrainConfig) -> Path:
-    """``runs/train-<task>[-<corpus>]-<mixer>-s<seed>``, in characters every filesystem accepts."""
+    """``runs/train-<task>[-<corpus>]-<mixer>[-<tune>]-s<seed>`` (the tune of a run from ``init_from``, whose
+    model's mixer it names), in characters every filesystem accepts."""
     data = cfg.lm.data if cfg.lm.data in LOADERS else Path(cfg.lm.data).resolve().name
-    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), cfg.model.mixer, f"s{cfg.seed}"]
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), mixer, *([cfg.tune] if cfg.init_from else []),
+             f"s{cfg.seed}"]
     return Path("runs") / safe_name("-".join(parts))
 
 
@@ -117,11 +120,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     cfg = read_config(args.config) if args.config else TrainConfig()
     task = args.task or cfg.task
     data = {data_field(task): args.data} if args.data is not None else {}
-    task_defaults = model_defaults(task) if not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
-    given = {"model.mixer": mixer, **data, "log": args.log}
-    cfg = apply_overrides(cfg, [f"task={task}", *task_defaults, *(args.set or [])],
-                          values={k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in {"model.mixer": mixer, **data, "log": args.log}.items() if v is not None}
+    cfg = apply_overrides(cfg, [f"task={task}", *(args.set or [])], values=given)
+    if not args.config and not cfg.init_from:   # (with init_from the model is the folder's)
+        cfg = apply_overrides(cfg, [*model_defaults(task), *(args.set or [])], values=given)
     check_device(cfg.device)
     check_available(cfg.log)
     check_buildable(cfg)
@@ -132,8 +135,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     final = result["final"]
     shown = ("accuracy", "valid/ppl", "test/ppl", "valid/accuracy", "test/accuracy", "test/mse", "test/mae")
     scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in shown)
-    console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
-                  f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    trained = result["trainable_params"]
+    trained = f" of which {trained:,} trained" if trained != result["num_params"] else ""
+    console.print(f"[bold]{mixer}[/]: {scores} after {result['steps']} steps "
+                  f"({result['num_params']:,} parameters{trained}, {result['tokens_per_second']:,.0f} tokens/s)")
     console.print(f"run folder: {out}")
 
 
