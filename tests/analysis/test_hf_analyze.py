@@ -1,0 +1,170 @@
+"""``gatelab analyze --hf`` on tiny randomly initialised Hugging Face causal LMs (and on SmolLM2 when it is present,
+marked slow): attention probabilities read by hooks, the quantization and the report end to end."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gatelab.analysis.analyze import AnalysisConfig, quantization
+from gatelab.analysis.hf_analyze import analyze_hf, encode_prefix
+from gatelab.analysis.hf_modules import eager_attention, head_name, hf_module_names, linear_types
+from gatelab.analysis.measure import measure
+from gatelab.analysis.metrics import SinkMeter
+from gatelab.analysis.quant import Site, quantized
+from gatelab.cli import main
+from gatelab.tasks.text.windows import windows
+
+from ..utils import write_corpus
+
+TEXT = "the cat sat on the mat and the dog ate the log while a bird sang in the old tree\n" * 60
+SMOLLM2 = Path("/work/wt/smollm2")
+
+
+def tiny_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator([TEXT], trainers.WordLevelTrainer(special_tokens=["<unk>", "<s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="<unk>")
+
+
+def tiny_model(kind: str = "llama"):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    if kind == "gpt2":
+        return tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=40, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+                                                bos_token_id=1, eos_token_id=1)).eval()
+    config_class, model_class = {"llama": (tf.LlamaConfig, tf.LlamaForCausalLM),
+                                 "qwen2": (tf.Qwen2Config, tf.Qwen2ForCausalLM)}[kind]
+    return model_class(config_class(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                    num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                    bos_token_id=1, eos_token_id=1, tie_word_embeddings=True)).eval()
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "gpt2"])
+def test_f_attn_from_the_hooks_equals_the_one_from_output_attentions(kind):
+    model = tiny_model(kind)
+    x = torch.randint(0, 40, (3, 12))
+    names = hf_module_names(model)
+    assert len(names.attention) == len(names.blocks) == len(names.ffn) == len(names.out_proj) == 2
+    assert model.config._attn_implementation != "eager"
+    with eager_attention(model):
+        result = measure(model, x, torch.randint(0, 40, (3, 12)), batch_size=2, names=names)
+        reference = SinkMeter()
+        for i, probs in enumerate(model(x, output_attentions=True).attentions):
+            reference(str(i), probs)
+    assert model.config._attn_implementation != "eager"   # restored
+    expected = [v for _, v in sorted(reference.result().items())]
+    assert list(result["f_attn"]["per_layer"].values()) == pytest.approx(expected, rel=1e-6)
+    assert list(result["m_act"]["per_layer"]) == [0, 1] and result["gate_score"]["per_probe"] == {}
+
+
+def test_without_eager_attention_the_probabilities_are_missing_and_the_error_says_so():
+    model = tiny_model()
+    model.set_attn_implementation("sdpa")
+    x = torch.randint(0, 40, (1, 8))
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        measure(model, x, x, names=hf_module_names(model))
+
+
+def test_quantization_at_16_bits_is_the_float_perplexity():
+    model = tiny_model()
+    stream = torch.randint(2, 40, (2000,))
+    x, y = windows(stream, 32, 256, bos=1)
+    cfg = AnalysisConfig(batch_size=4, calibration_batches=2, bits=((16, 16), (4, 4)), quant_scope="linear")
+    with eager_attention(model):
+        q = quantization(model, x, y, stream, 32, cfg, 1, skip=(head_name(model),), linears=linear_types())
+    assert q["W16A16"] == pytest.approx(q["float"], rel=1e-4) and q["W4A4"] != q["float"]
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_quantization_rounds_every_linear_layer_but_the_tied_head(kind):
+    model = tiny_model(kind)
+    x = torch.randint(2, 40, (2, 16))
+    head = head_name(model)
+    with quantized(model, [x], w_bits=4, a_bits=4, skip=(head,), linears=linear_types()) as q:
+        q(x)
+        layers = {n: m for n, m in q.named_modules() if isinstance(m, linear_types()) and n != head}
+        assert len(layers) == (7 if kind == "llama" else 4) * 2   # q k v o gate up down / c_attn c_proj c_fc c_proj
+        for name, m in layers.items():
+            assert m.weight.unique().numel() <= 15, name
+            assert q.quant_state.calls[Site(name, "input")] == 1, name
+    assert torch.equal(q.get_output_embeddings().weight, model.get_output_embeddings().weight)
+
+
+def test_encode_prefix_returns_the_leading_tokens_of_the_whole_texts_encoding():
+    tok = tiny_tokenizer()
+    whole = encode_prefix(tok, TEXT)
+    assert torch.equal(encode_prefix(tok, TEXT, 50), whole[:51])
+    assert len(whole) == len(TEXT.split())
+
+
+def test_analyze_hf_from_the_cli_writes_the_report(tmp_path):
+    model, tok = tiny_model(), tiny_tokenizer()
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    data = write_corpus(tmp_path / "corpus", TEXT)
+    out = tmp_path / "report"
+    assert main(["analyze", "--hf", str(tmp_path / "model"), "--data", str(data), "--seq-len", "16",
+                 "--eval-tokens", "128", "--batch-size", "4", "--calibration-batches", "2", "--bits", "8:8,4:8",
+                 "--out", str(out)]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    assert result["architecture"] == "LlamaForCausalLM" and result["eval"]["bos"] == 1
+    assert set(result["quantization"]) == {"float", "W8A8", "W4A8"}
+    assert list(result["extrapolation"]["as_trained"]) == ["16", "32", "64"]   # 128 > max_position_embeddings
+    assert result["eval"]["skipped_lengths"] == [128]
+    assert result["extrapolation"]["as_trained"]["16"] == pytest.approx(result["ppl"], rel=1e-5)
+    assert result["state"]["state_floats"] == 2 * 2 * 2 * 8 * 16   # K and V, 2 layers, 2 KV heads of 8, 16 tokens
+    assert 0 <= result["f_attn"]["mean"] <= 1 and list(result["f_attn"]["per_layer"]) == ["0", "1"]
+    report = (out / "analysis.md").read_text()
+    assert "Model: `" in report and "Lengths skipped (past max_position_embeddings = 64): 128." in report
+    assert "This model has no gates." in report
+    for name in ("layers.png", "gates.png", "outliers.png", "extrapolation.png"):
+        assert (out / name).stat().st_size > 0, name
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--hf", "{tmp}/nothing"], ["{tmp}/nothing", "config.json"]),
+    (["--hf", "{tmp}"], ["not a Hugging Face model folder"]),
+    (["--hf", "{tmp}", "--data", "nowhere"], ["--data", "nowhere"]),
+    (["--hf", "{tmp}", "--data", ""], ["--data ''"]),
+    (["{tmp}", "--hf", "{tmp}"], ["drop {tmp}"]),
+    (["--hf", "{model}", "--quant-scope", "full"], ["--quant-scope full", "linear"]),
+    (["--hf", "{model}", "--seq-len", "65"], ["--seq-len 65", "64"]),
+    (["{tmp}", "--seq-len", "16"], ["--seq-len applies to --hf"]),
+    ([], ["--hf PATH"]),
+])
+def test_bad_hf_input_is_a_one_line_error(tmp_path, capsys, args, words):
+    model = tmp_path / "model"
+    tiny_model().save_pretrained(model)
+    tiny_tokenizer().save_pretrained(model)
+    fill = {"tmp": str(tmp_path), "model": str(model)}
+    data = ["--data", str(write_corpus(tmp_path / "corpus", TEXT))] if "--hf" in args and "--data" not in args else []
+    assert main(["analyze", *[a.format(**fill) for a in args], *data]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    for w in words:
+        assert w.format(**fill) in err, err
+
+
+@pytest.mark.slow
+def test_smollm2_has_an_attention_sink_and_massive_activations():
+    """SmolLM2-135M-Instruct (GGUF, dequantised to float32) on 2,048 PTB test tokens in windows of 256."""
+    ggufs = sorted(SMOLLM2.glob("*.gguf"))
+    if not ggufs:
+        pytest.skip(f"no SmolLM2 GGUF in {SMOLLM2}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(SMOLLM2, gguf_file=ggufs[0].name, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(SMOLLM2, gguf_file=ggufs[0].name)
+    cfg = AnalysisConfig(eval_tokens=2048, batch_size=8, calibration_batches=1, bits=((8, 8),),
+                                quant_scope="linear", factors=(1,))
+    r = analyze_hf(model, tok, "ptb", 256, cfg, "smollm2")
+    assert len(r["f_attn"]["per_layer"]) == 30
+    assert r["f_attn"]["mean"] > 0.2 and max(r["f_attn"]["per_layer"].values()) > 0.5   # uniform: about 0.02
+    assert max(v["max"] for v in r["m_act"]["per_layer"].values()) > 1000
+    assert r["ppl"] < 100 and r["quantization"]["W8A8"] < 2 * r["ppl"]
