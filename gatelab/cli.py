@@ -292,6 +292,7 @@ def analyze_hf_source(args: argparse.Namespace, given: dict) -> tuple[dict, Path
     import dataclasses
 
     from .analysis.hf_analyze import DEFAULT_SEQ_LEN, HF_DEFAULTS, analyze_hf_to
+    from .pretrained import load_pretrained
 
     if args.run is not None or args.trajectory:
         raise ConfigError(f"--hf measures a Hugging Face model; drop {args.run or '--trajectory'} (a run folder "
@@ -301,32 +302,10 @@ def analyze_hf_source(args: argparse.Namespace, given: dict) -> tuple[dict, Path
         raise ConfigError(f"--data {data!r}: give one of {', '.join(LOADERS)} or a folder of train/valid/test text "
                           "files")
     cfg = dataclasses.replace(HF_DEFAULTS, **given)
-    model, tokenizer, name = load_hf_folder(args.hf)
-    out = Path(args.out) if args.out else Path("runs") / f"analyze-{safe_name(name)}-{safe_name(Path(data).name)}"
-    return analyze_hf_to(model, tokenizer, out, data, args.seq_len or DEFAULT_SEQ_LEN, cfg, name, args.hf), out
-
-
-def load_hf_folder(source: str):
-    """A float32 causal LM, its tokenizer and a name, from a local folder holding ``config.json`` and safetensors
-    weights or one ``.gguf`` file (nothing downloaded)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(source)
-    ggufs = sorted(path.glob("*.gguf")) if path.is_dir() else []
-    has_config = (path / "config.json").is_file()
-    if not has_config and len(ggufs) != 1:
-        raise FileNotFoundError(f"--hf {source}: not a Hugging Face model folder (it needs a config.json and "
-                                "safetensors weights, or exactly one .gguf file)")
-    kwargs = {"use_safetensors": True} if has_config else {"gguf_file": ggufs[0].name}
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32, **kwargs)
-    except ValueError as e:
-        raise ValueError(f"--hf {source}: not a causal language model that transformers can load "
-                         f"({str(e).splitlines()[0][:200]})") from None
-    kwargs.pop("use_safetensors", None)
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, **kwargs)
-    return model.eval(), tokenizer, path.name
+    hf = load_pretrained(args.hf)
+    out = Path(args.out) if args.out else Path("runs") / f"analyze-{safe_name(hf.name)}-{safe_name(Path(data).name)}"
+    return analyze_hf_to(hf.model, hf.tokenizer, out, data, args.seq_len or DEFAULT_SEQ_LEN, cfg, hf.name,
+                         str(hf.path)), out
 
 
 def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:

@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="measure a trained language model: attention sinks, massive activations, "
                        "gate scores, outliers, quantization error, length extrapolation, state size")
     p.add_argument("run", nargs="?", help="a run folder of --task lm (or --hf)")
-    p.add_argument("--hf", metavar="PATH|smollm2", help="measure a Hugging Face causal LM instead: a local model "
-                   "folder, through forward hooks on its eager attention")
+    p.add_argument("--hf", metavar="PATH|smollm2", help="measure a pretrained causal LM instead (smollm2, a Hugging "
+                   "Face folder, a .gguf file or a folder holding one), through forward hooks on its eager attention")
     p.add_argument("--data", help="with --hf: the text, a corpus (ptb, imdb, shakespeare, kjv) or a folder of "
                    "train/valid/test text files, tokenised by the model's tokenizer (default ptb)")
     p.add_argument("--seq-len", type=number(int, "[2, inf)"), default=None,

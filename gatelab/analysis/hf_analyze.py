@@ -23,11 +23,12 @@ import torch
 from torch import nn
 
 from ..config import ConfigError
+from ..models.lm import DecoderLM
 from ..tasks.text.corpora import load_corpus
 from ..tasks.text.windows import windows
 from ..train.files import write_json_atomic
 from ..train.tasks import perplexity
-from .analyze import AnalysisConfig, quantization
+from .analyze import AnalysisConfig, analyze, quantization
 from .hf_modules import eager_attention, head_name, hf_module_names, linear_types
 from .measure import measure
 
@@ -81,34 +82,58 @@ def kv_cache(model: nn.Module, seq_len: int) -> dict[str, int]:
             "state_bytes": sum(t.numel() * t.element_size() for t in tensors)}
 
 
-def check_length(model: nn.Module, seq_len: int) -> int | None:
-    """The model's ``max_position_embeddings`` (None where its config has none), which ``seq_len`` must not pass."""
-    max_len = getattr(model.config, "max_position_embeddings", None)
+def check_length(max_len: int | None, seq_len: int) -> None:
+    """``seq_len`` must fit the model's positions (``max_len``: None where its config names no limit)."""
     if seq_len < 2 or (max_len is not None and seq_len > max_len):
-        raise ConfigError(f"--seq-len {seq_len}: give 2 to {max_len or 'any length'} (the model's "
-                          "max_position_embeddings)")
-    return max_len
+        raise ConfigError(f"--seq-len {seq_len}: give 2 to {max_len or 'any length'} (the model's maximum length)")
+
+
+def gatelab_model(model: nn.Module) -> DecoderLM | None:
+    """The DecoderLM inside a gatelab model saved as a Hugging Face model (``GatelabForCausalLM``), else None."""
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, DecoderLM) else None
 
 
 def analyze_hf(model: nn.Module, tokenizer: Any, data: str = "ptb", seq_len: int = DEFAULT_SEQ_LEN,
                cfg: AnalysisConfig | None = None, name: str | None = None) -> dict[str, Any]:
     """Every measurement of ``gatelab analyze`` on a loaded Hugging Face causal LM ``model`` (float, eval mode) with
     its transformers ``tokenizer``, on the corpus ``data`` (module docstring). ``cfg`` defaults to ``HF_DEFAULTS``;
-    its ``eval_tokens`` None or 0 reads the whole test split. Returns the measurements with the raw gate samples
-    under ``"gate_values"`` (empty: these models have no gate probes)."""
+    its ``eval_tokens`` None or 0 reads the whole test split. A gatelab model saved as a Hugging Face model is
+    measured as ``gatelab analyze`` measures a run (``analyze``: its own probes, gates, the full quantization scope,
+    NTK and YaRN curves). Returns the measurements with the raw gate samples under ``"gate_values"``."""
     cfg = cfg or HF_DEFAULTS
-    if cfg.quant_scope != "linear":
+    inner = gatelab_model(model)
+    if inner is None and cfg.quant_scope != "linear":
         raise ConfigError(f"--quant-scope {cfg.quant_scope}: a Hugging Face model is quantized in the linear scope "
                           "(the full scope reads probes inside gatelab's attention layers)")
-    max_len = check_length(model, seq_len)
+    max_len = inner.config.max_seq_len if inner is not None else getattr(model.config, "max_position_embeddings", None)
+    check_length(max_len, seq_len)
     texts = load_corpus(data)
     tokens = cfg.eval_tokens or 0
     ext_tokens = tokens if cfg.extrapolation_tokens is None else cfg.extrapolation_tokens
     test = encode_prefix(tokenizer, texts["test"], max(tokens, ext_tokens) if tokens and ext_tokens else 0)
     train = encode_prefix(tokenizer, texts["train"], cfg.calibration_batches * cfg.batch_size * seq_len)
     bos = tokenizer.bos_token_id
-    names = hf_module_names(model)
     model.eval()
+    if inner is not None:
+        result = analyze(inner, test, train, seq_len, cfg, bos)
+        result["notes"] = ["A gatelab model: measured through its own probes, as gatelab analyze measures a run."]
+    else:
+        result = measure_hf(model, test, train, seq_len, cfg, bos, max_len)
+    result["eval"].update(data=data, bos=bos, length_name="evaluation length")
+    result["notes"].insert(1, f"BOS token (id {bos}) first in every window." if bos is not None
+                           else "The tokenizer has no BOS token: windows start mid-text.")
+    result["model"] = name or type(model).__name__
+    result["architecture"] = type(inner or model).__name__
+    return result
+
+
+def measure_hf(model: nn.Module, test: torch.Tensor, train: torch.Tensor, seq_len: int, cfg: AnalysisConfig,
+               bos: int | None, max_len: int | None) -> dict[str, Any]:
+    """``analyze_hf`` on a transformers model: hooks (``hf_modules``) under eager attention."""
+    names = hf_module_names(model)
+    tokens = cfg.eval_tokens or 0
+    ext_tokens = tokens if cfg.extrapolation_tokens is None else cfg.extrapolation_tokens
     with eager_attention(model), torch.no_grad():
         x, y = windows(test, seq_len, tokens, bos)
         result = measure(model, x, y, cfg.batch_size, names=names)
@@ -118,28 +143,17 @@ def analyze_hf(model: nn.Module, tokenizer: Any, data: str = "ptb", seq_len: int
         result["state"] = kv_cache(model, seq_len)
     result["extrapolation"] = {"as_trained": curve}
     result["eval"] = {"seq_len": seq_len, "windows": len(x), "tokens": y.numel(), "eval_tokens": tokens,
-                      "quant_scope": cfg.quant_scope, "extrapolation_tokens": ext_tokens, "data": data,
-                      "bos": bos, "length_name": "evaluation length", "skipped_lengths": skipped}
-    result["model"] = name or type(model).__name__
-    result["architecture"] = type(model).__name__
-    result["notes"] = notes(result, max_len, len(names.attention))
+                      "quant_scope": cfg.quant_scope, "extrapolation_tokens": ext_tokens, "skipped_lengths": skipped}
+    result["notes"] = [f"Attention probabilities read by forward hooks on the {len(names.attention)} attention "
+                       "modules run with eager attention; the model's code is unchanged.",
+                       "Gate scores: none; this model has no gate probes.",
+                       "Quantization: weights and inputs of every linear layer but the output head (linear scope)."]
+    if skipped:
+        result["notes"].append(f"Lengths skipped (past max_position_embeddings = {max_len}): "
+                               + ", ".join(str(n) for n in skipped) + ".")
+    result["notes"].append("Length curve: the model as it is; NTK and YaRN scaling are not measured for Hugging Face "
+                           "models.")
     return result
-
-
-def notes(result: dict[str, Any], max_len: int | None, attention_layers: int) -> list[str]:
-    """What the report should say about how a Hugging Face model was measured and what was not."""
-    ev = result["eval"]
-    out = [f"Attention probabilities read by forward hooks on the {attention_layers} attention modules run with "
-           "eager attention; the model's code is unchanged.",
-           f"BOS token (id {ev['bos']}) first in every window." if ev["bos"] is not None
-           else "The tokenizer has no BOS token: windows start mid-text.",
-           "Gate scores: none; this model has no gate probes.",
-           "Quantization: weights and inputs of every linear layer but the output head (linear scope)."]
-    if ev["skipped_lengths"]:
-        out.append(f"Lengths skipped (past max_position_embeddings = {max_len}): "
-                   + ", ".join(str(n) for n in ev["skipped_lengths"]) + ".")
-    out.append("Length curve: the model as it is; NTK and YaRN scaling are not measured for Hugging Face models.")
-    return out
 
 
 def analyze_hf_to(model: nn.Module, tokenizer: Any, out_dir: str | Path, data: str = "ptb",
