@@ -137,23 +137,34 @@ def test_bad_hf_input_is_a_one_line_error(tmp_path, capsys, args, words):
         assert w.format(**fill) in err, err
 
 
+def smollm2_source() -> str:
+    """The installed SmolLM2 GGUF (``gatelab install-data smollm2``), else one in ``SMOLLM2``; skip when neither."""
+    from gatelab.pretrained.source import smollm2_file
+
+    try:
+        return str(smollm2_file())
+    except FileNotFoundError:
+        ggufs = sorted(SMOLLM2.glob("*.gguf"))
+        if not ggufs:
+            pytest.skip(f"SmolLM2 is not installed and {SMOLLM2} holds no .gguf")
+        return str(ggufs[0])
+
+
 @pytest.mark.slow
 def test_smollm2_has_an_attention_sink_and_massive_activations():
-    """SmolLM2-135M-Instruct (GGUF, dequantised to float32) on 2,048 PTB test tokens in windows of 256."""
-    ggufs = sorted(SMOLLM2.glob("*.gguf"))
-    if not ggufs:
-        pytest.skip(f"no SmolLM2 GGUF in {SMOLLM2}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """SmolLM2-135M-Instruct (GGUF, dequantised to float32) on 2,048 PTB test tokens in windows of 256, BOS first:
+    measured mean F-Attn 0.33 (0.64 in layer 25), max abs(h) 24,926 from layer 11 on against a median of 1.7."""
+    from gatelab.pretrained import load_pretrained
 
-    model = AutoModelForCausalLM.from_pretrained(SMOLLM2, gguf_file=ggufs[0].name, dtype=torch.float32).eval()
-    tok = AutoTokenizer.from_pretrained(SMOLLM2, gguf_file=ggufs[0].name)
-    cfg = AnalysisConfig(eval_tokens=2048, batch_size=8, calibration_batches=1, bits=((8, 8),),
-                                quant_scope="linear", factors=(1,))
-    r = analyze_hf(model, tok, "ptb", 256, cfg, "smollm2")
-    assert len(r["f_attn"]["per_layer"]) == 30
-    assert r["f_attn"]["mean"] > 0.2 and max(r["f_attn"]["per_layer"].values()) > 0.5   # uniform: about 0.02
-    assert max(v["max"] for v in r["m_act"]["per_layer"].values()) > 1000
-    assert r["ppl"] < 100 and r["quantization"]["W8A8"] < 2 * r["ppl"]
+    hf = load_pretrained(smollm2_source())
+    cfg = AnalysisConfig(eval_tokens=2048, batch_size=8, calibration_batches=1, bits=((8, 8),), quant_scope="linear",
+                         factors=(1,))
+    r = analyze_hf(hf.model, hf.tokenizer, "ptb", 256, cfg, "smollm2")
+    f_attn, m_act = r["f_attn"]["per_layer"], r["m_act"]["per_layer"]
+    assert len(f_attn) == 30 and r["f_attn"]["mean"] > 0.25 and max(f_attn.values()) > 0.5   # uniform: 0.02
+    assert [i for i, v in m_act.items() if v["max"] > 10_000][0] == 11
+    assert max(v["max_over_median"] for v in m_act.values()) > 5_000
+    assert r["ppl"] < 200 and r["quantization"]["W8A8"] > r["ppl"]
 
 
 def test_a_gatelab_model_is_measured_through_its_probes_and_sees_the_attention_the_hooks_see(tmp_path):
