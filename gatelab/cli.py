@@ -260,24 +260,58 @@ def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from .analysis.report import summary_rows
     from .analysis.trajectory import trajectory
 
-    if not (Path(args.run) / "config.json").is_file():
-        raise ConfigError(f"{args.run} is not a run folder: it has no config.json (train one with gatelab train "
-                          "--task lm)")
-    check_run_files(args.run)
-    cfg = AnalysisConfig(eval_tokens=args.eval_tokens, bits=args.bits, quant_scope=args.quant_scope)
-    out = Path(args.out) if args.out else Path(args.run) / "analysis"
-    if args.trajectory:
-        points = trajectory(args.run, out, cfg)
-        console.print(f"{len(points)} checkpoints measured: {out / 'trajectory.md'}")
-        return
-    result = analyze_run(args.run, out, cfg)
-    table = Table(title=f"analysis of {args.run} ({result['mixer']})")
+    given = {"eval_tokens": args.eval_tokens, "bits": args.bits, "quant_scope": args.quant_scope,
+             "batch_size": args.batch_size, "calibration_batches": args.calibration_batches}
+    if args.hf is not None:
+        result, out = analyze_hf_source(args, {k: v for k, v in given.items() if v is not None})
+        title = f"analysis of {result['model']} ({result['architecture']}) on {result['eval']['data']}"
+    else:
+        if args.run is None:
+            raise ConfigError("give a run folder (gatelab analyze RUN) or a Hugging Face model (--hf PATH)")
+        for flag, value in (("--data", args.data), ("--seq-len", args.seq_len)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies to --hf: a run is measured on its own test split and length")
+        if not (Path(args.run) / "config.json").is_file():
+            raise ConfigError(f"{args.run} is not a run folder: it has no config.json (train one with gatelab train "
+                              "--task lm)")
+        check_run_files(args.run)
+        cfg = AnalysisConfig(**{k: v for k, v in {**given, "quant_scope": args.quant_scope or "full"}.items()
+                                if v is not None})
+        out = Path(args.out) if args.out else Path(args.run) / "analysis"
+        if args.trajectory:
+            points = trajectory(args.run, out, cfg)
+            console.print(f"{len(points)} checkpoints measured: {out / 'trajectory.md'}")
+            return
+        result = analyze_run(args.run, out, cfg)
+        title = f"analysis of {args.run} ({result['mixer']})"
+    table = Table(title=title)
     table.add_column("measurement")
     table.add_column("value", justify="right")
     for k, v in summary_rows(result):
         table.add_row(k, v)
     console.print(table)
     console.print(f"report: {out / 'analysis.md'}")
+
+
+def analyze_hf_source(args: argparse.Namespace, given: dict) -> tuple[dict, Path]:
+    """``analyze --hf``: load the model named by ``--hf`` and measure it on ``--data``; the report folder."""
+    import dataclasses
+
+    from .analysis.hf_analyze import DEFAULT_SEQ_LEN, HF_DEFAULTS, analyze_hf_to
+    from .pretrained import load_pretrained
+
+    if args.run is not None or args.trajectory:
+        raise ConfigError(f"--hf measures a Hugging Face model; drop {args.run or '--trajectory'} (a run folder "
+                          "and --trajectory are for gatelab runs)")
+    data = "ptb" if args.data is None else args.data
+    if data not in LOADERS and not (data.strip() and Path(data).is_dir()):
+        raise ConfigError(f"--data {data!r}: give one of {', '.join(LOADERS)} or a folder of train/valid/test text "
+                          "files")
+    cfg = dataclasses.replace(HF_DEFAULTS, **given)
+    hf = load_pretrained(args.hf)
+    out = Path(args.out) if args.out else Path("runs") / f"analyze-{safe_name(hf.name)}-{safe_name(Path(data).name)}"
+    return analyze_hf_to(hf.model, hf.tokenizer, out, data, args.seq_len or DEFAULT_SEQ_LEN, cfg, hf.name,
+                         str(hf.path)), out
 
 
 def cmd_reproduce(args: argparse.Namespace, console: Console) -> None:

@@ -62,17 +62,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="measure a trained language model: attention sinks, massive activations, "
                        "gate scores, outliers, quantization error, length extrapolation, state size")
-    p.add_argument("run", help="a run folder of --task lm")
-    p.add_argument("--out", help="report folder (default RUN/analysis)")
+    p.add_argument("run", nargs="?", help="a run folder of --task lm (or --hf)")
+    p.add_argument("--hf", metavar="PATH|smollm2", help="measure a pretrained causal LM instead (smollm2, a Hugging "
+                   "Face folder, a .gguf file or a folder holding one), through forward hooks on its eager attention")
+    p.add_argument("--data", help="with --hf: the text, a corpus (ptb, imdb, shakespeare, kjv) or a folder of "
+                   "train/valid/test text files, tokenised by the model's tokenizer (default ptb)")
+    p.add_argument("--seq-len", type=number(int, "[2, inf)"), default=None,
+                   help="with --hf: tokens per window, BOS first when the tokenizer has one (default 256)")
+    p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=None,
+                   help="windows per forward pass (default 16; with --hf 8)")
+    p.add_argument("--calibration-batches", type=number(int, "[1, inf)"), default=None,
+                   help="training batches that calibrate the quantization ranges (default 16; with --hf 4)")
+    p.add_argument("--out", help="report folder (default RUN/analysis; with --hf runs/analyze-<model>-<data>)")
     p.add_argument("--trajectory", action="store_true",
                    help="measure every kept checkpoint instead (train with keep_checkpoints=true)")
     p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=None,
-                   help="leading test tokens to measure on (0: all; default: those the run evaluated on)")
+                   help="leading test tokens to measure on (0: all; default: those the run evaluated on; with "
+                   "--hf 4096)")
     p.add_argument("--bits", type=bit_widths, default="8:8,6:6,4:8",
                    help="weight:activation widths of the simulated quantization")
-    p.add_argument("--quant-scope", choices=["linear", "full"], default="full",
+    p.add_argument("--quant-scope", choices=["linear", "full"], default=None,
                    help="activations quantized: full (the paper's: also residual sums, attention scores, "
-                   "probabilities and context, the embedding) or linear (the inputs of linear layers only)")
+                   "probabilities and context, the embedding; the default for a run) or linear (the inputs of "
+                   "linear layers only; the only one with --hf)")
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates", "lra-listops",

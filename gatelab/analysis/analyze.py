@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..config import ConfigError, from_dict
 from ..models.lm import DecoderLM
@@ -98,15 +99,17 @@ def as_tensor(stream: np.ndarray, limit: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def quantization(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, seq_len: int,
-                 cfg: AnalysisConfig, bos: int | None = None) -> dict[str, float]:
-    """Perplexity in float and under each simulated (weight, activation) quantization of ``cfg.quant_scope``."""
+def quantization(model: nn.Module, x: torch.Tensor, y: torch.Tensor, train: torch.Tensor, seq_len: int,
+                 cfg: AnalysisConfig, bos: int | None = None, skip: tuple[str, ...] = ("head",),
+                 linears: tuple[type[nn.Module], ...] = (nn.Linear,)) -> dict[str, float]:
+    """Perplexity in float and under each simulated (weight, activation) quantization of ``cfg.quant_scope``
+    (``skip``, ``linears``: see ``quantized``; the defaults are a DecoderLM's)."""
     cx, _ = windows(train, seq_len, cfg.calibration_batches * cfg.batch_size * seq_len, bos)
     calibration = list(cx.split(cfg.batch_size))
     out = {"float": perplexity(model, x, y, cfg.batch_size)}
     for w, a in cfg.bits:
         with quantized(model, calibration, w_bits=w, a_bits=a, scope=cfg.quant_scope,
-                       percentile=cfg.act_percentile, weight_range=cfg.weight_range) as q:
+                       percentile=cfg.act_percentile, weight_range=cfg.weight_range, skip=skip, linears=linears) as q:
             out[f"W{w}A{a}"] = perplexity(q, x, y, cfg.batch_size)
     return out
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,13 +15,15 @@ def first_tensor(output) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def hooked(model: nn.Module, names: list[str], fn: Callable[[str, torch.Tensor], None]) -> Iterator[None]:
-    """While active, ``fn(name, output)`` sees the (detached) output of each named module on every forward."""
+def hooked(model: nn.Module, names: list[str], fn: Callable[[str, torch.Tensor], None],
+           read: Callable[[Any], torch.Tensor] = first_tensor) -> Iterator[None]:
+    """While active, ``fn(name, read(output))`` sees (detached) the output of each named module on every forward;
+    ``read`` picks the tensor from the output (default: ``first_tensor``)."""
     modules = dict(model.named_modules())
     missing = [n for n in names if n not in modules]
     if missing:
         raise KeyError(f"no module named {missing[0]!r} in the model")
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: fn(n, first_tensor(o).detach()))
+    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: fn(n, read(o).detach()))
                for n in names]
     try:
         yield

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import ConfigError
 from ..models.lm import DecoderLM
 from ..train.tasks import perplexity
-from .hooks import hooked
+from .hooks import first_tensor, hooked
 from .metrics import ActivationMeter, GateMeter, OutlierMeter, SinkMeter
 
 ATTENTION_INTERNALS = ("score_probe", "context_probe")   # probes of softmax attention that are not gates
@@ -19,13 +21,15 @@ ATTENTION_INTERNALS = ("score_probe", "context_probe")   # probes of softmax att
 @dataclass
 class ModuleNames:
     """Where the measurements hook: attention-probability probes, gate probes, block outputs, channel-mixer
-    (FFN) outputs, and token-mixer output projections."""
+    (FFN) outputs, and token-mixer output projections. ``probabilities`` reads the attention probabilities
+    ``[B, H, Tq, Tk]`` from the output of an ``attention`` module (a probe's output is the tensor itself)."""
 
     attention: list[str] = field(default_factory=list)
     gates: list[str] = field(default_factory=list)
     blocks: list[str] = field(default_factory=list)
     ffn: list[str] = field(default_factory=list)
     out_proj: list[str] = field(default_factory=list)
+    probabilities: Callable[[Any], torch.Tensor] = first_tensor
 
     @classmethod
     def of(cls, model: DecoderLM) -> ModuleNames:
@@ -46,7 +50,9 @@ class ModuleNames:
 
 
 def _layer(name: str) -> int:
-    return int(name.split(".")[1])
+    """The layer index in a module name: its first numeric component (``blocks.3.mixer`` and
+    ``model.layers.3.self_attn`` are both layer 3)."""
+    return next(int(part) for part in name.split(".") if part.isdigit())
 
 
 def _by_kind(per_probe: dict[str, float]) -> dict[str, float]:
@@ -57,19 +63,22 @@ def _by_kind(per_probe: dict[str, float]) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in kinds.items()}
 
 
-def measure(model: DecoderLM, x: torch.Tensor, y: torch.Tensor, batch_size: int = 16,
-            keep_gate_values: bool = True) -> dict[str, Any]:
+def measure(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 16,
+            keep_gate_values: bool = True, names: ModuleNames | None = None) -> dict[str, Any]:
     """Every per-model measurement on the windows ``x, y`` (see ``metrics``), as plain numbers, plus gate-score
-    samples for histograms under ``"gate_values"`` when asked. A looped model (``model.loop > 1``) is refused:
-    its blocks run several times per token, and the per-layer figures would merge the applications."""
-    if model.config.loop > 1:
-        raise ConfigError(f"model.loop={model.config.loop}: the analysis measures each layer once per token, and "
-                          "a looped model applies each block several times; analyse a model with loop=1")
+    samples for histograms under ``"gate_values"`` when asked. ``names``: where to hook (default: those of a
+    ``DecoderLM``, ``ModuleNames.of``; ``gatelab.analysis.hf_modules`` finds them in a Hugging Face model). A looped
+    DecoderLM (``model.loop > 1``) is refused: its blocks run several times per token, and the per-layer figures
+    would merge the applications."""
+    if names is None:
+        if model.config.loop > 1:
+            raise ConfigError(f"model.loop={model.config.loop}: the analysis measures each layer once per token, "
+                              "and a looped model applies each block several times; analyse a model with loop=1")
+        names = ModuleNames.of(model)
     model.eval()
-    names = ModuleNames.of(model)
     sink, acts, gates, outliers = SinkMeter(), ActivationMeter(), GateMeter(), OutlierMeter()
     with contextlib.ExitStack() as stack:
-        stack.enter_context(hooked(model, names.attention, sink))
+        stack.enter_context(hooked(model, names.attention, sink, names.probabilities))
         stack.enter_context(hooked(model, names.gates, gates))
         stack.enter_context(hooked(model, names.blocks, acts))
         stack.enter_context(hooked(model, names.blocks + names.ffn + names.out_proj, outliers))

@@ -121,15 +121,17 @@ class Site:
         return f"{self.module}:{self.where}"
 
 
-def quant_sites(model: nn.Module, scope: Scope = "linear", skip: tuple[str, ...] = ("head",)) -> list[Site]:
+def quant_sites(model: nn.Module, scope: Scope = "linear", skip: tuple[str, ...] = ("head",),
+                linears: tuple[type[nn.Module], ...] = (nn.Linear,)) -> list[Site]:
     """The activations that ``quantized`` rounds in ``model`` for a ``scope`` (module docstring), in module order.
-    The linear layers in ``skip`` keep float weights; their input is an activation of the full scope only."""
+    The linear layers (modules of the types ``linears``) in ``skip`` keep float weights; their input is an
+    activation of the full scope only."""
     if scope not in SCOPES:
         raise ValueError(f"quantization scope {scope!r}: choose one of {', '.join(SCOPES)}")
     sites = []
     for name, module in model.named_modules():
         last = name.rsplit(".", 1)[-1]
-        if isinstance(module, nn.Linear) and (scope == "full" or name not in skip):
+        if isinstance(module, linears) and (scope == "full" or name not in skip):
             sites.append(Site(name, "input"))
             if scope == "full" and last in OUTPUT_LINEARS:
                 sites.append(Site(name, "output"))
@@ -177,8 +179,10 @@ class _Calibrated:
 @contextlib.contextmanager
 def quantized(model: nn.Module, calibration: Iterable[torch.Tensor], w_bits: int = 8, a_bits: int = 8,
               skip: tuple[str, ...] = ("head",), scope: Scope = "linear", percentile: float | None = None,
-              weight_range: Literal["minmax", "mse"] = "minmax") -> Iterator[nn.Module]:
-    """A fake-quantized copy of ``model`` (the original is untouched): weights of every ``nn.Linear`` not named
+              weight_range: Literal["minmax", "mse"] = "minmax",
+              linears: tuple[type[nn.Module], ...] = (nn.Linear,)) -> Iterator[nn.Module]:
+    """A fake-quantized copy of ``model`` (the original is untouched): weights of every linear layer (a module of
+    the types ``linears``: ``nn.Linear``, and e.g. GPT-2's ``Conv1D``, whose per-tensor range is the same) not named
     in ``skip`` (and, in the full scope, the embeddings' lookups) rounded to ``w_bits`` over their min-max range or
     the range of least squared error (``weight_range``, ``mse_limit``), and the activations of ``scope``
     (``quant_sites``) to ``a_bits`` over ranges calibrated in float on the ``calibration`` input batches (one
@@ -191,7 +195,7 @@ def quantized(model: nn.Module, calibration: Iterable[torch.Tensor], w_bits: int
         return quantize_symmetric(w, w_bits, mse_limit(w, w_bits) if weight_range == "mse" else None)
 
     q = copy.deepcopy(model).eval()
-    sites = quant_sites(q, scope, skip)
+    sites = quant_sites(q, scope, skip, linears)
     modules = dict(q.named_modules())
     state = _Calibrated(sites, a_bits, percentile)
     handles = [modules[s.module].register_forward_pre_hook(state.hook(s)) if s.where == "input"
@@ -201,7 +205,7 @@ def quantized(model: nn.Module, calibration: Iterable[torch.Tensor], w_bits: int
             for batch in calibration:
                 q(batch)
             for name, m in modules.items():
-                if isinstance(m, nn.Linear) and name not in skip:
+                if isinstance(m, linears) and name not in skip:
                     m.weight.copy_(rounded(m.weight))
                 elif isinstance(m, nn.Embedding) and Site(name, "output") in state.ranges:
                     state.tables[name] = rounded(m.weight)   # the tied head keeps float weights

@@ -19,6 +19,7 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     q = result["quantization"]
     kinds = result["gate_score"]["per_kind"]
     ev = result["eval"]
+    length = ev.get("length_name", "training length")
     return [
         (f"test perplexity ({ev['tokens']:,} tokens in {ev['windows']} windows of {ev['seq_len']})",
          _fmt(result["ppl"], ".2f")),
@@ -32,8 +33,8 @@ def summary_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
         ("max over modules of infinity norm / median abs(x)", _fmt(result["outliers"]["max_inf_over_median"], ".1f")),
         *[(f"perplexity {k}" + ("" if k == "float" else f" ({ev['quant_scope']} scope)"), _fmt(v, ".2f"))
           for k, v in q.items()],
-        ("state: floats per sequence at the training length", f"{result['state']['state_floats']:,}"),
-        ("state: bytes after a training-length context", f"{result['state']['state_bytes']:,}"),
+        (f"state: floats per sequence at the {length}", f"{result['state']['state_floats']:,}"),
+        (f"state: bytes after a context of the {length}", f"{result['state']['state_bytes']:,}"),
     ]
 
 
@@ -49,14 +50,13 @@ def write_report(result: dict[str, Any], gate_values: dict[str, torch.Tensor], o
     lengths = sorted({int(n) for m in ext.values() for n in m})
     ev = result["eval"]
     lines = [
-        f"# gatelab analyze: {result['mixer']}",
-        "",
-        f"Run: `{result['run']}`",
-        "",
+        *heading(result),
         "| measurement | value |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in summary_rows(result)],
         "",
+        *[f"- {note}" for note in result.get("notes", [])],
+        *([""] if result.get("notes") else []),
         "## Per layer",
         "",
         "| layer | F-Attn | M-Act max abs(h) | max / median |",
@@ -98,15 +98,24 @@ def write_report(result: dict[str, Any], gate_values: dict[str, torch.Tensor], o
     return paths
 
 
+def heading(result: dict[str, Any]) -> list[str]:
+    """The report's title and what was measured: a run folder, or a Hugging Face model (``source``) on a corpus."""
+    if "run" in result:
+        return [f"# gatelab analyze: {result['mixer']}", "", f"Run: `{result['run']}`", ""]
+    return [f"# gatelab analyze: {result['model']}", "",
+            f"Model: `{result['source']}` ({result['architecture']}); text: {result['eval']['data']}", ""]
+
+
 def extrapolation_note(ev: dict[str, Any]) -> str:
-    """One sentence on which tokens the curves read, and why the training-length point is (or is not) the test
-    perplexity of the summary."""
+    """One sentence on which tokens the curves read, and why the point at the training (or evaluation) length is
+    (or is not) the test perplexity of the summary."""
+    length = ev.get("length_name", "training length")
     if ev["extrapolation_tokens"] == ev["eval_tokens"]:
         return (f"Every length reads the same test tokens as the test perplexity above, cut into windows of that "
-                f"length, so the point at the training length ({ev['seq_len']}) is that perplexity.")
+                f"length, so the point at the {length} ({ev['seq_len']}) is that perplexity.")
     budget = ev["extrapolation_tokens"] or "all"
     return (f"Every length reads the leading {budget} test tokens, cut into windows of that length; the test "
-            f"perplexity above reads {ev['tokens']:,} tokens, so the two differ at the training length "
+            f"perplexity above reads {ev['tokens']:,} tokens, so the two differ at the {length} "
             f"({ev['seq_len']}) by the text they read.")
 
 
