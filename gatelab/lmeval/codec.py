@@ -3,7 +3,7 @@
 lm-eval hands a model text: whole documents (``loglikelihood_rolling``), contexts that a continuation extends
 (``loglikelihood``, ``generate_until``) and generated ids to turn back into text. A codec says how, and which id
 conditions the first token of a document or of an empty context (``prefix_id``) and which id ends a generation
-(``eot_id``).
+(``eot_id``, whose text ``eot_text`` ends every generation's text).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class GatelabCodec:
     def __init__(self, tokenizer: Tokenizer):
         self.tokenizer = tokenizer
         self.prefix_id = self.eot_id = bos_id(tokenizer)
+        self.eot_text = tokenizer.decode([self.eot_id])
         self.name = f"gatelab-{tokenizer.kind}-{fingerprint(tokenizer)}"
 
     def encode(self, text: str) -> list[int]:
@@ -50,6 +51,7 @@ class HFCodec:
             raise ValueError(f"the tokenizer of {tokenizer.name_or_path or 'this model'} has neither a BOS nor an EOS "
                              "token: lm-eval needs one to condition a document's first token and to end generation")
         self.prefix_id, self.eot_id = prefix, tokenizer.eos_token_id
+        self.eot_text = tokenizer.decode([self.eot_id], skip_special_tokens=False)
         self.name = tokenizer.name_or_path or type(tokenizer).__name__
 
     def encode(self, text: str) -> list[int]:

@@ -11,7 +11,7 @@ It answers lm-eval's three request types with lm-eval's own semantics (those of 
   windows of the stream with the prefix token in front; the last, shorter window reads a full ``L`` tokens of
   context and scores only its new tokens.
 - ``generate_until(context, gen_kwargs)``: decoding (greedy unless ``do_sample``) of at most ``max_gen_toks``
-  tokens, cut at the first of the ``until`` strings.
+  tokens, cut at the first of the ``until`` strings or the end-of-text token's text.
 """
 from __future__ import annotations
 
@@ -23,13 +23,14 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .load import EvalModel, load_eval_model, model_info
 
 DEFAULT_GEN_TOKENS = 256      # lm-eval's default max_gen_toks
-SAMPLING_KWARGS = ("do_sample", "temperature", "top_k", "top_p")
+SAMPLING_KWARGS = ("temperature", "top_k", "top_p")
 
 
 class StopAtStrings(StoppingCriteria):
@@ -141,24 +142,17 @@ class GatelabLM(TemplateLM):
         out = []
         for request in requests:
             context, gen_kwargs = request.args
-            kwargs = dict(gen_kwargs or {})
-            until = kwargs.pop("until", None) or [self.codec.decode([self.eot_token_id])]
-            until = [until] if isinstance(until, str) else list(until)
-            new = int(kwargs.pop("max_gen_toks", DEFAULT_GEN_TOKENS))
+            kwargs = normalize_gen_kwargs(gen_kwargs or {}, DEFAULT_GEN_TOKENS)
+            until = handle_stop_sequences(kwargs.pop("until", None), eos=self.codec.eot_text)
+            new = kwargs.pop("max_gen_toks")
             if new >= self.max_length:
                 raise ValueError(f"max_gen_toks={new} leaves no room for a context in max_length={self.max_length}")
-            ids = (self.codec.encode_context(context) if context else [self.prefix_token_id])
-            ids = ids[-(self.max_length - new):]
-            sampling = {k: kwargs[k] for k in SAMPLING_KWARGS if k in kwargs}
-            if not sampling.get("do_sample"):
-                sampling = {"do_sample": False}
+            ids = (self.codec.encode_context(context) if context else [self.prefix_token_id])[-(self.max_length - new):]
+            sampling = {k: kwargs[k] for k in SAMPLING_KWARGS if k in kwargs} if kwargs["do_sample"] else {}
             prompt = torch.tensor([ids], device=self._device)
             generated = self.model.generate(
                 prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, pad_token_id=self.eot_token_id,
                 stopping_criteria=StoppingCriteriaList([StopAtStrings(until, self.codec.decode, len(ids))]),
-                **sampling)
-            text = self.codec.decode(generated[0, len(ids):].tolist())
-            for stop in until:
-                text = text.split(stop)[0]
-            out.append(text)
+                do_sample=kwargs["do_sample"], **sampling)
+            out.append(postprocess_generated_text(self.codec.decode(generated[0, len(ids):].tolist()), until, None))
         return out
