@@ -225,7 +225,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
                          top_k=args.top_k if sample else None, pad_token_id=0)
     continuation = tokenizer.decode(out[0, len(ids):].tolist())
     console.print(args.prompt, end="", style="bold", markup=False, highlight=False)
-    console.print(("" if tokenizer.kind in ("byte", "gpt2", "bpe") else " ") + continuation,
+    console.print(("" if tokenizer.kind in ("byte", "gpt2", "bpe", "hf") else " ") + continuation,
                   markup=False, highlight=False)
 
 
@@ -303,7 +303,16 @@ def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
     if args.ett:
         install_ett(args.ett, link=args.link, log=console.print)
     if args.names or not args.ett:
-        install(args.names or None, log=console.print)   # no names: all of them
+        install(args.names or None, log=console.print)   # no names: all but the optional ones
+
+
+def cmd_convert(args: argparse.Namespace, console: Console) -> None:
+    from .pretrained.export import convert_to_folder
+
+    r = convert_to_folder(args.hf, args.out, overwrite=args.overwrite)
+    console.print(f"{r['architecture']} ({r['params']:,} parameters) from {r['path']} -> {args.out}: logits max |diff| "
+                  f"{r['logits_max_abs_diff']:.2e} (relative RMS {r['logits_relative_rms_diff']:.2e}) on "
+                  f"{r['probe_tokens']} tokens", markup=False, highlight=False)
 
 
 def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
@@ -357,7 +366,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
             "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
-            "install-data": cmd_install_data, "eval": cmd_eval}
+            "install-data": cmd_install_data, "convert": cmd_convert, "eval": cmd_eval}
 
 
 def make_console() -> Console:
