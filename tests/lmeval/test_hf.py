@@ -66,7 +66,20 @@ def test_a_folder_that_is_not_a_model_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is not a causal language model"):
         load_eval_model(tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match="is not a model"):
+    with pytest.raises(ConfigError, match="not a model folder"):
         load_eval_model(tmp_path / "empty")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
         load_eval_model(tmp_path / "missing")
+
+
+def test_a_converted_model_scores_as_the_original(pair, llama_folder, tmp_path):
+    """``gatelab convert`` of the Llama, read with its saved ``hf`` tokenizer, gives the original's log-likelihoods."""
+    from gatelab.pretrained.export import convert_to_folder
+
+    convert_to_folder(llama_folder, tmp_path / "converted")
+    converted = GatelabLM(load_eval_model(tmp_path / "converted", max_length=WINDOW), batch_size=5)
+    ours, _ = pair
+    text = "".join(load_corpus("ptb")["test"].splitlines(keepends=True)[:3])
+    args = [(text,), (" the company said",)]
+    assert converted.loglikelihood_rolling(requests("loglikelihood_rolling", args)) == \
+        pytest.approx(ours.loglikelihood_rolling(requests("loglikelihood_rolling", args)), rel=1e-4)

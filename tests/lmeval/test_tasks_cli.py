@@ -71,4 +71,4 @@ def test_bad_eval_arguments_are_one_line_errors(word_run, capsys, argv, message)
 def test_a_folder_that_is_not_a_model_is_a_one_line_error(tmp_path, capsys):
     assert main(["eval", str(tmp_path), "--tasks", "ptb_lastword"]) == 2
     out = capsys.readouterr().out.strip()
-    assert "is not a model: give a gatelab run folder" in out and "\n" not in out
+    assert "not a model folder; give smollm2" in out and "\n" not in out
