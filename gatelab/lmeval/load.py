@@ -81,10 +81,15 @@ def load_eval_model(source: str | Path, max_length: int | None = None) -> EvalMo
     path = Path(source)
     loaded = load_gatelab(path) if path.is_dir() and is_gatelab_folder(path) else load_hf(str(source))
     if max_length is not None:
-        if max_length > loaded.limit:
-            raise ConfigError(f"--max-length {max_length} exceeds what {loaded.name} accepts ({loaded.limit} tokens)")
-        loaded.max_length = max_length
+        set_length(loaded, max_length)
     return loaded
+
+
+def set_length(loaded: EvalModel, max_length: int) -> None:
+    """Read windows of ``max_length`` tokens, at most what the model accepts (a ConfigError otherwise)."""
+    if not 1 <= max_length <= loaded.limit:
+        raise ConfigError(f"--max-length {max_length}: {loaded.name} reads windows of 1 to {loaded.limit} tokens")
+    loaded.max_length = max_length
 
 
 def model_info(loaded: EvalModel) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .load import EvalModel, load_eval_model, model_info
+from .load import EvalModel, load_eval_model, model_info, set_length
 
 DEFAULT_GEN_TOKENS = 256      # lm-eval's default max_gen_toks
 SAMPLING_KWARGS = ("temperature", "top_k", "top_p")
@@ -51,15 +51,12 @@ class GatelabLM(TemplateLM):
     "gatelab", model_args={"pretrained": PATH})`` works in a process that imported ``gatelab.lmeval``;
     ``max_length``: the window (default: the model's own); ``batch_size``: windows or requests per forward pass."""
 
-    def __init__(self, pretrained: EvalModel | str | Path, max_length: int | None = None, batch_size: int | str = 1,
-                 device: str | None = None, **kwargs: Any):
+    def __init__(self, pretrained: EvalModel | str | Path, max_length: int | str | None = None,
+                 batch_size: int | str = 1, device: str | None = None):
         super().__init__()
-        if isinstance(pretrained, EvalModel):
-            self.loaded = pretrained
-            if max_length is not None:
-                self.loaded.max_length = int(max_length)
-        else:
-            self.loaded = load_eval_model(pretrained, None if max_length is None else int(max_length))
+        self.loaded = pretrained if isinstance(pretrained, EvalModel) else load_eval_model(pretrained)
+        if max_length is not None:
+            set_length(self.loaded, int(max_length))
         if not str(batch_size).isdigit() or int(batch_size) < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)

@@ -42,9 +42,14 @@ def test_lm_eval_ptb_word_perplexity_equals_gatelab_perplexity(word_run):
 
 
 def test_results_name_the_model_and_its_window(word_run, tmp_path):
-    from gatelab.lmeval import write_results
+    """Through lm-eval's own entry point with the registered model type, as any lm-eval user would call it."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
 
-    results = evaluate(load_eval_model(word_run), ["ptb_lastword"], limit=4, batch_size=4)
+    from gatelab.lmeval import build_tasks, write_results
+
+    results = simple_evaluate(model="gatelab", model_args={"pretrained": str(word_run)}, batch_size=4, limit=4,
+                              tasks=build_tasks(["ptb_lastword"]), task_manager=TaskManager(include_defaults=False))
     json_file, md_file = write_results(results, tmp_path / "out")
     saved = json.loads(json_file.read_text())
     assert saved["config"]["max_length"] == SEQ_LEN and saved["config"]["limit"] == 4
@@ -53,6 +58,6 @@ def test_results_name_the_model_and_its_window(word_run, tmp_path):
 
 
 def test_a_window_longer_than_the_model_accepts_is_refused(word_run):
-    with pytest.raises(ConfigError, match="--max-length 5000 exceeds"):
+    with pytest.raises(ConfigError, match="--max-length 5000: run reads windows of 1 to 4096 tokens"):
         load_eval_model(word_run, max_length=5000)
     assert load_eval_model(word_run / "model").max_length == 4096     # a bare model folder: its max_seq_len
