@@ -25,6 +25,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+from tqdm import tqdm
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .load import EvalModel, load_eval_model, model_info, set_length
@@ -101,7 +102,7 @@ class GatelabLM(TemplateLM):
         L = self.max_length
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i][1]) - len(requests[i][2]))
         out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-        for b in range(0, len(order), self.batch_size):
+        for b in tqdm(range(0, len(order), self.batch_size), desc="forward passes", disable=disable_tqdm):
             batch = order[b:b + self.batch_size]
             rows, conts = [], []
             for i in batch:
@@ -130,7 +131,7 @@ class GatelabLM(TemplateLM):
                 windows.append((None, context, continuation))
                 owner.append(n)
         totals = [0.0] * len(requests)
-        for n, (ll, _) in zip(owner, self._loglikelihood_tokens(windows), strict=True):
+        for n, (ll, _) in zip(owner, self._loglikelihood_tokens(windows, disable_tqdm), strict=True):
             totals[n] += ll
         return totals
 
