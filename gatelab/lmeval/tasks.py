@@ -12,7 +12,9 @@ Metrics: ``word_perplexity`` = exp(-log-likelihood / words), where words are the
 per non-empty line (the end of the line): PTB's word-level protocol (Mikolov et al. 2010), and exactly the token
 count of gatelab's word tokenizer, so a word-level gatelab model's word perplexity is its token perplexity.
 (lm-eval's wikitext counts whitespace words only.) ``byte_perplexity`` and ``bits_per_byte`` per UTF-8 byte of the
-document, as lm-eval defines them.
+document, as lm-eval defines them. A closed-vocabulary model (a word-level gatelab model) scores its ``<unk>`` for
+every word outside its vocabulary, an easy prediction: its numbers on another corpus than its own are not comparable
+with an open-vocabulary model's.
 
 Cloze task ``ptb_lastword`` (LAMBADA-style, Paperno et al. 2016, arXiv:1606.06031, on PTB): every sentence of the
 PTB test split with at least 10 words, at least 3 sentences before it, and a last word that is neither ``<unk>``
