@@ -364,9 +364,49 @@ def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
     console.print(table)
 
 
+def cmd_eval(args: argparse.Namespace, console: Console) -> None:
+    import logging
+
+    from .lmeval.tasks import TASKS, task_names
+
+    if args.list_tasks:
+        table = Table(title="local lm-eval tasks (--tasks)")
+        for col in ("task", "kind", "description"):
+            table.add_column(col)
+        for task in TASKS.values():
+            table.add_row(task.name, task.kind, task.description)
+        console.print(table)
+        return
+    if args.model is None or args.tasks is None:
+        raise ConfigError("eval needs MODEL and --tasks (e.g. gatelab eval runs/my-lm --tasks ptb_wordperplexity); "
+                          "gatelab eval --list-tasks lists the tasks")
+    tasks = task_names(args.tasks)
+    try:
+        check_device(args.device)
+    except RuntimeError as e:     # torch's error for a string that is no device at all
+        raise ConfigError(f"--device {args.device!r}: {e}") from None
+    from .lmeval import evaluate, load_eval_model, metric_rows, write_results
+    from .lmeval.load import is_gatelab_folder
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    model = load_eval_model(args.model, args.max_length)
+    path = Path(args.model)
+    out = Path(args.out) if args.out else path / "lm_eval" if path.is_dir() and is_gatelab_folder(path) else \
+        Path("runs") / safe_name(f"lm_eval-{model.name}")
+    results = evaluate(model, tasks, limit=args.limit, batch_size=args.batch_size, device=args.device)
+    json_file, md_file = write_results(results, out)
+    table = Table(title=f"lm-eval: {model.name} (windows of {model.max_length} tokens)")
+    for col in ("task", "metric", "value"):
+        table.add_column(col)
+    for task, metric, value in metric_rows(results):
+        table.add_row(task, metric, f"{value:.4f}")
+    console.print(table)
+    console.print(f"results: {json_file}, {md_file}")
+
+
 COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
             "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
-            "install-data": cmd_install_data, "convert": cmd_convert}
+            "install-data": cmd_install_data, "convert": cmd_convert, "eval": cmd_eval}
 
 
 def make_console() -> Console:

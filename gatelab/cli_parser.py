@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities and context, the embedding; the default for a run) or linear (the inputs of "
                    "linear layers only; the only one with --hf)")
 
+    p = sub.add_parser("eval", help="lm-eval-harness on a gatelab run, a saved model or a Hugging Face causal LM, "
+                       "with gatelab's offline tasks")
+    p.add_argument("model", nargs="?", help="a gatelab run folder, a saved gatelab model folder, a Hugging Face "
+                   "causal-LM folder or smollm2")
+    p.add_argument("--tasks", help="comma-separated local tasks, e.g. ptb_wordperplexity,ptb_lastword "
+                   "(--list-tasks lists them)")
+    p.add_argument("--list-tasks", action="store_true", help="list the local tasks and exit")
+    p.add_argument("--limit", type=number(int, "[1, inf)"), help="at most this many documents per task")
+    p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=8, help="windows or requests per forward pass")
+    p.add_argument("--max-length", type=number(int, "[1, inf)"),
+                   help="window length (default: a run's training length, else the model's maximum)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--out", help="results folder (default MODEL/lm_eval for a gatelab folder, else "
+                   "runs/lm_eval-<name>): results.json and results.md")
+
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates", "lra-listops",
                                     "mamba-synthetic", "informer-ett"])

@@ -218,6 +218,14 @@ CLI: list[tuple[str, list[str], str]] = [
      names("badmodelconfig/model/config.json")),
     ("generate-empty-prompt", ["generate", "--run", "{lm}", "--prompt", ""], r"prompt is empty"),
     ("generate-no-prompt", ["generate", "--run", "{lm}"], names("--prompt", "required")),
+    # eval
+    *[(f"eval{flag}={value}", ["eval", "{lm}", "--tasks", "ptb_lastword", flag, value], names(flag, value))
+      for flag, value in [("--limit", "0"), ("--batch-size", "0"), ("--max-length", "-1"), ("--max-length", "5000")]],
+    ("eval-missing-model", ["eval", "{root}/nothing", "--tasks", "ptb_lastword"], names("nothing", "no such file")),
+    ("eval-mqar-run", ["eval", "{mq}", "--tasks", "ptb_lastword"], names("tokenizer", "lm-eval")),
+    ("eval-truncated-weights", ["eval", "{truncated}", "--tasks", "ptb_lastword"],
+     names("truncated/model/model.safetensors")),
+    ("eval-unknown-task", ["eval", "{lm}", "--tasks", "lambada"], names("lambada", "ptb_wordperplexity")),
     # analyze
     ("analyze-missing-run", ["analyze", "{root}/nothing"], names("nothing", "config.json")),
     ("analyze-mqar-run", ["analyze", "{mq}"], names("mqar", "lm")),
