@@ -8,9 +8,7 @@ Layout of OUT: ``models/ungated`` and ``models/gated`` (gatelab model folders, t
 (cached measurements), ``report.md`` and ``results.json``."""
 from __future__ import annotations
 
-import copy
 import filecmp
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass, replace
@@ -31,6 +29,7 @@ from ..tasks.text.tokenizers import Tokenizer
 from ..tasks.text.windows import windows
 from ..train.config import LMTaskConfig, TrainConfig, check_device
 from ..train.files import write_json_atomic
+from ..train.finetune import weights_sha256
 from ..train.progress import RunProgress
 from ..train.sweep import SweepRun, run_sweep
 from .retrofit import Granularity, retrofit_gate
@@ -134,11 +133,11 @@ def write_model(model: DecoderLM, tokenizer: Tokenizer, folder: Path, overwrite:
     staging.rename(folder)
 
 
-def finetune_config(folder: Path, model: DecoderLM, cfg: RetrofitConfig, seed: int) -> TrainConfig:
-    """The fine-tune of the model in ``folder``: an ordinary lm run that starts from its weights and reads text
-    through its tokenizer; ``model`` gives the model config (equal to the folder's)."""
+def finetune_config(folder: Path, cfg: RetrofitConfig, seed: int) -> TrainConfig:
+    """The fine-tune of the model in ``folder``: an ordinary lm run that starts from its weights (its model config is
+    the folder's) and reads text through its tokenizer."""
     lm = LMTaskConfig(data=cfg.data, tokenizer="model", seq_len=cfg.seq_len, eval_tokens=cfg.eval_tokens, bos=cfg.bos)
-    train = TrainConfig(task="lm", lm=lm, model=copy.deepcopy(model.config), init_from=str(folder.resolve()),
+    train = TrainConfig(task="lm", lm=lm, init_from=str(folder.resolve()),
                         batch_size=cfg.batch_size, max_steps=cfg.steps, eval_every=cfg.steps, seed=seed,
                         device=cfg.device, checkpoint_every=max(1, min(cfg.steps, 100)))
     train.optim.lr = cfg.lr
@@ -162,27 +161,19 @@ def eval_data(tokenizer: Tokenizer, cfg: RetrofitConfig) -> EvalData:
     bos = bos_id(tokenizer) if cfg.bos else None
     x, y = windows(np.asarray(tokenizer.encode(texts["test"]), dtype=np.int64), cfg.seq_len, cfg.eval_tokens, bos)
     needed = W8A8.calibration_batches * W8A8.batch_size * cfg.seq_len + 1
-    chars = len(texts["train"])
+    train, limit = texts["train"], 16 * needed
     while True:   # tokenise a growing prefix of whole lines until it holds the calibration tokens
-        prefix = texts["train"][:min(chars, 16 * needed)].rpartition("\n")[0] or texts["train"]
+        prefix = train if limit >= len(train) else train[:limit].rpartition("\n")[0]
         ids = tokenizer.encode(prefix)
-        if len(ids) >= needed or len(prefix) >= chars:
+        if len(ids) >= needed or prefix is train:
             return EvalData(x, y, as_tensor(np.asarray(ids, dtype=np.int64), needed - 1), bos)
-        needed *= 2
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            digest.update(block)
-    return digest.hexdigest()
+        limit *= 2
 
 
 def measure_folder(folder: Path, data: EvalData, cfg: RetrofitConfig, cache: Path) -> dict[str, Any]:
     """F-Attn, M-Act, gate score, perplexity and W8A8 perplexity of the model saved in ``folder``, cached in
     ``cache`` under the model file's digest and the measurement settings."""
-    key = {"measured_with": MEASURED_WITH, "weights": file_digest(folder / "model.safetensors"),
+    key = {"measured_with": MEASURED_WITH, "weights": weights_sha256(folder),
            "data": cfg.data, "seq_len": cfg.seq_len, "eval_tokens": cfg.eval_tokens, "bos": cfg.bos}
     if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
         return old["result"]
@@ -230,7 +221,7 @@ def retrofit_experiment(source: Source, cfg: RetrofitConfig, out: str | Path, pr
     for model, folder in models.values():
         write_model(model, source.tokenizer, folder, overwrite)
     runs = [SweepRun(f"{arm}-s{seed}", {"variant": arm, "seed": seed},
-                     finetune_config(models[arm][1], models[arm][0], cfg, seed))
+                     finetune_config(models[arm][1], cfg, seed))
             for seed in range(cfg.seeds) for arm in ARMS]
     finished = {r["run"]: r for r in run_sweep(runs, out, progress, overwrite=overwrite)}
     measured = [(BEFORE, None, "source", models["ungated"][1]), (STEP0, None, "gated_step0", models["gated"][1]),
