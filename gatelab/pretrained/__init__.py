@@ -1,1 +1,6 @@
-"""Pretrained models: loading, conversion to gatelab models, and their retrofits."""
+"""Pretrained causal LMs: loaded offline (``load_pretrained``) and converted into gatelab models (``to_gatelab``)."""
+from .convert import SUPPORTED, logits_gap, model_config, to_gatelab
+from .source import INSTALL_EXTRA, Pretrained, load_pretrained, require_pretrained
+
+__all__ = ["INSTALL_EXTRA", "SUPPORTED", "Pretrained", "load_pretrained", "logits_gap", "model_config",
+           "require_pretrained", "to_gatelab"]
