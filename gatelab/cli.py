@@ -326,8 +326,8 @@ def cmd_retrofit_gate(args: argparse.Namespace, console: Console) -> None:
     from .pretrained.retrofit_run import load_source, resolve_config, retrofit_experiment
 
     source = load_source(args.source)
-    given = {k: getattr(args, k) for k in ("data", "steps", "lr", "batch_size", "seq_len", "granularity", "seeds",
-                                            "eval_tokens", "device")}
+    given = {k: getattr(args, k) for k in ("data", "steps", "lr", "batch_size", "seq_len", "bos", "granularity",
+                                            "seeds", "eval_tokens", "device")}
     cfg = resolve_config(source, given)
     out = Path(args.out) if args.out else Path("runs") / safe_name(f"retrofit-{source.name}-{cfg.granularity}")
     result = retrofit_experiment(source, cfg, out, progress=not args.no_progress, overwrite=args.overwrite)

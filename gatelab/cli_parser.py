@@ -111,13 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrofit-gate", help="add the G1 output gate (Qiu et al. 2025) to every attn layer of a "
                        "trained model (unchanged at step 0), fine-tune it and the ungated model alike, and measure "
                        "attention sink, massive activations and W8A8 before and after")
-    p.add_argument("source", help="a gatelab lm run folder or saved model folder with attn layers")
+    p.add_argument("source", metavar="RUN_OR_HF", help="a gatelab lm run folder or saved model folder with attn "
+                   "layers, or a pretrained Llama-family model (smollm2, a folder with config.json and *.safetensors, "
+                   "a .gguf), converted first as gatelab convert does")
     p.add_argument("--data", help="corpus of the fine-tunes and measurements (default: the source run's, else ptb)")
     p.add_argument("--steps", type=number(int, "[1, inf)"), default=200, help="fine-tuning steps per arm and seed")
     p.add_argument("--lr", type=number(float, "(0, inf)"), default=3e-4, help="peak AdamW learning rate")
     p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=8)
     p.add_argument("--seq-len", type=number(int, "[2, inf)"), help="window length (default: the source run's, "
                    "else 256)")
+    p.add_argument("--bos", action=argparse.BooleanOptionalAction, help="start every window with the tokenizer's "
+                   "BOS token (default: as the source run did, else not)")
     p.add_argument("--granularity", choices=["elementwise", "headwise"], default="elementwise")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=1, help="fine-tune seeds per arm")
     p.add_argument("--eval-tokens", type=number(int, "[1, inf)"), default=16384,

@@ -61,9 +61,9 @@ def gated_config(config: ModelConfig, granularity: Granularity = "elementwise") 
 @torch.no_grad()
 def retrofit_gate(model: DecoderLM, granularity: Granularity = "elementwise") -> DecoderLM:
     """A new DecoderLM: ``model`` (unchanged) with a G1 sigmoid gate of ``granularity`` in every ``attn`` layer,
-    zero gate weights and doubled ``o_proj`` weights, so its logits equal ``model``'s bit for bit; every other
-    tensor is a copy of ``model``'s. Same dtype and device; in eval mode. The gate adds ``d_model * H * D``
-    parameters per layer (elementwise) or ``d_model * H`` (headwise)."""
+    zero gate weights and doubled ``o_proj`` weights (its bias, if any, unchanged), so its logits equal
+    ``model``'s bit for bit; every other tensor is a copy of ``model``'s. Same dtype and device; in eval mode. The
+    gate adds ``d_model * H * D`` parameters per layer (elementwise) or ``d_model * H`` (headwise)."""
     config = gated_config(model.config, granularity)
     first = next(model.parameters())
     with torch.device(first.device):
@@ -80,9 +80,8 @@ def retrofit_gate(model: DecoderLM, granularity: Granularity = "elementwise") ->
         for p in mixer.gate.parameters():
             p.zero_()
         for name, p in mixer.o_proj.named_parameters():
-            if "bias" in name:
-                raise ConfigError(f"layer {i}: o_proj has a bias, which doubling would not preserve")
-            p.mul_(1 / GATE_SCORE)
+            if not name.endswith("bias"):    # (2 W)(0.5 y) + b = W y + b: a bias (attn's bias="all") stays
+                p.mul_(1 / GATE_SCORE)
     return gated.eval()
 
 

@@ -25,14 +25,17 @@ from ..hf.run import TOKENIZER_FILE, load_run, save_run_model
 from ..models.lm import DecoderLM
 from ..reproduce.experiment import W8A8
 from ..tasks.text import bos_id, load_corpus
-from ..tasks.text.tokenizers import Tokenizer
+from ..tasks.text.tokenizers import HFTokenizer, Tokenizer
 from ..tasks.text.windows import windows
 from ..train.config import LMTaskConfig, TrainConfig, check_device
 from ..train.files import write_json_atomic
 from ..train.finetune import weights_sha256
 from ..train.progress import RunProgress
 from ..train.sweep import SweepRun, run_sweep
+from .convert import to_gatelab
+from .export import model_bos
 from .retrofit import Granularity, retrofit_gate
+from .source import load_pretrained, read_json
 
 ARMS = ("ungated", "gated")
 # the variant names of the records (and of the report's rows)
@@ -78,18 +81,23 @@ class Source:
     lm: LMTaskConfig | None = None
 
 
-def load_source(path: str | Path) -> Source:
-    """A gatelab lm run folder or saved model folder (``config.json`` + ``model.safetensors`` + tokenizer) as a
-    Source. A Hugging Face model is converted first (``gatelab.pretrained.convert.to_gatelab``)."""
-    path = Path(path)
+def load_source(source: str | Path) -> Source:
+    """A gatelab lm run folder or saved model folder (``config.json`` + ``model.safetensors`` + tokenizer), or a
+    pretrained Hugging Face model (``smollm2``, a folder with ``config.json`` + safetensors, a GGUF: see
+    ``load_pretrained``) converted with ``to_gatelab`` and its own tokenizer (kind ``hf``), as a Source."""
+    path = Path(source)
+    if str(source) != "smollm2" and not ((path / "model" / "config.json").is_file()
+                                         or read_json(path / "config.json").get("model_type") == "gatelab"):
+        pretrained = load_pretrained(source)
+        lm = to_gatelab(pretrained.model)
+        tokenizer = HFTokenizer.from_pretrained(pretrained.tokenizer, model_bos(pretrained), lm.config.vocab_size)
+        return Source(lm.eval(), tokenizer, pretrained.name)
     hf, tokenizer = load_run(path)
     if tokenizer is None:
         raise ConfigError(f"{path} has no tokenizer ({TOKENIZER_FILE}): the fine-tune reads text through the "
                           "model's own tokenizer")
-    run_config = path / "config.json"
-    lm = None
-    if run_config.is_file() and "task" in (stored := json.loads(run_config.read_text())):
-        lm = from_dict(TrainConfig, stored).lm
+    stored = read_json(path / "config.json")
+    lm = from_dict(TrainConfig, stored).lm if "task" in stored else None
     return Source(hf.model.float().eval(), tokenizer, path.resolve().name, lm)
 
 

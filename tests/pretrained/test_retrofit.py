@@ -9,7 +9,7 @@ from gatelab.layers.token.attention import GatedAttention
 from gatelab.models.lm import DecoderLM, ModelConfig
 from gatelab.pretrained.retrofit import gated_config, retrofit_gate
 
-ATTN = {"attn": {"n_kv_heads": 2, "qk_norm": True, "rope_base": 500.0}}
+ATTN = {"attn": {"n_kv_heads": 2, "qk_norm": True, "rope_base": 500.0, "bias": "all"}}
 
 
 def tiny(dtype=torch.float32, mixer="attn", options=None) -> DecoderLM:
@@ -40,13 +40,14 @@ def test_gated_layers_keep_the_attention_options_and_weights():
         mixer = new.mixer
         assert isinstance(mixer, GatedAttention)
         c = mixer.config
-        assert (c.n_kv_heads, c.qk_norm, c.rope_base, c.gate_position, c.gate_granularity) == (2, True, 500.0, "g1",
-                                                                                                "headwise")
+        assert (c.n_kv_heads, c.qk_norm, c.rope_base, c.bias, c.gate_position, c.gate_granularity) == \
+            (2, True, 500.0, "all", "g1", "headwise")
         assert mixer.gate.proj.weight.shape == (4, 32) and mixer.gate.proj.bias is None
         assert not mixer.gate.proj.weight.any()
         for name in ("q_proj", "k_proj", "v_proj", "q_norm", "k_norm"):
             assert torch.equal(getattr(old.mixer, name).weight, getattr(mixer, name).weight)
         assert torch.equal(old.mixer.o_proj.weight * 2, mixer.o_proj.weight)
+        assert torch.equal(old.mixer.o_proj.bias, mixer.o_proj.bias)
         assert torch.equal(old.channel.w1.weight, new.channel.w1.weight)
     # an attn source without QK-norm gives gated layers without it (gated_attn's default is on)
     plain = retrofit_gate(tiny(options={}))

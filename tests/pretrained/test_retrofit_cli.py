@@ -3,16 +3,19 @@ a second call), measurements on the same windows, report and results; and its ba
 import json
 
 import pytest
+import torch
 
 from gatelab.cli import main
 from gatelab.config import ConfigError
 from gatelab.models.lm import ModelConfig
 from gatelab.pretrained.retrofit import retrofit_gate
-from gatelab.pretrained.retrofit_run import load_source, write_model
+from gatelab.pretrained.retrofit_run import load_source, resolve_config, write_model
 from gatelab.train.config import LMTaskConfig, TrainConfig
 from gatelab.train.loop import train
 
-from ..utils import write_corpus
+from ..utils import rel_rms, write_corpus
+from .tiny import TEXT as TINY_TEXT
+from .tiny import save_tiny, tiny_model
 
 TEXT = "the cat sat on the mat\nthe dog ate the log\na bird sang in the tree\n" * 30
 
@@ -101,5 +104,21 @@ def test_a_source_without_attention_is_refused(tmp_path, capsys):
     assert retrofit(tmp_path / "gla", tmp_path / "out") == 2
     assert "has no attn layer to gate" in capsys.readouterr().out
     assert main(["retrofit-gate", str(tmp_path / "missing"), "--no-progress"]) == 2
-    assert "no saved model" in capsys.readouterr().out
+    assert "no such file or folder" in capsys.readouterr().out
+
+
+def test_a_hugging_face_source_is_converted_and_retrofitted_with_the_same_logits(tmp_path):
+    hf = tiny_model()
+    source = load_source(save_tiny(tmp_path / "hf", hf))
+    assert source.tokenizer.kind == "hf" and source.lm is None and source.name == "hf"
+    gated = retrofit_gate(source.model)
+    assert gated.config.schedule() == ["gated_attn"] * 2
+    ids = torch.tensor([source.tokenizer.encode(TINY_TEXT)[:40]])
+    with torch.no_grad():
+        assert torch.equal(gated(ids).logits, source.model(ids).logits)
+        assert rel_rms(hf(ids).logits, gated(ids).logits) < 1e-5
+    with pytest.raises(ConfigError, match="--seq-len 256 exceeds the source model's max_seq_len=64"):
+        resolve_config(source, {"seq_len": None})              # the default length without a source run
+    cfg = resolve_config(source, {"seq_len": 32, "bos": None})
+    assert (cfg.data, cfg.bos) == ("ptb", False)
 
