@@ -355,6 +355,21 @@ def cmd_convert(args: argparse.Namespace, console: Console) -> None:
                   f"{r['probe_tokens']} tokens", markup=False, highlight=False)
 
 
+def cmd_retrofit_gate(args: argparse.Namespace, console: Console) -> None:
+    from .pretrained.retrofit_report import write_retrofit_report
+    from .pretrained.retrofit_run import load_source, resolve_config, retrofit_experiment
+
+    source = load_source(args.source)
+    given = {k: getattr(args, k) for k in ("data", "steps", "lr", "batch_size", "seq_len", "bos", "granularity",
+                                            "seeds", "eval_tokens", "device")}
+    cfg = resolve_config(source, given)
+    out = Path(args.out) if args.out else Path("runs") / safe_name(f"retrofit-{source.name}-{cfg.granularity}")
+    result = retrofit_experiment(source, cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
+    report = write_retrofit_report(out, result, "gatelab " + " ".join(shlex.quote(a) for a in args.argv))
+    console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {report}")
+
+
 def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
     table = Table(title="tasks (--task)")
     for col in ("key", "config", "metric", "description", "paper"):
@@ -406,7 +421,8 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
             "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
-            "install-data": cmd_install_data, "convert": cmd_convert, "eval": cmd_eval}
+            "install-data": cmd_install_data, "convert": cmd_convert, "eval": cmd_eval,
+            "retrofit-gate": cmd_retrofit_gate}
 
 
 def make_console() -> Console:

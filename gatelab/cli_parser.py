@@ -135,6 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", metavar="OUT", help="the model folder to write (refused if it exists, unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a gatelab model folder")
 
+    p = sub.add_parser("retrofit-gate", help="add the G1 output gate (Qiu et al. 2025) to every attn layer of a "
+                       "trained model (unchanged at step 0), fine-tune it and the ungated model alike, and measure "
+                       "attention sink, massive activations and W8A8 before and after")
+    p.add_argument("source", metavar="RUN_OR_HF", help="a gatelab lm run folder or saved model folder with attn "
+                   "layers, or a pretrained Llama-family model (smollm2, a folder with config.json and *.safetensors, "
+                   "a .gguf), converted first as gatelab convert does")
+    p.add_argument("--data", help="corpus of the fine-tunes and measurements (default: the source run's, else ptb)")
+    p.add_argument("--steps", type=number(int, "[1, inf)"), default=200, help="fine-tuning steps per arm and seed")
+    p.add_argument("--lr", type=number(float, "(0, inf)"), default=3e-4, help="peak AdamW learning rate")
+    p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=8)
+    p.add_argument("--seq-len", type=number(int, "[2, inf)"), help="window length (default: the source run's, "
+                   "else 256)")
+    p.add_argument("--bos", action=argparse.BooleanOptionalAction, help="start every window with the tokenizer's "
+                   "BOS token (default: as the source run did, else not)")
+    p.add_argument("--granularity", choices=["elementwise", "headwise"], default="elementwise")
+    p.add_argument("--seeds", type=number(int, "[1, inf)"), default=1, help="fine-tune seeds per arm")
+    p.add_argument("--eval-tokens", type=number(int, "[1, inf)"), default=16384,
+                   help="leading test tokens every model is measured on")
+    p.add_argument("--device", default="cpu", help="where the fine-tunes train: cpu, cuda, cuda:N")
+    p.add_argument("--out", help="output folder (default runs/retrofit-<source>-<granularity>; re-running resumes "
+                   "there)")
+    p.add_argument("--overwrite", action="store_true", help="replace model folders and runs of another source or "
+                   "configuration in --out")
+    p.add_argument("--no-progress", action="store_true")
+
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", choices=PRESETS,
                    help="MQAR: default (the main job, minutes), quick (seconds), recall-vs-state (every mixer at "
