@@ -1,0 +1,1 @@
+"""Pretrained models: loading, conversion to gatelab models, and linearization (``linearize``)."""
