@@ -1,0 +1,71 @@
+"""``gatelab linearize``: linearized model folders, LoRA fine-tuning runs, the recovered fraction and the decoding
+state, end to end on a tiny model."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from gatelab.cli import main
+from gatelab.hf import save_run_model
+from gatelab.models.lm import DecoderLM, ModelConfig
+from gatelab.tasks.text.tokenizers import WordTokenizer
+
+WORDS = "the cat sat on a mat and the dog ran to the red door while birds sang".split()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A tiny attention model folder with its word tokenizer, and a text folder it is tuned and tested on."""
+    root = tmp_path_factory.mktemp("linearize")
+    g = torch.Generator().manual_seed(0)
+    lines = [" ".join(WORDS[i] for i in torch.randint(0, len(WORDS), (12,), generator=g)) for _ in range(120)]
+    data = root / "text"
+    data.mkdir()
+    for split, part in (("train", lines[:80]), ("valid", lines[80:100]), ("test", lines[100:])):
+        (data / f"{split}.txt").write_text("\n".join(part) + "\n")
+    tokenizer = WordTokenizer.train("\n".join(lines))
+    cfg = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
+                      mixer_options={"attn": {"n_kv_heads": 2}})
+    save_run_model(DecoderLM(cfg), root / "teacher", tokenizer)
+    return root
+
+
+def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
+    out = source / "out"
+    code = main(["linearize", str(source / "teacher"), "--to", "liger,gla", "--data", str(source / "text"),
+                 "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--window", "4", "--contexts", "8,32",
+                 "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    teacher = results["teacher"]
+    assert teacher["state"][1]["state_bytes"] == 4 * teacher["state"][0]["state_bytes"]   # the KV cache grows
+    kept = load_file(source / "teacher" / "model.safetensors")
+    for to in ("liger", "gla"):
+        r = results["targets"][to]
+        assert r["steps"] == 2 and r["tokens"] == 2 * 2 * 16
+        assert r["recovered"] == pytest.approx(teacher["test_ppl"] / r["test_ppl_tuned"])
+        assert r["run_test_ppl"] == pytest.approx(r["test_ppl_tuned"], rel=1e-4)    # the run saw the same windows
+        assert r["state"][0]["state_bytes"] == r["state"][1]["state_bytes"] > 0     # constant once the window is full
+        linearized = load_file(out / "models" / to / "model.safetensors")
+        assert all(torch.equal(linearized[k], v) for k, v in kept.items())
+        assert (out / "runs" / to / "result.json").is_file()
+    assert "| liger | liger |" in (out / "report.md").read_text()
+    assert "state bytes @ 32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--to", "liger,mamba"], "unknown target 'mamba'; choose from liger, gla, swa, linear_attn"),
+    (["--to", "gla,gla"], "names a target twice"),
+    (["--steps", "0"], "--steps: 0 is out of range"),
+    (["--seq-len", "1"], "--seq-len: 1 is out of range"),
+])
+def test_bad_flags_are_one_line_errors(source, capsys, argv, message):
+    assert main(["linearize", str(source / "teacher"), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_gatelab_model_is_refused(tmp_path, capsys):
+    assert main(["linearize", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "is not a gatelab run or model folder" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
