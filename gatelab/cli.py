@@ -117,11 +117,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     cfg = read_config(args.config) if args.config else TrainConfig()
     task = args.task or cfg.task
     data = {data_field(task): args.data} if args.data is not None else {}
-    task_defaults = model_defaults(task) if not args.config else []
     mixer = args.hybrid if args.hybrid is not None else args.mixer
-    given = {"model.mixer": mixer, **data, "log": args.log}
-    cfg = apply_overrides(cfg, [f"task={task}", *task_defaults, *(args.set or [])],
-                          values={k: v for k, v in given.items() if v is not None})
+    given = {k: v for k, v in {"model.mixer": mixer, **data, "log": args.log}.items() if v is not None}
+    cfg = apply_overrides(cfg, [f"task={task}", *(args.set or [])], values=given)
+    if not args.config and not cfg.init_from:   # (with init_from the model is the folder's)
+        cfg = apply_overrides(cfg, [*model_defaults(task), *(args.set or [])], values=given)
     check_device(cfg.device)
     check_available(cfg.log)
     check_buildable(cfg)

@@ -58,7 +58,7 @@ def test_every_numeric_field_of_every_user_config_has_a_range():
     assert {"TrainConfig", "MQARTaskConfig", "LMTaskConfig", "ModelConfig", "OptimConfig", "MQARConfig",
             "CompareGrid", "ListOpsConfig", "LRATextConfig", "PathfinderConfig", "LRAImageConfig",
             "SelectiveCopyingConfig", "InductionHeadsConfig", "ForecastConfig", "ClassifierConfig",
-            "ForecasterConfig"} <= classes
+            "ForecasterConfig", "LoRAConfig"} <= classes
     for cls in _user_configs():
         ranges = getattr(cls, "RANGES", {})
         assert sorted(ranges) == sorted(numeric_fields(cls)), cls.__name__   # every number, and no stale name

@@ -86,7 +86,8 @@ def load_trained(run_dir: str | Path) -> Trained:
     if cfg.task != "lm":
         raise ValueError(f"{run_dir} is a {cfg.task} run; analyze measures language models (train with --task lm)")
     hf, tokenizer = load_run(run_dir)
-    tok, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
+    tok, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache,
+                                    tokenizer if cfg.lm.tokenizer == "model" else None)
     if tokenizer is not None:
         check_same_tokenizer(tokenizer.to_dict(), tok, f"the model in {run_dir}")
     return Trained(hf.model.eval(), cfg, streams, bos_id(tok) if cfg.lm.bos else None)

@@ -104,23 +104,25 @@ def _check_weights(file: Path, config: GatelabConfig) -> None:
                           f"architecture?); tensors {found}")
 
 
-def _read_tokenizer(file: Path, model: GatelabForCausalLM) -> Tokenizer:
+def read_tokenizer(file: Path, config: GatelabConfig) -> Tokenizer:
+    """The tokenizer saved beside a model (``gatelab_tokenizer.json``), refused if its fingerprint differs from the
+    one the model's config records."""
     data = _read_json(file)
     try:
         tokenizer = tokenizer_from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"{file} is not a gatelab tokenizer: {e}") from None
-    expected = model.config.tokenizer_fingerprint
+    expected = config.tokenizer_fingerprint
     if expected and expected != fingerprint(tokenizer):
         raise ConfigError(f"tokenizer mismatch in {file.parent}: the model was trained with tokenizer {expected}, "
                           f"but {TOKENIZER_FILE} holds {fingerprint(tokenizer)}")
     return tokenizer
 
 
-def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
-    """The model and tokenizer of a run folder (or of a saved model folder), loaded offline. A missing, truncated or
-    foreign config.json, model.safetensors or tokenizer file is a ConfigError that names the file, and so is a
-    tokenizer whose fingerprint differs from the one recorded in the model's config."""
+def saved_model(path: str | Path) -> tuple[Path, GatelabConfig]:
+    """The folder holding the saved model of a run folder (its ``model/``) or of a saved model folder, and the
+    model's config, with its ``model.safetensors`` checked against that config (names and shapes). A missing,
+    truncated or foreign file is a ConfigError that names it."""
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"no saved model in {path}: not a folder")
@@ -134,10 +136,18 @@ def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
                           "(written when a run finishes) or a folder written by save_pretrained")
     config = _read_config(folder / "config.json")
     _check_weights(folder / SAFE_WEIGHTS_NAME, config)
+    return folder, config
+
+
+def load_run(path: str | Path) -> tuple[GatelabForCausalLM, Tokenizer | None]:
+    """The model and tokenizer of a run folder (or of a saved model folder), loaded offline. A missing, truncated or
+    foreign config.json, model.safetensors or tokenizer file is a ConfigError that names the file, and so is a
+    tokenizer whose fingerprint differs from the one recorded in the model's config."""
+    folder, config = saved_model(path)
     with quiet_transformers():
         model = GatelabForCausalLM.from_pretrained(folder, config=config, local_files_only=True)
-    tokenizer = _read_tokenizer(folder / TOKENIZER_FILE, model) if (folder / TOKENIZER_FILE).exists() else None
+    tokenizer = read_tokenizer(folder / TOKENIZER_FILE, config) if (folder / TOKENIZER_FILE).exists() else None
     return model.eval(), tokenizer
 
 
-__all__ = ["load_run", "save_run_model", "to_hf"]
+__all__ = ["load_run", "read_tokenizer", "save_run_model", "saved_model", "to_hf"]

@@ -79,6 +79,10 @@ class ModelConfig:
         pre-transformer, a looped transformer iterated ``loop`` times and a post-transformer: ``loop_pre`` first
         layers and ``loop_post`` last layers run once, before and after the loop over the layers between them
         (default 0 and 0: the whole stack loops).
+    learned_initial_state: every application of a block whose mixer keeps a recurrent memory (gla, hgrn, mamba,
+        ...) starts a sequence from a learned memory (parameters ``initial_states.<application>``, zeros at first)
+        instead of zeros: initial-state tuning (Lina-Speech, Lemerle et al. 2024, arXiv 2410.23320; see
+        ``gatelab.models.initial_state``), which ``train.tune=initial_state`` turns on and trains alone.
     """
 
     vocab_size: int = 512
@@ -105,6 +109,7 @@ class ModelConfig:
     loop: int = 1
     loop_pre: int = 0
     loop_post: int = 0
+    learned_initial_state: bool = False
 
     RANGES: ClassVar[dict[str, str]] = {"vocab_size": "[1, inf)", "d_model": "[1, inf)", "n_layers": "[1, inf)",
                                         "n_heads": "[1, inf)", "d_ff": "[0, inf)", "short_conv": "[0, inf)",

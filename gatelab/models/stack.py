@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..config import ConfigError, check_ranges
-from ..layers.base import TokenMixer
+from ..layers.base import TokenMixer, no_weight_decay
 from ..layers.conv import ShortConv
 from ..layers.norm import build_norm
 from ..layers.token.bidirectional import bidirectional_mixer
@@ -18,6 +18,7 @@ from ..registry import CHANNEL_MIXERS, MIXERS, RESIDUALS
 from .block import Block, finish_stream
 from .chain import check_chains
 from .config import ModelConfig
+from .initial_state import build_initial_states, expand_initial_states, memory_shape
 
 LENGTHS = "lengths"   # the carry key of the unpadded lengths [B] that non-causal mixers mask padding with
 
@@ -87,7 +88,33 @@ class BlockStack(nn.Module):
                               f"widths {sorted(widths)}; they share one lower_bounds table, so give them one width")
         self.lower_bounds = nn.Parameter(torch.zeros(config.n_layers, widths.pop())) if widths else None
         self.norm = build_norm(config.norm, config.d_model, config.norm_eps, chains=config.chains)
+        self.initial_states = self._learned_initial_states() if config.learned_initial_state else None
         self._applied_aux: dict[str, torch.Tensor] = {}   # the channel mixers' aux losses of the last forward
+
+    def _learned_initial_states(self) -> nn.ParameterDict:
+        """``config.learned_initial_state``: a learned recurrent memory for every application of a block whose
+        mixer keeps one (``gatelab.models.initial_state``), exempt from weight decay (it is a state, not a weight:
+        decay would pull it back to zeros)."""
+        config, schedule = self.config, self.config.schedule()
+        if config.bidirectional:
+            raise ConfigError("model.learned_initial_state=true: a learned initial state starts a causal scan; a "
+                              "bidirectional model has none")
+        shapes = {key: memory_shape(lambda key=key: self._mixer(key), config.d_model) for key in set(schedule)}
+        learned = build_initial_states([shapes[schedule[i]] for i in config.layer_order()])
+        if not len(learned):
+            raise ConfigError(f"model.learned_initial_state=true, but no mixer of {sorted(set(schedule))} keeps a "
+                              "recurrent memory to learn (gla, hgrn, hgrn2, gdn, deltanet, mamba, mamba2, retnet, "
+                              "linear_attn, based and liger do); attention's KV cache has no learned form")
+        no_weight_decay(learned, *learned.keys())
+        return learned
+
+    def start_states(self, batch_size: int) -> list[Any]:
+        """The state each application of a block starts a sequence from: the learned one where the model has one
+        (``config.learned_initial_state``), else None (the mixer's default, zeros)."""
+        if self.initial_states is None:
+            return [None] * len(self.config.layer_order())
+        blocks = [self.blocks[i] for i in self.config.layer_order()]
+        return expand_initial_states(self.initial_states, blocks, batch_size)
 
     def _mixer(self, key: str) -> TokenMixer:
         """The token mixer of one layer, in the model's direction(s)."""
@@ -132,7 +159,7 @@ class BlockStack(nn.Module):
         state ``[B, T, d_model]`` and each layer's mixer state. ``lengths [B]``: the unpadded length of each
         right-padded sequence (a bidirectional model masks the padding with it)."""
         order, bounds = self.config.layer_order(), self.layer_lower_bounds()
-        states = states if states is not None else [None] * len(order)
+        states = states if states is not None else self.start_states(x.shape[0])
         new_states, carry = [], {} if lengths is None else {LENGTHS: lengths}
         self._applied_aux = {}
         for i, state in zip(order, states, strict=True):
@@ -174,7 +201,9 @@ class BlockStack(nn.Module):
         return [bounds[i] if i > 0 and b.mixer.lower_bound_dim else None for i, b in enumerate(self.blocks)]
 
     def init_states(self, batch_size: int) -> list[Any]:
-        return [self.blocks[i].init_state(batch_size) for i in self.config.layer_order()]
+        """Each application's state before the first token (with its learned memory, where there is one)."""
+        default = [self.blocks[i].init_state(batch_size) for i in self.config.layer_order()]
+        return [s if s is not None else d for s, d in zip(self.start_states(batch_size), default, strict=True)]
 
     def state_size(self, seq_len: int) -> int:
         """Floats held per sequence by all token mixers (and short convolutions) after seq_len tokens, counted

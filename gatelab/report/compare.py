@@ -295,11 +295,13 @@ def print_summary(records: list[dict[str, Any]], task: str = "mqar", console: Co
 # does not set them keeps the folder it had (and resumes there).
 TASK_FIELDS = ("listops", "lra_text", "pathfinder", "lra_image", "selective_copying", "induction_heads", "forecast",
                "classifier", "forecaster")
+FINETUNE_FIELDS = ("init_from", "init_from_sha256", "tune", "lora")
 LATER_FIELDS: dict[str, Any] = {"backend": "auto", "compile": False, "log": [], "mlflow_uri": "",
-                                **{k: to_dict(TrainConfig())[k] for k in TASK_FIELDS}}
+                                **{k: to_dict(TrainConfig())[k] for k in TASK_FIELDS + FINETUNE_FIELDS}}
 LATER_MODEL_FIELDS: dict[str, Any] = {"channel_options": {}, "residual": "add", "residual_options": {}, "chains": 1,
                                       "bidirectional": False, "bidirectional_params": "shared",
-                                      "bidirectional_combine": "mean", "loop": 1, "loop_pre": 0, "loop_post": 0}
+                                      "bidirectional_combine": "mean", "loop": 1, "loop_pre": 0, "loop_post": 0,
+                                      "learned_initial_state": False}
 
 
 def grid_fingerprint(grid: Any) -> str:

@@ -18,6 +18,7 @@ from ..tasks.mqar import MQARConfig
 from ..tasks.series import ForecastConfig
 from ..tasks.synthetic import InductionHeadsConfig, SelectiveCopyingConfig
 from ..tasks.text.cache import tokenizer_key
+from .finetune import LoRAConfig, lora_targets, resolve_init_from
 from .optim import OptimConfig
 from .tasks import task_class
 
@@ -62,15 +63,16 @@ class MQARTaskConfig:
 @dataclass(kw_only=True)
 class LMTaskConfig:
     """Language modelling. ``data``: a corpus (ptb, imdb, shakespeare, kjv) or a folder of train/valid/test text
-    files. ``tokenizer``: word (PTB's protocol), byte, gpt2 (GPT-2 BPE) or bpe (trained on the corpus);
-    ``vocab_size`` caps the word vocabulary (0: every word) or sets the BPE size (0: 8192). Windows of ``seq_len``
+    files. ``tokenizer``: word (PTB's protocol), byte, gpt2 (GPT-2 BPE), bpe (trained on the corpus) or model (the
+    tokenizer saved beside the weights of ``init_from``, whatever its kind); ``vocab_size`` caps the word
+    vocabulary (0: every word) or sets the BPE size (0: 8192). Windows of ``seq_len``
     tokens. ``eval_tokens`` > 0 evaluates on that many leading tokens of valid and test only (for quick checks;
     0 means the whole splits). ``cache`` keeps tokenised corpora as memory-mapped arrays in the data folder.
     ``bos`` starts every training and evaluation window with the tokenizer's beginning-of-sequence token
     (``<eos>`` for words, byte 0, ``<|endoftext|>`` for the BPEs), a fixed first token for attention sinks."""
 
     data: str = "ptb"
-    tokenizer: Literal["word", "byte", "gpt2", "bpe"] = "word"
+    tokenizer: Literal["word", "byte", "gpt2", "bpe", "model"] = "word"
     vocab_size: int = 0
     seq_len: int = 128
     eval_tokens: int = 0
@@ -82,8 +84,12 @@ class LMTaskConfig:
     def check(self) -> None:
         if not self.data.strip():
             raise ConfigError("lm.data is empty: give a corpus (ptb, imdb, shakespeare, kjv) or a folder of text files")
+        if self.tokenizer == "model" and self.vocab_size:
+            raise ConfigError(f"lm.vocab_size={self.vocab_size}: lm.tokenizer=model uses the vocabulary of the "
+                              "tokenizer saved with the model; leave lm.vocab_size at 0")
         try:
-            tokenizer_key(self.tokenizer, self.vocab_size)
+            if self.tokenizer != "model":
+                tokenizer_key(self.tokenizer, self.vocab_size)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if self.bos and self.seq_len < 2:
@@ -114,6 +120,16 @@ class TrainConfig:
     ``log`` mirrors every metrics.jsonl line and the config to ``tensorboard`` (``<run>/tensorboard/``) and/or
     ``mlflow`` (a local store: ``mlflow_uri``, default ``<out>/mlruns``); see ``gatelab.train.tracking``. Neither
     changes what a run computes.
+
+    Fine-tuning (``gatelab.train.finetune``): ``init_from`` starts the run from saved weights, a gatelab model folder
+    (``config.json`` + ``model.safetensors``, written by ``save_run_model`` or ``save_pretrained``) or a finished lm
+    run folder. The model is that folder's (a ``model`` given as well must agree with it; ``model.dropout`` is the
+    run's), its vocabulary must be the task's (``lm.tokenizer=model`` takes the tokenizer saved with it), and
+    ``resolved()`` records the sha256 of its weights file in ``init_from_sha256``, so a finished run is reused only
+    when it started from the same weights (a sha256 given is checked against the file). ``tune``: what trains:
+    ``full`` every weight, ``lora`` LoRA adapters (``lora``; merged into the weights of the saved model) or
+    ``initial_state`` a learned initial state of each recurrent layer (``model.learned_initial_state``, saved with
+    the model); the rest is frozen. ``lora`` and ``initial_state`` need ``init_from``.
 
     Every numeric field has a range (``RANGES``, here and in the nested configs), checked when the config is built
     (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place
@@ -148,6 +164,10 @@ class TrainConfig:
     compile: bool = False
     log: list[Literal["tensorboard", "mlflow"]] = field(default_factory=list)
     mlflow_uri: str = ""
+    init_from: str = ""
+    init_from_sha256: str = ""
+    tune: Literal["full", "lora", "initial_state"] = "full"
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     RANGES: ClassVar[dict[str, str]] = {"batch_size": "[1, inf)", "grad_accum": "[1, inf)", "max_steps": "[1, inf)",
                                         "eval_every": "[1, inf)", "target_accuracy": "[0, inf]",
@@ -177,9 +197,23 @@ class TrainConfig:
                               "forecaster.channel_independent=true reads each variate alone (the target's forecast "
                               "would see only the target: features S at C times the cost); set "
                               "forecaster.channel_independent=false or forecast.features=S")
+        self._check_finetune()
         if self.backend == "fla" and "mamba" in schedule:   # (its first forward would say so, after the folder starts)
             raise ConfigError("backend=fla: mamba's selective scan has no flash-linear-attention kernel; use "
                               "backend=auto (fla where it has a kernel, gatelab's PyTorch forms elsewhere) or torch")
+
+    def _check_finetune(self) -> None:
+        """``init_from`` is a language model's; ``tune`` other than full and ``lm.tokenizer=model`` need it."""
+        if self.init_from and self.task != "lm":
+            raise ConfigError(f"init_from applies to language models (task=lm); this is task={self.task}")
+        if self.init_from_sha256 and not self.init_from:
+            raise ConfigError("init_from_sha256 pins the weights of init_from, which is not set")
+        if self.tune != "full" and not self.init_from:
+            raise ConfigError(f"tune={self.tune} trains a part of a trained model and freezes the rest; give the "
+                              "model in init_from (a saved model folder or a finished lm run)")
+        if self.task == "lm" and self.lm.tokenizer == "model" and not self.init_from:
+            raise ConfigError("lm.tokenizer=model takes the tokenizer saved beside the weights of init_from, which "
+                              "is not set")
 
     def _check_vig(self) -> None:
         """ViG reads a square 2-D map: a task of square images, without a CLS token that would add a position."""
@@ -201,10 +235,14 @@ class TrainConfig:
 
     def resolved(self, vocab_size: int | None = None) -> TrainConfig:
         """A copy with the fields the task decides filled in: the model's vocabulary (a generated task's from its
-        config, a corpus's from its tokenizer, passed in) and a long enough max_seq_len."""
+        config, a corpus's from its tokenizer, passed in) and a long enough max_seq_len. With ``init_from`` the model
+        is the folder's (its vocabulary checked against ``vocab_size`` when given) and ``init_from_sha256`` the
+        sha256 of its weights (``gatelab.train.finetune.resolve_init_from``)."""
         check_ranges(self)
         own_vocab, longest = task_class(self.task).shape(self)
         vocab_size = own_vocab if own_vocab is not None else vocab_size
+        if self.init_from:
+            return resolve_init_from(self, vocab_size, longest)
         if vocab_size is None:
             raise ValueError("resolving an LM config needs the tokenizer's vocabulary size")
         model = dataclasses.replace(self.model, vocab_size=vocab_size,
@@ -226,12 +264,17 @@ def check_device(device: str) -> None:
 
 def check_buildable(cfg: TrainConfig) -> None:
     """Build the task's model on the meta device (no memory, no weights) so that a mixer option or size the layers
-    reject fails before any data is made or any folder is written; the error names the model settings."""
+    reject fails before any data is made or any folder is written; the error names the model settings. With
+    ``init_from``: the folder's model, and ``tune``'s choices on it (LoRA targets that exist)."""
     from .tasks import task_class
 
+    if cfg.init_from:
+        cfg = cfg.resolved()
     try:
         with torch.device("meta"):
-            task_class(cfg.task).model(cfg)
+            model = task_class(cfg.task).model(cfg)
+        if cfg.tune == "lora":
+            lora_targets(model, cfg.lora.targets)
     except ConfigError:
         raise
     except (RuntimeError, ValueError, TypeError, ZeroDivisionError) as e:

@@ -25,6 +25,7 @@ from .config import TrainConfig
 from .diagnostics import TrainingDiverged, first_nonfinite_gradient, first_nonfinite_module
 from .distributed import World, close_world, init_world, mean_across, shard
 from .files import atomic_file, make_readable, read_json, write_json_atomic
+from .finetune import Tuning, check_source_tokenizer
 from .lock import folder_lock
 from .optim import build_optimizer, lr_at
 from .progress import RunProgress, reporting
@@ -200,6 +201,7 @@ def _result(state: RunState, model: BlockStack, task: Task, world: World, **extr
         "final": state.last_eval,
         "best": state.best,
         "num_params": model.num_params(),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "active_params": model.num_active_params(),
         "state_size": model.state_size(task.max_len),
         "train_seconds": state.train_time,
@@ -217,7 +219,10 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
     seed_everything(cfg.seed)
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
-    model = task.model(cfg).to(device)
+    if cfg.init_from:
+        check_source_tokenizer(cfg.init_from, task.tokenizer)
+    tuning = Tuning(task.model(cfg), cfg)    # init_from's weights, and what trains (train.tune)
+    model = tuning.model.to(device)
     if cfg.compile:
         # this run's model compiles afresh: code compiled for earlier runs of this process (a sweep trains its runs
         # one after another) would count against dynamo's recompile limit, past which it runs eagerly without a word
@@ -306,7 +311,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
         stop(f"non-finite weights after step {state.step}, first in {bad}", state.step)
     result = _result(state, model, task, world)
     if run:
-        save_model(model, task, run.path)
+        save_model(tuning.saved(), task, run.path)
         run.finish(result)
     reporter.ended(name, result)
     return result

@@ -1,4 +1,5 @@
-"""Tokenised corpora cached as memory-mapped arrays, keyed by (corpus, tokenizer, cache version).
+"""Tokenised corpora cached as memory-mapped arrays, keyed by (corpus, tokenizer, cache version); a tokenizer given
+as an object (the one saved with a model) is keyed by its kind and fingerprint.
 
 Layout: ``<data_home>/tokens/<corpus key>/<tokenizer key>-v<CACHE_VERSION>/`` holding ``tokenizer.json``,
 ``meta.json`` and ``{train,valid,test}.bin`` (uint16 when the vocabulary fits, else int32). A cache folder is
@@ -80,28 +81,33 @@ def _write(folder: Path, tok: Tokenizer, texts: dict[str, str], source: str) -> 
     (folder / "meta.json").write_text(json.dumps(meta, indent=2))
 
 
-def tokenized_corpus(data: str, kind: str, vocab_size: int = 0, cache: bool = True
-                     ) -> tuple[Tokenizer, dict[str, np.ndarray]]:
+def tokenized_corpus(data: str, kind: str, vocab_size: int = 0, cache: bool = True,
+                     tokenizer: Tokenizer | None = None) -> tuple[Tokenizer, dict[str, np.ndarray]]:
     """The tokenizer and the token ids of each split of corpus ``data`` (a name or a folder). With ``cache`` the
-    ids are memory-mapped from the cache (built on first use); without it they are computed in memory."""
+    ids are memory-mapped from the cache (built on first use); without it they are computed in memory.
+    ``tokenizer``: this one (the tokenizer saved with a model, ``lm.tokenizer=model``) instead of one of ``kind``."""
+    def make(train_text: str) -> Tokenizer:
+        return tokenizer if tokenizer is not None else build_tokenizer(kind, train_text, vocab_size)
+
     if not cache:
         texts = load_corpus(data)
-        tok = build_tokenizer(kind, texts["train"], vocab_size)
+        tok = make(texts["train"])
         return tok, {s: np.asarray(tok.encode(texts[s]), dtype=np.int64) for s in SPLITS}
-    folder = data_home() / "tokens" / corpus_key(data) / f"{tokenizer_key(kind, vocab_size)}-v{CACHE_VERSION}"
+    key = f"{tokenizer.kind}-{fingerprint(tokenizer)}" if tokenizer is not None else tokenizer_key(kind, vocab_size)
+    folder = data_home() / "tokens" / corpus_key(data) / f"{key}-v{CACHE_VERSION}"
     if not (folder / "meta.json").exists():
         texts = load_corpus(data)
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + ".tmp"))
         try:
-            _write(staging, build_tokenizer(kind, texts["train"], vocab_size), texts, data)
+            _write(staging, make(texts["train"]), texts, data)
             with contextlib.suppress(OSError):   # another process finished the same entry first: same content
                 os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        tok = tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
+        tok = tokenizer or tokenizer_from_dict(json.loads((folder / "tokenizer.json").read_text()))
         streams = {s: np.memmap(folder / f"{s}.bin", dtype=meta["dtype"], mode="r", shape=(meta["lengths"][s],))
                    for s in SPLITS}
     except (OSError, ValueError, KeyError, TypeError) as e:

@@ -39,7 +39,11 @@ class LMTask(Task):
     score_keys = {"valid_ppl": "valid/ppl", "test_ppl": "test/ppl"}
 
     def __init__(self, cfg: TrainConfig):
-        self.tokenizer, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache)
+        from ..finetune import source_tokenizer
+
+        given = source_tokenizer(cfg.init_from) if cfg.lm.tokenizer == "model" else None
+        self.tokenizer, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache,
+                                                   given)
         self.train_stream = streams["train"]
         self.bos = bos_id(self.tokenizer) if cfg.lm.bos else None
         self.eval_windows = {s: windows(streams[s], cfg.lm.seq_len, cfg.lm.eval_tokens, self.bos)
