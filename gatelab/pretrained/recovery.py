@@ -118,12 +118,6 @@ def decoding_state(model: DecoderLM, contexts: list[int]) -> list[dict[str, floa
     return out
 
 
-def trainable_lora_params(model: DecoderLM, rank: int, targets=("q_proj", "k_proj", "v_proj")) -> int:
-    """LoRA's parameters: ``rank * (d_in + d_out)`` for every linear layer named by ``targets``."""
-    return sum(rank * (m.in_features + m.out_features) for name, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets)
-
-
 def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Path,
                       progress: bool = True) -> dict[str, Any]:
     """Linearize ``source`` to every target of ``opts``, fine-tune each, evaluate them beside the teacher; writes
@@ -162,7 +156,7 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
             "recovered_linearized": teacher_ppl / before, "recovered": teacher_ppl / after,
             "run_test_ppl": result.get("final", {}).get("test/ppl"), "steps": result.get("steps"),
             "tokens": opts.steps * opts.batch_size * seq_len, "train_seconds": result.get("train_seconds"),
-            "trainable_params": trainable_lora_params(student, opts.lora_rank),
+            "trainable_params": result.get("trainable_params"),
             "state": decoding_state(tuned, contexts)}
     out.mkdir(parents=True, exist_ok=True)
     staging = out / "results.json.tmp"

@@ -35,13 +35,14 @@ def report_markdown(results: dict[str, Any], command: str) -> str:
              f"{'' if teacher['train_tokens'] is None else format(teacher['train_tokens'], ',')} |"]
     for to, r in results["targets"].items():
         lines.append(f"| {to} | {r['mixer']} | {_ppl(r['test_ppl_linearized'])} | {_ppl(r['test_ppl_tuned'])} | "
-                     f"{_pct(r['recovered_linearized'])} | {_pct(r['recovered'])} | {r['trainable_params']:,} | "
+                     f"{_pct(r['recovered_linearized'])} | {_pct(r['recovered'])} | {r['trainable_params'] or 0:,} | "
                      f"{r['tokens']:,} |")
     lines += ["", f"Recovered = {results['recovered_definition']}.", "", PAPER_NOTE, "",
               "## Decoding state against context length", "",
               "Bytes held by the per-layer decoding states after a context, and the median time of one decoding step "
               "there (one sequence, this machine). The teacher's KV cache grows with the context; the linearized "
-              "models' states stop growing once the window is full.", ""]
+              "models' states are bounded: the recurrent state is constant and a sliding window's cache keeps at "
+              "most max(16, 2 (window - 1)) token slots.", ""]
     contexts = [s["context"] for s in teacher["state"]]
     lines += ["| model | " + " | ".join(f"state bytes @ {n:,}" for n in contexts) + " | "
               + " | ".join(f"ms/token @ {n:,}" for n in contexts) + " |",
