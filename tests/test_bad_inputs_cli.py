@@ -103,6 +103,22 @@ CLI: list[tuple[str, list[str], str]] = [
      names("train.txt", "UTF-8")),
     ("lm-data-no-valid-split", ["train", "--task", "lm", "--data", "{nosplit}", "--out", "{out}"],
      names("valid", "nosplit")),
+    # fine-tuning (init_from, tune, lora)
+    *[(f"finetune-{field}={value}", LM + sets(f"{field}={value}"), names(field, value))
+      for field, value in [("lora.rank", "0"), ("lora.alpha", "0"), ("lora.dropout", "1.0"), ("tune", "half")]],
+    ("finetune-tune-without-init_from", LM + sets("tune=lora"), names("tune=lora", "init_from")),
+    ("finetune-model-tokenizer-without-init_from", LM + sets("lm.tokenizer=model"), names("lm.tokenizer=model",
+                                                                                         "init_from")),
+    ("finetune-init_from-missing", LM + sets("init_from={root}/nothing"), names("init_from", "nothing")),
+    ("finetune-init_from-not-a-model", LM + sets("init_from={corpus}"), names("init_from", "no saved model")),
+    ("finetune-init_from-vocabulary", ["train", "--task", "lm", "--data", "{corpus}", "--out", "{out}"] +
+     sets("init_from={mq}"), names("init_from", "vocabulary of 128 ids")),
+    ("finetune-init_from-other-model", LM + sets("init_from={lm}", "lm.tokenizer=model", "model.d_model=32"),
+     names("model.d_model", "32 given")),
+    ("finetune-lora-target", LM + sets("init_from={lm}", "lm.tokenizer=model", "tune=lora", 'lora.targets=["wq"]'),
+     names("lora.targets", "wq")),
+    ("finetune-initial-state-on-attention", LM + sets("init_from={lm}", "lm.tokenizer=model", "tune=initial_state"),
+     names("tune=initial_state", "recurrent")),
     # --set syntax
     ("set-without-value", TRAIN + ["--set", "batch_size"], names("batch_size", "key.path=value")),
     ("set-unknown-key", TRAIN + sets("foo=1"), names("foo", "valid keys")),

@@ -11,7 +11,7 @@ from safetensors import SafetensorError, safe_open
 from transformers.utils import SAFE_WEIGHTS_NAME
 from transformers.utils import logging as hf_logging
 
-from ..config import ConfigError
+from ..config import ConfigError, read_json_object
 from ..models.lm import DecoderLM
 from ..tasks.text.tokenizers import Tokenizer, fingerprint, tokenizer_from_dict
 from .configuration import GatelabConfig
@@ -56,13 +56,7 @@ def _read_json(file: Path) -> dict:
     """The JSON object in ``file``; a missing, truncated or non-JSON file is a ConfigError that names it."""
     if not file.is_file():
         raise ConfigError(f"{file} is missing: the model folder is incomplete (a run killed while saving?)")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{file} is not valid UTF-8 JSON ({e}): truncated or not written by gatelab") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{file} holds a JSON {type(data).__name__}, not an object: not written by gatelab")
-    return data
+    return read_json_object(file, ": truncated or not written by gatelab")
 
 
 def _read_config(file: Path) -> GatelabConfig:

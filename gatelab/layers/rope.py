@@ -1,38 +1,89 @@
 """Rotary position embedding (Su et al. 2021, RoFormer), rotate-half layout as in LLaMA, optionally on a leading
 fraction of each head's dims only (partial rotary, as Qwen3-Next's ``partial_rotary_factor``), with optional
-context-extension scaling: NTK-aware (a larger base) and YaRN (Peng et al. 2023: per-frequency interpolation
-plus an attention temperature)."""
+context-extension scaling: linear position interpolation (Chen et al. 2023, arXiv 2306.15595), NTK-aware (a larger
+base), Llama 3.1's per-frequency interpolation, and YaRN (Peng et al. 2023, arXiv 2309.00071: per-frequency
+interpolation plus an attention temperature)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
-from ..config import ConfigError
+from ..config import ConfigError, check_ranges
+
+SCALINGS = ("linear", "ntk", "llama3", "yarn")
 
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """How to run a RoPE model beyond its training length ``original_max_len``, by ``factor``.
+    """How to run a RoPE model beyond its training length ``original_max_len``, by ``factor`` (>= 1).
 
-    ``ntk``: base becomes ``base * factor^(D / (D - 2))`` (NTK-aware scaling). ``yarn``: frequencies whose
-    wavelength fits ``original_max_len`` more than ``beta_fast`` times keep their value, those fitting fewer than
-    ``beta_slow`` times are divided by ``factor``, a linear ramp in between; cos and sin are multiplied by
-    ``0.1 ln(factor) + 1`` (so the logits by its square). Both are the identity at factor 1."""
+    ``linear``: every frequency divided by ``factor`` (position interpolation; transformers' ``linear``).
+    ``ntk``: base becomes ``base * factor^(D / (D - 2))`` (NTK-aware scaling). ``llama3`` (Llama 3.1): frequencies
+    whose wavelength is below ``original_max_len / high_freq_factor`` keep their value, those above
+    ``original_max_len / low_freq_factor`` are divided by ``factor``, and in between they are mixed with weight
+    ``s = (original_max_len / wavelength - low_freq_factor) / (high_freq_factor - low_freq_factor)`` on the kept
+    value. ``yarn``: frequencies whose wavelength fits ``original_max_len`` more than ``beta_fast`` times keep their
+    value, those fitting fewer than ``beta_slow`` times are divided by ``factor``, a linear ramp in between; cos and
+    sin are multiplied by ``attention_factor``, by default ``0.1 ln(factor) + 1`` (so the logits by its square).
+    All are the identity at factor 1 (yarn with the default attention factor). Options of another kind than the
+    one chosen must keep their defaults."""
 
-    kind: Literal["ntk", "yarn"]
+    kind: Literal["linear", "ntk", "llama3", "yarn"]
     factor: float
     original_max_len: int
     beta_fast: float = 32.0
     beta_slow: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    attention_factor: float | None = None
+
+    RANGES: ClassVar[dict[str, str]] = {"factor": "[1, inf)", "original_max_len": "[1, inf)",
+                                        "beta_fast": "(0, inf)", "beta_slow": "(0, inf)",
+                                        "low_freq_factor": "(0, inf)", "high_freq_factor": "(0, inf)",
+                                        "attention_factor": "(0, inf)"}
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCALINGS:
+            raise ConfigError(f"rope_scaling.kind={self.kind!r} is not a RoPE scaling; choose one of "
+                              f"{', '.join(SCALINGS)}")
+        check_ranges(self, "rope_scaling")
+
+    def check(self) -> None:
+        """Options only the chosen kind reads must keep their defaults; llama3 and yarn need ordered bounds."""
+        own = {"llama3": ("low_freq_factor", "high_freq_factor"),
+               "yarn": ("beta_fast", "beta_slow", "attention_factor")}
+        defaults = {"beta_fast": 32.0, "beta_slow": 1.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                    "attention_factor": None}
+        for kind, names in own.items():
+            for name in names:
+                if kind != self.kind and getattr(self, name) != defaults[name]:
+                    raise ConfigError(f"rope_scaling.{name}={getattr(self, name)} applies to kind {kind!r} only; "
+                                      f"this is kind {self.kind!r} (leave it at {defaults[name]})")
+        if self.kind == "llama3" and self.high_freq_factor <= self.low_freq_factor:
+            raise ConfigError(f"rope_scaling: high_freq_factor={self.high_freq_factor} must exceed "
+                              f"low_freq_factor={self.low_freq_factor}")
+        if self.kind == "yarn" and self.beta_fast <= self.beta_slow:
+            raise ConfigError(f"rope_scaling: beta_fast={self.beta_fast} must exceed beta_slow={self.beta_slow}")
 
 
 def _yarn_correction_dim(rotations: float, dim: int, base: float, max_len: int) -> float:
     """The frequency index whose wavelength fits ``max_len`` exactly ``rotations`` times."""
     return dim * math.log(max_len / (rotations * 2 * math.pi)) / (2 * math.log(base))
+
+
+def _llama3(inv_freq: torch.Tensor, s: RopeScaling) -> torch.Tensor:
+    """Llama 3.1's frequencies ``[D/2]`` from the unscaled ones (see ``RopeScaling``)."""
+    wavelength = 2 * math.pi / inv_freq                                                   # (D/2,)
+    low_wavelength = s.original_max_len / s.low_freq_factor      # longer waves: interpolated by factor
+    high_wavelength = s.original_max_len / s.high_freq_factor    # shorter waves: kept
+    smooth = (s.original_max_len / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+    mixed = (1 - smooth) * inv_freq / s.factor + smooth * inv_freq                        # (D/2,)
+    out = torch.where(wavelength > low_wavelength, inv_freq / s.factor, mixed)
+    return torch.where(wavelength < high_wavelength, inv_freq, out)
 
 
 def rope_frequencies(head_dim: int, base: float, scaling: RopeScaling | None, dtype: torch.dtype,
@@ -41,18 +92,25 @@ def rope_frequencies(head_dim: int, base: float, scaling: RopeScaling | None, dt
     rotary), and the factor applied to cos and sin."""
     half = head_dim // 2
     idx = torch.arange(half, device=device, dtype=dtype)                                 # (D/2,)
-    if scaling is None or scaling.factor == 1.0:
-        return base ** (-idx / half), 1.0
+    plain = base ** (-idx / half)                                                         # (D/2,)
+    if scaling is None or (scaling.factor == 1.0 and scaling.attention_factor is None):
+        return plain, 1.0
+    if scaling.kind == "linear":
+        return plain / scaling.factor, 1.0
+    if scaling.kind == "llama3":
+        return _llama3(plain, scaling), 1.0
     if scaling.kind == "ntk":  # a 2-dim head has the one frequency base^0 = 1, whatever the base
         exponent = head_dim / (head_dim - 2) if head_dim > 2 else 0.0
         return (base * scaling.factor ** exponent) ** (-idx / half), 1.0
-    extrapolated = base ** (-idx / half)                                                  # (D/2,)
-    interpolated = extrapolated / scaling.factor
+    interpolated = plain / scaling.factor
     low = max(math.floor(_yarn_correction_dim(scaling.beta_fast, head_dim, base, scaling.original_max_len)), 0)
     high = min(math.ceil(_yarn_correction_dim(scaling.beta_slow, head_dim, base, scaling.original_max_len)),
                head_dim - 1)
     ramp = ((idx - low) / max(high - low, 1e-3)).clamp(0, 1)                              # 0: keep, 1: interpolate
-    return extrapolated * (1 - ramp) + interpolated * ramp, 0.1 * math.log(scaling.factor) + 1.0
+    attention = scaling.attention_factor
+    if attention is None:
+        attention = 0.1 * math.log(scaling.factor) + 1.0
+    return plain * (1 - ramp) + interpolated * ramp, attention
 
 
 def rotary_dim(head_dim: int, fraction: float) -> int:

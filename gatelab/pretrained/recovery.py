@@ -1,10 +1,12 @@
 """Linearize a trained model to each target, fine-tune every linearized model with LoRA as an ordinary gatelab run,
 and measure how much of the teacher it recovers (Liger: Lan et al. 2025, arXiv 2503.01496).
 
-Layout of ``out``: ``models/<target>/`` the linearized model before fine-tuning (a gatelab model folder, the run's
-``init_from``), ``runs/<target>/`` its fine-tuning run, ``results.json`` and ``report.md``. Teacher and students
-are evaluated here on the same test windows (the source's tokenizer on the test split of ``data``). The recovered
-fraction is ``teacher perplexity / student perplexity``; the paper's 93% is a ratio of mean zero-shot accuracies.
+Layout of ``out``: ``teacher/`` a pretrained source converted to a gatelab model (``gatelab convert``; a gatelab
+source is read where it is), ``models/<target>/`` the linearized model before fine-tuning (a gatelab model folder,
+the run's ``init_from``), ``runs/<target>/`` its fine-tuning run, ``results.json`` and ``report.md``. Teacher and
+students are evaluated here on the same test windows (the source's tokenizer on the test split of ``data``). The
+recovered fraction is ``teacher perplexity / student perplexity``; the paper's 93% is a ratio of mean zero-shot
+accuracies.
 """
 from __future__ import annotations
 
@@ -28,7 +30,9 @@ from ..tasks.text.windows import windows
 from ..train.config import TrainConfig
 from ..train.sweep import finished_result, run_or_resume
 from ..train.tasks.lm import perplexity
+from .export import convert_to_folder
 from .linearize import linearize
+from .source import read_json
 
 DECODE_STEPS = 8
 
@@ -64,12 +68,28 @@ class Teacher:
     train_tokens: int | None     # tokens the teacher trained on, when the source is a gatelab run
 
 
-def load_teacher(source: str | Path) -> Teacher:
-    """The model and tokenizer of a gatelab lm run or saved model folder, with the run's length and BOS setting."""
+def gatelab_folder(path: Path) -> bool:
+    """Whether ``path`` is a gatelab lm run folder or a saved gatelab model folder."""
+    return path.is_dir() and ((path / "model" / "config.json").is_file()
+                              or read_json(path / "config.json").get("model_type") == "gatelab")
+
+
+def converted_teacher(source: str, out: Path) -> Path:
+    """``out/teacher``: the pretrained ``source`` converted to a gatelab model folder (``gatelab convert``), reused
+    when a previous run converted the same source there."""
+    folder = out / "teacher"
+    if read_json(folder / "conversion.json").get("source") != source:
+        convert_to_folder(source, folder, overwrite=True)
+    return folder
+
+
+def load_teacher(source: str | Path, out: Path) -> Teacher:
+    """The model and tokenizer of a gatelab lm run or saved model folder, with the run's length and BOS setting; any
+    other source (``smollm2``, a Hugging Face folder, a GGUF) is converted into ``out/teacher`` first, and its
+    windows start with the model's BOS token, as its pretraining documents did."""
     path = Path(source)
-    if not (path / "config.json").is_file() and not (path / "model" / "config.json").is_file():
-        raise ConfigError(f"{source} is not a gatelab run or model folder (no config.json); convert a Hugging Face "
-                          "model first: gatelab convert --hf PATH --to gatelab OUT, then linearize OUT")
+    if not gatelab_folder(path):
+        path = converted_teacher(str(source), out)
     hf, tokenizer = load_run(path)
     if tokenizer is None:
         raise ConfigError(f"{source} has no tokenizer ({path}/model/gatelab_tokenizer.json): linearize needs a "
@@ -77,7 +97,8 @@ def load_teacher(source: str | Path) -> Teacher:
     run = json.loads((path / "config.json").read_text()) if (path / "model").is_dir() else {}
     lm = run.get("lm", {})
     tokens = run["max_steps"] * run["batch_size"] * run.get("grad_accum", 1) * lm["seq_len"] if lm else None
-    return Teacher(hf.model.float().eval(), tokenizer, lm.get("seq_len", 1024), lm.get("bos", False), tokens)
+    bos = lm.get("bos", (path / "conversion.json").is_file())
+    return Teacher(hf.model.float().eval(), tokenizer, lm.get("seq_len", 1024), bos, tokens)
 
 
 def finetune_config(opts: LinearizeOptions, init_from: Path, seq_len: int, bos: bool) -> TrainConfig:
@@ -123,7 +144,7 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
     """Linearize ``source`` to every target of ``opts``, fine-tune each, evaluate them beside the teacher; writes
     ``results.json`` (returned) into ``out``. A finished fine-tuning run of the same config is reused."""
     out = Path(out)
-    teacher = load_teacher(source)
+    teacher = load_teacher(source, out)
     seq_len = opts.seq_len or teacher.seq_len
     contexts = [n for n in opts.contexts if n <= teacher.model.config.max_seq_len]
     bos = bos_id(teacher.tokenizer) if teacher.bos else None

@@ -121,15 +121,16 @@ class TrainConfig:
     ``mlflow`` (a local store: ``mlflow_uri``, default ``<out>/mlruns``); see ``gatelab.train.tracking``. Neither
     changes what a run computes.
 
-    Fine-tuning (``gatelab.train.finetune``): ``init_from`` starts the run from saved weights, a gatelab model folder
-    (``config.json`` + ``model.safetensors``, written by ``save_run_model`` or ``save_pretrained``) or a finished lm
-    run folder. The model is that folder's (a ``model`` given as well must agree with it; ``model.dropout`` is the
-    run's), its vocabulary must be the task's (``lm.tokenizer=model`` takes the tokenizer saved with it), and
-    ``resolved()`` records the sha256 of its weights file in ``init_from_sha256``, so a finished run is reused only
-    when it started from the same weights (a sha256 given is checked against the file). ``tune``: what trains:
-    ``full`` every weight, ``lora`` LoRA adapters (``lora``; merged into the weights of the saved model) or
-    ``initial_state`` a learned initial state of each recurrent layer (``model.learned_initial_state``, saved with
-    the model); the rest is frozen. ``lora`` and ``initial_state`` need ``init_from``.
+    Fine-tuning (``gatelab.train.finetune``): ``init_from`` starts the run from saved weights, a gatelab model
+    folder (``config.json`` + ``model.safetensors``, written by ``save_run_model`` or ``save_pretrained``) or a
+    finished lm run folder. The model is that folder's (a ``model`` field given as well, one set away from the
+    defaults of TrainConfig and of ModelConfig, must agree with it; ``model.dropout`` is the run's), its vocabulary
+    must be the task's (``lm.tokenizer=model`` takes the tokenizer saved with it), and ``resolved()`` records the
+    sha256 of its weights file in ``init_from_sha256``, so a finished run is reused only when it started from the
+    same weights (a sha256 given is checked against the file). ``tune``: what trains: ``full`` every weight,
+    ``lora`` LoRA adapters (``lora``; merged into the weights of the saved model) or ``initial_state`` a learned
+    initial state of each recurrent layer (``model.learned_initial_state``, saved with the model); the rest is
+    frozen. ``lora`` and ``initial_state`` need ``init_from``.
 
     Every numeric field has a range (``RANGES``, here and in the nested configs), checked when the config is built
     (``from_dict``, ``apply_overrides``, the constructor) and again by ``resolved()``, so a config edited in place

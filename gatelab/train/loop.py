@@ -303,7 +303,7 @@ def _train(cfg: TrainConfig, run_dir: str | Path | None, reporter: RunProgress, 
             if checkpoint:
                 save_checkpoint(run.path / CHECKPOINT, model, opt, dataclasses.asdict(state))
                 if cfg.keep_checkpoints:
-                    save_weights(model, run.path / "checkpoints" / f"step-{step + 1:06d}.safetensors")
+                    save_weights(tuning.saved(), run.path / "checkpoints" / f"step-{step + 1:06d}.safetensors")
         reporter.stepped(name, step + 1, cfg.max_steps, record["loss"], state.last_eval)
         if "eval/accuracy" in record and record["eval/accuracy"] >= cfg.target_accuracy:
             break

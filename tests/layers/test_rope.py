@@ -1,11 +1,12 @@
-"""Rotary embedding with a partial rotary (``rotary_fraction``): closed form, transformers' layout, errors."""
+"""Rotary embedding with a partial rotary (``rotary_fraction``) and context-extension scaling (linear, llama3, yarn
+against transformers): closed form, transformers' layout, errors."""
 import math
 
 import pytest
 import torch
 
 from gatelab.config import ConfigError
-from gatelab.layers.rope import RopeScaling, RotaryEmbedding
+from gatelab.layers.rope import RopeScaling, RotaryEmbedding, rope_frequencies
 from gatelab.registry import MIXERS
 
 
@@ -88,3 +89,68 @@ def test_rotary_fraction_needs_rope():
 @pytest.mark.parametrize("key", ["attn", "gated_attn", "swa", "liger"])
 def test_attention_mixers_pass_the_fraction_to_their_rope(key):
     assert MIXERS.get(key)(16, n_heads=2, rotary_fraction=0.25).rope.rotary_dim == 2
+
+
+def transformers_frequencies(rope_parameters, head_dim=32, max_len=64):
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    config = LlamaConfig(hidden_size=4 * head_dim, num_attention_heads=4, max_position_embeddings=max_len,
+                         rope_parameters=dict(rope_parameters))
+    return ROPE_INIT_FUNCTIONS[rope_parameters["rope_type"]](config, "cpu")
+
+
+@pytest.mark.parametrize("params,scaling", [
+    ({"rope_type": "linear", "factor": 4.0}, RopeScaling("linear", 4.0, 64)),
+    ({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 32}, RopeScaling("llama3", 8.0, 32)),
+    ({"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 2.0, "high_freq_factor": 16.0,
+      "original_max_position_embeddings": 128}, RopeScaling("llama3", 4.0, 128, low_freq_factor=2.0,
+                                                            high_freq_factor=16.0)),
+    ({"rope_type": "yarn", "factor": 4.0, "attention_factor": 0.8, "original_max_position_embeddings": 16},
+     RopeScaling("yarn", 4.0, 16, attention_factor=0.8)),
+])
+def test_linear_llama3_and_yarn_match_transformers(params, scaling):
+    theirs, their_factor = transformers_frequencies({**params, "rope_theta": 10000.0})
+    ours, our_factor = rope_frequencies(32, 10000.0, scaling, torch.float64)
+    torch.testing.assert_close(ours, theirs.double(), rtol=1e-6, atol=1e-9)   # theirs is float32
+    assert our_factor == pytest.approx(their_factor)
+
+
+@pytest.mark.parametrize("kind", ["linear", "llama3"])
+def test_linear_and_llama3_at_factor_one_are_the_identity(kind):
+    x = torch.randn(2, 9, 3, 16, dtype=torch.float64)
+    assert torch.equal(RotaryEmbedding(16)(x, 4), RotaryEmbedding(16, scaling=RopeScaling(kind, 1.0, 8))(x, 4))
+
+
+def test_llama3_keeps_short_waves_and_divides_long_ones():
+    plain, _ = rope_frequencies(32, 10000.0, None, torch.float64)
+    ours, _ = rope_frequencies(32, 10000.0, RopeScaling("llama3", 8.0, 64), torch.float64)
+    wavelength = 2 * math.pi / plain
+    torch.testing.assert_close(ours[wavelength < 16], plain[wavelength < 16])              # 64 / high_freq_factor
+    torch.testing.assert_close(ours[wavelength > 64], plain[wavelength > 64] / 8)          # 64 / low_freq_factor
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(kind="linear", factor=0.5, original_max_len=8), r"rope_scaling.factor=0.5 is out of range"),
+    (dict(kind="linear", factor=2.0, original_max_len=0), r"rope_scaling.original_max_len=0 is out of range"),
+    (dict(kind="yarn", factor=2.0, original_max_len=8, low_freq_factor=2.0), "applies to kind 'llama3' only"),
+    (dict(kind="llama3", factor=2.0, original_max_len=8, attention_factor=1.2), "applies to kind 'yarn' only"),
+    (dict(kind="llama3", factor=2.0, original_max_len=8, low_freq_factor=4.0), "must exceed low_freq_factor"),
+    (dict(kind="yarn", factor=2.0, original_max_len=8, beta_fast=1.0), "beta_fast=1.0 must exceed beta_slow"),
+    (dict(kind="yarn", factor=2.0, original_max_len=8, attention_factor=0.0), "attention_factor=0.0 is out of"),
+    (dict(kind="dynamic", factor=2.0, original_max_len=8), "'dynamic' is not"),
+])
+def test_bad_rope_scaling_names_the_option(options, match):
+    with pytest.raises(ConfigError, match=match):
+        RopeScaling(**options)
+    with pytest.raises(ConfigError, match=match):
+        MIXERS.get("attn")(16, n_heads=2, rope_scaling=options)
+
+
+def test_attention_takes_rope_scaling_as_an_option():
+    layer = MIXERS.get("attn")(16, n_heads=2, rope_scaling={"kind": "llama3", "factor": 8.0, "original_max_len": 32})
+    assert layer.rope.scaling == RopeScaling("llama3", 8.0, 32)
+    with pytest.raises(ConfigError, match="rope_scaling has no effect with rope=False"):
+        MIXERS.get("attn")(16, n_heads=2, rope=False, rope_scaling={"kind": "linear", "factor": 2.0,
+                                                                     "original_max_len": 8})

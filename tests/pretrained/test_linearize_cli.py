@@ -10,6 +10,8 @@ from gatelab.cli import main
 from gatelab.hf import save_run_model
 from gatelab.models.lm import DecoderLM, ModelConfig
 from gatelab.tasks.text.tokenizers import WordTokenizer
+from tests.pretrained.tiny import TEXT, save_tiny
+from tests.utils import write_corpus
 
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "red", "door", "while", "birds", "sang"]
 
@@ -65,7 +67,23 @@ def test_bad_flags_are_one_line_errors(source, capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_a_folder_that_is_not_a_gatelab_model_is_refused(tmp_path, capsys):
+def test_a_hugging_face_model_is_converted_then_linearized(tmp_path, capsys):
+    """A transformers Llama (6 query heads, 2 kv heads) is converted into OUT/teacher, its windows start with its
+    BOS token, and its grouped-query attention maps to the recurrence."""
+    out = tmp_path / "out"
+    code = main(["linearize", str(save_tiny(tmp_path / "hf")), "--to", "gla", "--data",
+                 str(write_corpus(tmp_path / "text", TEXT * 3)), "--steps", "1", "--batch-size", "2", "--seq-len",
+                 "16", "--contexts", "16,64,128", "--out", str(out), "--no-progress"])
+    assert code == 0, capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["bos"] and (out / "teacher" / "conversion.json").is_file()
+    gla = results["targets"]["gla"]
+    assert [s["context"] for s in gla["state"]] == [16, 64]             # 128 is past the model's 64 positions
+    assert gla["state"][0]["state_bytes"] == gla["state"][1]["state_bytes"] == 2 * 6 * 8 * 8 * 4
+    assert gla["steps"] == 1 and gla["recovered"] > 0
+
+
+def test_a_folder_that_is_not_a_model_is_refused(tmp_path, capsys):
     assert main(["linearize", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    assert "is not a gatelab run or model folder" in capsys.readouterr().out
+    assert "has no config.json and no .gguf file: not a model folder" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()

@@ -109,7 +109,8 @@ def test_changed_starting_weights_invalidate_a_finished_run(source, tmp_path):
 
 
 def test_lora_trains_only_the_adapters_and_saves_them_merged(source, tmp_path):
-    cfg = tuned(source, "lora", lora=LoRAConfig(rank=2, alpha=4.0, targets=["q_proj", "mixer.v_proj"]))
+    cfg = tuned(source, "lora", lora=LoRAConfig(rank=2, alpha=4.0, targets=["q_proj", "mixer.v_proj"]),
+                checkpoint_every=3, keep_checkpoints=True)
     cfg.optim.lr = 0.05
     task = build_task(cfg)
     cfg = cfg.resolved(task.vocab_size)
@@ -126,6 +127,9 @@ def test_lora_trains_only_the_adapters_and_saves_them_merged(source, tmp_path):
     changed = {k for k, v in after.model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {f"blocks.{i}.mixer.{p}.weight" for i in (0, 1) for p in ("q_proj", "v_proj")}
     assert tok is not None and fingerprint(tok) == fingerprint(load_run(source["run"])[1])
+    kept = load_file(tmp_path / "run" / "checkpoints" / "step-000006.safetensors")     # (merged, as saved)
+    assert set(kept) == set(after.model.state_dict()) - {"head.weight"}
+    assert torch.equal(kept["blocks.0.mixer.q_proj.weight"], after.model.state_dict()["blocks.0.mixer.q_proj.weight"])
 
 
 def test_the_merged_lora_model_gives_the_adapted_models_logits(source):
@@ -172,6 +176,7 @@ def test_lm_tokenizer_model_caches_tokens_under_the_tokenizers_fingerprint(sourc
 
 def test_a_model_given_besides_init_from_must_agree_with_it(source):
     tuned(source, model=dataclasses.replace(TrainConfig().model, mixer="gla", dropout=0.1)).resolved()
+    assert tuned(source, model=ModelConfig(d_model=32)).resolved().model.n_heads == 2    # defaults are not given
     with pytest.raises(ConfigError, match=r"model\.d_model: 48 given, 32 in the folder; model\.n_layers: 3"):
         tuned(source, model=dataclasses.replace(TrainConfig().model, d_model=48, n_layers=3)).resolved()
 

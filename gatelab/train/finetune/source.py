@@ -17,6 +17,7 @@ from ...config import ConfigError, to_dict
 from ...models.config import ModelConfig
 
 if TYPE_CHECKING:
+    from ...hf.configuration import GatelabConfig
     from ...tasks.text.tokenizers import Tokenizer
     from ..config import TrainConfig
 
@@ -27,15 +28,19 @@ TOKENIZER = "gatelab_tokenizer.json"
 RUN_FIELDS = ("vocab_size", "max_seq_len", "learned_initial_state", "dropout")
 
 
-def source_folder(init_from: str) -> tuple[Path, ModelConfig]:
-    """The folder holding the saved model of ``init_from`` and its model config, the weights checked against it
-    (``gatelab.hf.run.saved_model``); anything else is a ConfigError that names init_from."""
+def _saved(init_from: str) -> tuple[Path, GatelabConfig]:
     from ...hf.run import saved_model
 
     try:
-        folder, config = saved_model(init_from)
+        return saved_model(init_from)
     except ConfigError as e:
         raise ConfigError(f"init_from={init_from!r}: {e}") from None
+
+
+def source_folder(init_from: str) -> tuple[Path, ModelConfig]:
+    """The folder holding the saved model of ``init_from`` and its model config, the weights checked against it
+    (``gatelab.hf.run.saved_model``); anything else is a ConfigError that names init_from."""
+    folder, config = _saved(init_from)
     return folder, config.model_config()
 
 
@@ -54,11 +59,12 @@ def weights_sha256(folder: Path) -> str:
     return _sha256(str((folder / WEIGHTS).resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-def check_given_model(given: ModelConfig, default: ModelConfig, source: ModelConfig, init_from: str) -> None:
-    """A ``model`` set in the run's config besides ``init_from`` (any field changed from TrainConfig's default, other
-    than ``RUN_FIELDS``) must agree with the folder's: a ConfigError names the fields that differ."""
-    g, d, s = to_dict(given), to_dict(default), to_dict(source)
-    diff = [k for k in g if k not in RUN_FIELDS and g[k] != d[k] and g[k] != s[k]]
+def check_given_model(given: ModelConfig, defaults: list[ModelConfig], source: ModelConfig, init_from: str) -> None:
+    """A ``model`` set in the run's config besides ``init_from`` (any field that differs from its value in each of
+    ``defaults``, other than ``RUN_FIELDS``) must agree with the folder's: a ConfigError names the fields that
+    differ."""
+    g, s, ds = to_dict(given), to_dict(source), [to_dict(d) for d in defaults]
+    diff = [k for k in g if k not in RUN_FIELDS and all(g[k] != d[k] for d in ds) and g[k] != s[k]]
     if diff:
         shown = "; ".join(f"model.{k}: {g[k]!r} given, {s[k]!r} in the folder" for k in diff)
         raise ConfigError(f"init_from={init_from!r} fixes the model, and the model given differs from it ({shown}); "
@@ -70,8 +76,8 @@ def resolve_init_from(cfg: TrainConfig, vocab_size: int | None, longest: int) ->
     for the task, a learned initial state where ``tune=initial_state``) and the weights' sha256 in
     ``init_from_sha256``; a sha256 given that differs from the file's is a ConfigError."""
     folder, source = source_folder(cfg.init_from)
-    default = type(cfg).__dataclass_fields__["model"].default_factory()
-    check_given_model(cfg.model, default, source, cfg.init_from)
+    defaults = [type(cfg).__dataclass_fields__["model"].default_factory(), ModelConfig()]   # TrainConfig's, the class's
+    check_given_model(cfg.model, defaults, source, cfg.init_from)
     if vocab_size is not None and vocab_size != source.vocab_size:
         raise ConfigError(f"init_from={cfg.init_from!r} has a vocabulary of {source.vocab_size} ids, but the task's "
                           f"tokenizer has {vocab_size}: the embeddings belong to the tokenizer saved with the model; "
@@ -104,9 +110,9 @@ def check_recurrent(source: ModelConfig, init_from: str) -> None:
 def source_tokenizer(init_from: str) -> Tokenizer:
     """The tokenizer saved beside ``init_from``'s weights (``lm.tokenizer=model``), checked against the fingerprint
     the model's config records."""
-    from ...hf.run import read_tokenizer, saved_model
+    from ...hf.run import read_tokenizer
 
-    folder, config = saved_model(init_from)
+    folder, config = _saved(init_from)
     if not (folder / TOKENIZER).is_file():
         raise ConfigError(f"lm.tokenizer=model: init_from={init_from!r} has no {TOKENIZER} beside its weights; "
                           "choose the tokenizer the model was trained with (lm.tokenizer=word, byte, gpt2 or bpe)")
@@ -115,10 +121,9 @@ def source_tokenizer(init_from: str) -> Tokenizer:
 
 def check_source_tokenizer(init_from: str, tokenizer: Tokenizer) -> None:
     """The task's tokenizer must be the one the model was trained with, where the folder records it."""
-    from ...hf.run import saved_model
     from ...tasks.text.tokenizers import fingerprint
 
-    _, config = saved_model(init_from)
+    _, config = _saved(init_from)
     expected = config.tokenizer_fingerprint
     if expected and expected != fingerprint(tokenizer):
         raise ConfigError(f"init_from={init_from!r} was trained with tokenizer {expected}, but the task's "

@@ -10,6 +10,7 @@ import torch
 from ...models.lm import DecoderLM
 from ...tasks.text import bos_id, tokenized_corpus
 from ...tasks.text.windows import random_windows, windows
+from ..finetune import source_tokenizer
 from .base import Task
 
 if TYPE_CHECKING:
@@ -39,8 +40,6 @@ class LMTask(Task):
     score_keys = {"valid_ppl": "valid/ppl", "test_ppl": "test/ppl"}
 
     def __init__(self, cfg: TrainConfig):
-        from ..finetune import source_tokenizer
-
         given = source_tokenizer(cfg.init_from) if cfg.lm.tokenizer == "model" else None
         self.tokenizer, streams = tokenized_corpus(cfg.lm.data, cfg.lm.tokenizer, cfg.lm.vocab_size, cfg.lm.cache,
                                                    given)
