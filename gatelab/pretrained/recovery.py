@@ -28,6 +28,7 @@ from ..tasks.text import bos_id
 from ..tasks.text.corpora import load_corpus
 from ..tasks.text.windows import windows
 from ..train.config import TrainConfig
+from ..train.diagnostics import TrainingDiverged
 from ..train.sweep import finished_result, run_or_resume
 from ..train.tasks.lm import perplexity
 from .export import convert_to_folder
@@ -139,6 +140,15 @@ def decoding_state(model: DecoderLM, contexts: list[int]) -> list[dict[str, floa
     return out
 
 
+def tune(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+    """The result of the fine-tuning run ``cfg`` in ``run_dir``: a finished one of the same config is read back, an
+    interrupted one resumed; a run that diverges is a result too (``diverged``, ``reason``), with no tuned model."""
+    try:
+        return finished_result(run_dir, cfg) or run_or_resume(run_dir, cfg, progress=progress)
+    except TrainingDiverged:
+        return read_json(run_dir / "result.json")
+
+
 def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Path,
                       progress: bool = True) -> dict[str, Any]:
     """Linearize ``source`` to every target of ``opts``, fine-tune each, evaluate them beside the teacher; writes
@@ -166,19 +176,20 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
     for to in opts.targets:
         student = linearize(teacher.model, to, opts.window)
         folder = save_model(student, out / "models" / to, teacher.tokenizer)
-        before = ppl(student)
-        cfg = finetune_config(opts, folder.resolve(), seq_len, teacher.bos)
         run_dir = out / "runs" / to
-        result = finished_result(run_dir, cfg) or run_or_resume(run_dir, cfg, progress=progress)
-        tuned = load_run(run_dir)[0].model.eval()
-        after = ppl(tuned)
-        results["targets"][to] = {
-            "mixer": student.config.mixer, "run": str(run_dir), "test_ppl_linearized": before, "test_ppl_tuned": after,
-            "recovered_linearized": teacher_ppl / before, "recovered": teacher_ppl / after,
-            "run_test_ppl": result.get("final", {}).get("test/ppl"), "steps": result.get("steps"),
-            "tokens": opts.steps * opts.batch_size * seq_len, "train_seconds": result.get("train_seconds"),
-            "trainable_params": result.get("trainable_params"),
-            "state": decoding_state(tuned, contexts)}
+        result = tune(run_dir, finetune_config(opts, folder.resolve(), seq_len, teacher.bos), progress)
+        before = ppl(student)
+        steps = result.get("steps", 0)
+        row = {"mixer": student.config.mixer, "run": str(run_dir), "test_ppl_linearized": before,
+               "recovered_linearized": teacher_ppl / before, "steps": steps,
+               "tokens": steps * opts.batch_size * seq_len, "train_seconds": result.get("train_seconds"),
+               "trainable_params": result.get("trainable_params"), "diverged": result.get("reason")}
+        if not result.get("diverged"):
+            tuned = load_run(run_dir)[0].model.eval()
+            after = ppl(tuned)
+            row.update(test_ppl_tuned=after, recovered=teacher_ppl / after, state=decoding_state(tuned, contexts),
+                       run_test_ppl=result.get("final", {}).get("test/ppl"))
+        results["targets"][to] = row
     out.mkdir(parents=True, exist_ok=True)
     staging = out / "results.json.tmp"
     staging.write_text(json.dumps(results, indent=2))

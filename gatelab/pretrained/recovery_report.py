@@ -34,9 +34,10 @@ def report_markdown(results: dict[str, Any], command: str) -> str:
              f"| teacher | attn | {_ppl(teacher['test_ppl'])} | | | | {teacher['params']:,} (all, trained) | "
              f"{'' if teacher['train_tokens'] is None else format(teacher['train_tokens'], ',')} |"]
     for to, r in results["targets"].items():
-        lines.append(f"| {to} | {r['mixer']} | {_ppl(r['test_ppl_linearized'])} | {_ppl(r['test_ppl_tuned'])} | "
-                     f"{_pct(r['recovered_linearized'])} | {_pct(r['recovered'])} | {r['trainable_params'] or 0:,} | "
-                     f"{r['tokens']:,} |")
+        after = f"diverged at step {r['steps']}" if r["diverged"] else _ppl(r["test_ppl_tuned"])
+        lines.append(f"| {to} | {r['mixer']} | {_ppl(r['test_ppl_linearized'])} | {after} | "
+                     f"{_pct(r['recovered_linearized'])} | {'' if r['diverged'] else _pct(r['recovered'])} | "
+                     f"{r['trainable_params'] or 0:,} | {r['tokens']:,} |")
     lines += ["", f"Recovered = {results['recovered_definition']}.", "", PAPER_NOTE, "",
               "## Decoding state against context length", "",
               "Bytes held by the per-layer decoding states after a context, and the median time of one decoding step "
@@ -47,7 +48,7 @@ def report_markdown(results: dict[str, Any], command: str) -> str:
     lines += ["| model | " + " | ".join(f"state bytes @ {n:,}" for n in contexts) + " | "
               + " | ".join(f"ms/token @ {n:,}" for n in contexts) + " |",
               "|---|" + "---:|" * (2 * len(contexts))]
-    models = {"teacher": teacher["state"], **{to: r["state"] for to, r in results["targets"].items()}}
+    models = {"teacher": teacher["state"], **{to: r["state"] for to, r in results["targets"].items() if "state" in r}}
     for name, state in models.items():
         lines.append(f"| {name} | " + " | ".join(f"{s['state_bytes']:,}" for s in state) + " | "
                      + " | ".join(f"{s['decode_ms']:.2f}" for s in state) + " |")

@@ -87,3 +87,15 @@ def test_a_folder_that_is_not_a_model_is_refused(tmp_path, capsys):
     assert main(["linearize", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "has no config.json and no .gguf file: not a model folder" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+def test_a_diverged_fine_tuning_is_a_result(source, capsys):
+    out = source / "diverged"
+    argv = ["linearize", str(source / "teacher"), "--to", "gla", "--data", str(source / "text"), "--steps", "3",
+            "--batch-size", "2", "--seq-len", "16", "--lr", "1e30", "--contexts", "32", "--out", str(out),
+            "--no-progress"]
+    assert main(argv) == 0, capsys.readouterr().out
+    gla = json.loads((out / "results.json").read_text())["targets"]["gla"]
+    assert gla["diverged"] and "test_ppl_tuned" not in gla
+    assert "| gla | liger |" in (out / "report.md").read_text() and "diverged at step" in capsys.readouterr().out
+    assert main(argv) == 0                                    # read back, not trained again
