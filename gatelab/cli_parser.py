@@ -123,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=number(int, "[1, inf)"), default=300, help="fine-tuning steps per target")
     p.add_argument("--lr", type=number(float, "(0, inf)"), default=1e-3, help="AdamW learning rate (the paper's 1e-3)")
     p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=8, help="sequences per step (the paper's 8)")
+    p.add_argument("--grad-accum", type=number(int, "[1, inf)"), default=1, help="micro-batches per step (the "
+                   "paper's 8, one sequence each): memory for one micro-batch instead of the whole batch")
     p.add_argument("--seq-len", type=number(int, "[2, inf)"), default=0,
                    help="tokens per sequence in fine-tuning and evaluation (default: the source run's length; 1024 for "
                    "a model folder without a run)")

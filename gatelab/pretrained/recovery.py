@@ -42,7 +42,8 @@ DECODE_STEPS = 8
 class LinearizeOptions:
     """What ``gatelab linearize`` does. Defaults follow the paper's recipe (``configs/liger_gla.yaml``): LoRA rank 8
     with peft's default alpha (= rank) on q/k/v, AdamW at lr 1e-3 with weight decay 0.01 and betas (0.9, 0.999),
-    no warmup, a constant rate (its ReduceLROnPlateau never fires in a short run), gradient clip 1.0, batch 8.
+    no warmup, a constant rate (its ReduceLROnPlateau never fires in a short run), gradient clip 1.0, batch 8
+    (the paper: micro-batches of 1, ``grad_accum`` = 8, which bounds the memory of long sequences).
     ``seq_len`` 0: the source run's training length (1024, the paper's, for a model folder without a run).
     ``contexts``: context lengths at which the decoding state is measured."""
 
@@ -51,6 +52,7 @@ class LinearizeOptions:
     steps: int = 300
     lr: float = 1e-3
     batch_size: int = 8
+    grad_accum: int = 1
     seq_len: int = 0
     lora_rank: int = 8
     window: int = 64
@@ -108,9 +110,10 @@ def finetune_config(opts: LinearizeOptions, init_from: Path, seq_len: int, bos: 
     return apply_overrides(TrainConfig(), [
         "task=lm", "tune=lora", "lm.tokenizer=model", f"lm.seq_len={seq_len}", f"lm.bos={str(bos).lower()}",
         f"lm.eval_tokens={opts.eval_tokens}", f"lora.rank={r}", f"lora.alpha={r}", f"max_steps={opts.steps}",
-        f"eval_every={opts.steps}", f"batch_size={opts.batch_size}", f"optim.lr={opts.lr}", "optim.weight_decay=0.01",
-        "optim.beta2=0.999", "optim.warmup_frac=0", "optim.min_lr_ratio=1", "optim.grad_clip=1",
-        f"seed={opts.seed}", f"device={opts.device}"], values={"init_from": str(init_from), "lm.data": opts.data})
+        f"eval_every={opts.steps}", f"batch_size={opts.batch_size}", f"grad_accum={opts.grad_accum}",
+        f"optim.lr={opts.lr}", "optim.weight_decay=0.01", "optim.beta2=0.999", "optim.warmup_frac=0",
+        "optim.min_lr_ratio=1", "optim.grad_clip=1", f"seed={opts.seed}", f"device={opts.device}"],
+        values={"init_from": str(init_from), "lm.data": opts.data})
 
 
 def save_model(model: DecoderLM, folder: Path, tokenizer) -> Path:
@@ -160,7 +163,7 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
     bos = bos_id(teacher.tokenizer) if teacher.bos else None
     test = torch.tensor(teacher.tokenizer.encode(load_corpus(opts.data)["test"]), dtype=torch.long)
     x, y = windows(test, seq_len, opts.eval_tokens, bos)
-    batch = opts.batch_size
+    batch = opts.batch_size // opts.grad_accum      # evaluation holds one micro-batch at a time too
 
     def ppl(model: DecoderLM) -> float:
         return perplexity(model, x, y, batch)

@@ -24,7 +24,8 @@ def _pct(value: float) -> str:
 def report_markdown(results: dict[str, Any], command: str) -> str:
     opts, teacher = results["options"], results["teacher"]
     lines = [f"# Linearization of {results['source']}", "", f"`{command}`", "",
-             f"Fine-tuning: {opts['steps']} steps of batch {opts['batch_size']} x {results['seq_len']} tokens on "
+             f"Fine-tuning: {opts['steps']} steps of batch {opts['batch_size']} x {results['seq_len']} tokens "
+             f"({opts['grad_accum']} micro-batches) on "
              f"{opts['data']}, LoRA rank {opts['lora_rank']} on q/k/v, lr {opts['lr']:g}, seed {opts['seed']}; "
              f"evaluation: {results['eval']['tokens']:,} test tokens in {results['eval']['windows']} windows of "
              f"{results['seq_len']}.", "",

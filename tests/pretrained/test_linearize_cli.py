@@ -36,8 +36,8 @@ def source(tmp_path_factory):
 def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
     out = source / "out"
     code = main(["linearize", str(source / "teacher"), "--to", "liger,gla", "--data", str(source / "text"),
-                 "--steps", "2", "--batch-size", "2", "--seq-len", "16", "--window", "4", "--contexts", "32,64",
-                 "--out", str(out), "--no-progress"])
+                 "--steps", "2", "--batch-size", "2", "--grad-accum", "2", "--seq-len", "16", "--window", "4",
+                 "--contexts", "32,64", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     teacher = results["teacher"]
@@ -51,7 +51,8 @@ def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
         assert r["state"][0]["state_bytes"] == r["state"][1]["state_bytes"] > 0     # bounded by the window
         linearized = load_file(out / "models" / to / "model.safetensors")
         assert all(torch.equal(linearized[k], v) for k, v in kept.items())
-        assert (out / "runs" / to / "result.json").is_file()
+        run = json.loads((out / "runs" / to / "config.json").read_text())
+        assert (run["tune"], run["lora"]["rank"], run["lora"]["alpha"], run["grad_accum"]) == ("lora", 8, 8.0, 2)
     assert "| liger | liger |" in (out / "report.md").read_text()
     assert "state bytes @ 64" in capsys.readouterr().out
 
@@ -61,10 +62,11 @@ def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
     (["--to", "gla,gla"], "names a target twice"),
     (["--steps", "0"], "--steps: 0 is out of range"),
     (["--seq-len", "1"], "--seq-len: 1 is out of range"),
+    (["--batch-size", "8", "--grad-accum", "3"], "--batch-size 8 must split evenly into --grad-accum 3"),
 ])
 def test_bad_flags_are_one_line_errors(source, capsys, argv, message):
     assert main(["linearize", str(source / "teacher"), *argv]) == 2
-    assert message in capsys.readouterr().err
+    assert message in "".join(capsys.readouterr())
 
 
 def test_a_hugging_face_model_is_converted_then_linearized(tmp_path, capsys):
