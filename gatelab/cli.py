@@ -343,7 +343,7 @@ def cmd_linearize(args: argparse.Namespace, console: Console) -> None:
                             window=args.window, eval_tokens=args.eval_tokens, contexts=args.contexts, seed=args.seed,
                             device=args.device)
     out = Path(args.out) if args.out else Path("runs") / safe_name(f"linearize-{Path(args.source).resolve().name}")
-    results = run_linearization(args.source, opts, out, progress=not args.no_progress)
+    results = run_linearization(args.source, opts, out, progress=not args.no_progress, overwrite=args.overwrite)
     report = write_report(results, out, "gatelab " + " ".join(shlex.quote(a) for a in args.argv))
     console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
     console.print(f"report: {report}")

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="where fine-tuning runs (cpu, cuda)")
     p.add_argument("--out", help="output folder (default runs/linearize-<source name>; re-running reuses the finished "
                    "fine-tuning runs)")
+    p.add_argument("--overwrite", action="store_true", help="fine-tuning runs in OUT of another configuration (other "
+                   "--steps, --lr, ...) train again from the start instead of being refused")
     p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("convert", help="convert a pretrained Llama-family causal LM (Llama, Mistral, Qwen2, Qwen3) "

@@ -144,19 +144,21 @@ def decoding_state(model: DecoderLM, contexts: list[int]) -> list[dict[str, floa
     return out
 
 
-def tune(run_dir: Path, cfg: TrainConfig, progress: bool) -> dict[str, Any]:
+def tune(run_dir: Path, cfg: TrainConfig, progress: bool, overwrite: bool = False) -> dict[str, Any]:
     """The result of the fine-tuning run ``cfg`` in ``run_dir``: a finished one of the same config is read back, an
-    interrupted one resumed; a run that diverges is a result too (``diverged``, ``reason``), with no tuned model."""
+    interrupted one resumed, one of another config refused unless ``overwrite`` (then trained again); a run that
+    diverges is a result too (``diverged``, ``reason``), with no tuned model."""
     try:
-        return finished_result(run_dir, cfg) or run_or_resume(run_dir, cfg, progress=progress)
+        return finished_result(run_dir, cfg) or run_or_resume(run_dir, cfg, progress=progress, overwrite=overwrite)
     except TrainingDiverged:
         return read_json(run_dir / "result.json")
 
 
-def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Path,
-                      progress: bool = True) -> dict[str, Any]:
+def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Path, progress: bool = True,
+                      overwrite: bool = False) -> dict[str, Any]:
     """Linearize ``source`` to every target of ``opts``, fine-tune each, evaluate them beside the teacher; writes
-    ``results.json`` (returned) into ``out``. A finished fine-tuning run of the same config is reused."""
+    ``results.json`` (returned) into ``out``. A finished fine-tuning run of the same config is reused; one of
+    another config is an error unless ``overwrite``."""
     out = Path(out)
     teacher = load_teacher(source, out)
     seq_len = opts.seq_len or teacher.seq_len
@@ -181,7 +183,7 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
         student = linearize(teacher.model, to, opts.window)
         folder = save_model(student, out / "models" / to, teacher.tokenizer)
         run_dir = out / "runs" / to
-        result = tune(run_dir, finetune_config(opts, folder.resolve(), seq_len, teacher.bos), progress)
+        result = tune(run_dir, finetune_config(opts, folder.resolve(), seq_len, teacher.bos), progress, overwrite)
         before = ppl(student)
         steps = result.get("steps", 0)
         row = {"mixer": student.config.mixer, "run": str(run_dir), "test_ppl_linearized": before,

@@ -101,3 +101,8 @@ def test_a_diverged_fine_tuning_is_a_result(source, capsys):
     assert gla["diverged"] and "test_ppl_tuned" not in gla
     assert "| gla | liger |" in (out / "report.md").read_text() and "diverged at step" in capsys.readouterr().out
     assert main(argv) == 0                                    # read back, not trained again
+    other = [*argv[:-1], "--steps", "2", "--lr", "1e-3"]
+    assert main([*other, "--no-progress"]) == 2 and "holds a run of another configuration" in capsys.readouterr().out
+    assert main([*other, "--overwrite"]) == 0
+    gla = json.loads((out / "results.json").read_text())["targets"]["gla"]
+    assert not gla["diverged"] and gla["steps"] == 2
