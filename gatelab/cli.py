@@ -419,10 +419,29 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
     console.print(f"results: {json_file}, {md_file}")
 
 
+def cmd_linearize(args: argparse.Namespace, console: Console) -> None:
+    from .pretrained.recovery import LinearizeOptions, run_linearization
+    from .pretrained.recovery_report import write_report
+
+    check_device(args.device)
+    if args.batch_size % args.grad_accum:
+        raise ConfigError(f"--batch-size {args.batch_size} must split evenly into --grad-accum {args.grad_accum} "
+                          "micro-batches")
+    opts = LinearizeOptions(targets=args.to, data=args.data, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                            grad_accum=args.grad_accum, seq_len=args.seq_len, lora_rank=args.lora_rank,
+                            window=args.window, eval_tokens=args.eval_tokens, contexts=args.contexts, seed=args.seed,
+                            device=args.device)
+    out = Path(args.out) if args.out else Path("runs") / safe_name(f"linearize-{Path(args.source).resolve().name}")
+    results = run_linearization(args.source, opts, out, progress=not args.no_progress, overwrite=args.overwrite)
+    report = write_report(results, out, "gatelab " + " ".join(shlex.quote(a) for a in args.argv))
+    console.print(report.read_text(), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"report: {report}")
+
+
 COMMANDS = {"tasks": cmd_tasks, "mixers": cmd_mixers, "train": cmd_train, "compare": cmd_compare,
             "generate": cmd_generate, "analyze": cmd_analyze, "reproduce": cmd_reproduce,
             "install-data": cmd_install_data, "convert": cmd_convert, "eval": cmd_eval,
-            "retrofit-gate": cmd_retrofit_gate}
+            "retrofit-gate": cmd_retrofit_gate, "linearize": cmd_linearize}
 
 
 def make_console() -> Console:

@@ -4,7 +4,16 @@ from __future__ import annotations
 import argparse
 
 from . import __version__
-from .cli_types import asset_name, bit_widths, channel_list, mixer_list, number, number_list, residual_list
+from .cli_types import (
+    asset_name,
+    bit_widths,
+    channel_list,
+    linearize_targets,
+    mixer_list,
+    number,
+    number_list,
+    residual_list,
+)
 from .presets import PRESETS, TASK_PRESETS
 from .tasks.text.assets import OPTIONAL, SOURCES
 from .train.executors import EXECUTORS
@@ -126,6 +135,41 @@ def build_parser() -> argparse.ArgumentParser:
                    "ETTh2.csv, or a clone of https://github.com/zhouhaoyi/ETDataset) into gatelab's data folder, "
                    "checking the files' headers; ETT's licence (CC BY-ND) does not let gatelab ship it")
     p.add_argument("--link", action="store_true", help="with --ett: link the files instead of copying them")
+
+    p = sub.add_parser("linearize", help="Liger linearization: every attention layer of a trained model becomes a "
+                       "constant-state mixer with the same q/k/v/o weights, fine-tuned with LoRA; reports how much of "
+                       "the teacher's perplexity each target recovers, and the decoding state against context length")
+    p.add_argument("source", help="a gatelab lm run or model folder with attn layers, or a pretrained model as "
+                   "gatelab convert takes it (smollm2, a Hugging Face folder, a .gguf), converted into OUT/teacher")
+    p.add_argument("--to", type=linearize_targets, default=["liger"],
+                   help="comma-separated targets: liger (window 64 + gated recurrence, 0.5/0.5), gla (the gated "
+                   "recurrence alone), swa (the window alone), linear_attn (ungated, normalised linear attention, "
+                   "same feature map); default liger")
+    p.add_argument("--data", default="ptb", help="fine-tuning and test text: a corpus (ptb, imdb, shakespeare, kjv) or "
+                   "a folder of train/valid/test text files, read with the source's tokenizer")
+    p.add_argument("--steps", type=number(int, "[1, inf)"), default=300, help="fine-tuning steps per target")
+    p.add_argument("--lr", type=number(float, "(0, inf)"), default=1e-3, help="AdamW learning rate (the paper's 1e-3)")
+    p.add_argument("--batch-size", type=number(int, "[1, inf)"), default=8, help="sequences per step (the paper's 8)")
+    p.add_argument("--grad-accum", type=number(int, "[1, inf)"), default=1, help="micro-batches per step (the "
+                   "paper's 8, one sequence each): memory for one micro-batch instead of the whole batch")
+    p.add_argument("--seq-len", type=number(int, "[2, inf)"), default=0,
+                   help="tokens per sequence in fine-tuning and evaluation (default: the source run's length; 1024 for "
+                   "a model folder without a run)")
+    p.add_argument("--lora-rank", type=number(int, "[1, inf)"), default=8, help="LoRA rank on q/k/v (the paper's 8)")
+    p.add_argument("--window", type=number(int, "[1, inf)"), default=64,
+                   help="sliding window of liger and swa (the paper's 64)")
+    p.add_argument("--eval-tokens", type=number(int, "[0, inf)"), default=0,
+                   help="leading test tokens to evaluate on (0: the whole test split)")
+    p.add_argument("--contexts", type=number_list(int, "[1, inf)"), default=[128, 512, 2048],
+                   help="context lengths at which the decoding state is measured (those past the model's "
+                   "max_seq_len are skipped)")
+    p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=0)
+    p.add_argument("--device", default="cpu", help="where fine-tuning runs (cpu, cuda)")
+    p.add_argument("--out", help="output folder (default runs/linearize-<source name>; re-running reuses the finished "
+                   "fine-tuning runs)")
+    p.add_argument("--overwrite", action="store_true", help="fine-tuning runs in OUT of another configuration (other "
+                   "--steps, --lr, ...) train again from the start instead of being refused")
+    p.add_argument("--no-progress", action="store_true")
 
     p = sub.add_parser("convert", help="convert a pretrained Llama-family causal LM (Llama, Mistral, Qwen2, Qwen3) "
                        "into a gatelab model folder with the same logits (then generate, analyze, compare use it)")

@@ -91,3 +91,17 @@ def bit_widths(text: str) -> tuple[tuple[int, int], ...]:
             raise argparse.ArgumentTypeError(f"{text!r}: give weight:activation widths between 2 and 16, e.g. 8:8,4:8")
         bits.append((int(parts[0]), int(parts[1])))
     return tuple(bits)
+
+
+def linearize_targets(text: str) -> list[str]:
+    """``linearize --to``: comma-separated linearization targets, each once."""
+    from .pretrained.linearize import TARGETS
+
+    def check(name: str) -> None:
+        if name not in TARGETS:
+            raise KeyError(f"unknown target {name!r}; choose from {', '.join(TARGETS)}")
+
+    names = _key_list(text, "targets", check, list(TARGETS))
+    if len(set(names)) < len(names):
+        raise argparse.ArgumentTypeError(f"{text!r} names a target twice")
+    return names

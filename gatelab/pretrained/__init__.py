@@ -1,4 +1,5 @@
-"""Pretrained causal LMs: loaded offline (``load_pretrained``) and converted into gatelab models (``to_gatelab``)."""
+"""Pretrained causal LMs: loaded offline (``load_pretrained``), converted into gatelab models (``to_gatelab``),
+and linearized to constant-state mixers (``linearize``, ``gatelab linearize``)."""
 from .convert import SUPPORTED, logits_gap, model_config, to_gatelab
 from .source import INSTALL_EXTRA, Pretrained, load_pretrained, require_pretrained
 
