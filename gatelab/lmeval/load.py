@@ -30,12 +30,13 @@ class EvalModel:
 
 def is_gatelab_folder(path: Path) -> bool:
     """A run folder (``model/`` inside) or a folder ``save_run_model`` wrote (``model_type: gatelab``)."""
-    if (path / "model").is_dir():
-        return True
-    try:
-        return json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type") == "gatelab"
-    except (OSError, ValueError, AttributeError):
-        return False
+    def gatelab_config(file: Path) -> bool:
+        try:
+            return json.loads(file.read_text(encoding="utf-8")).get("model_type") == "gatelab"
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    return gatelab_config(path / "model" / "config.json") or gatelab_config(path / "config.json")
 
 
 def trained_length(path: Path) -> int | None:

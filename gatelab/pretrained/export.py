@@ -16,7 +16,7 @@ import torch
 from ..config import ConfigError
 from ..tasks.text.tokenizers import HFTokenizer
 from .convert import logits_gap, to_gatelab
-from .source import Pretrained, load_pretrained, read_json
+from .source import Pretrained, load_pretrained, read_json, weights_digest
 
 PROBE = "The capital of France is Paris. It lies on the Seine, and about two million people live there."
 MAX_RELATIVE_GAP = 1e-4   # relative RMS difference of the logits allowed between the original and the conversion
@@ -59,7 +59,8 @@ def convert_to_folder(source: str | Path, out: str | Path, overwrite: bool = Fal
     if not relative <= MAX_RELATIVE_GAP:
         raise ConfigError(f"the converted model's logits differ from {pretrained.name}'s (relative RMS "
                           f"{relative:.2e} > {MAX_RELATIVE_GAP:g}); nothing written")
-    record = {"source": str(source), "path": str(pretrained.path), "architecture": type(pretrained.model).__name__,
+    record = {"source": str(source), "path": str(pretrained.path), "weights_sha256": weights_digest(pretrained.path),
+              "architecture": type(pretrained.model).__name__,
               "params": lm.num_params(), "probe_tokens": ids.shape[1], "logits_max_abs_diff": gap,
               "logits_relative_rms_diff": relative}
     _write(lm, tokenizer, record, out)
@@ -79,13 +80,23 @@ def _usual_permissions(folder: Path) -> None:
 def _write(lm: Any, tokenizer: HFTokenizer, record: dict[str, Any], out: Path) -> None:
     from ..hf import save_run_model
 
+    def fill(staging: Path) -> None:
+        save_run_model(lm, staging, tokenizer)
+        (staging / "conversion.json").write_text(json.dumps(record, indent=2))
+        _usual_permissions(staging)
+
+    write_folder(out, fill)
+
+
+def write_folder(out: Path, fill: Any) -> None:
+    """Write a folder in one step: ``fill(staging)`` writes into a fresh private folder beside ``out`` (unique per
+    call, so concurrent writers never share one), which then replaces ``out``; if anything fails, the staging folder
+    is removed and a replaced ``out`` is put back."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp"))
     old = None
     try:
-        save_run_model(lm, staging, tokenizer)
-        (staging / "conversion.json").write_text(json.dumps(record, indent=2))
-        _usual_permissions(staging)
+        fill(staging)
         if out.exists():
             old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old"))
             os.replace(out, old / "model")

@@ -10,8 +10,6 @@ accuracies.
 """
 from __future__ import annotations
 
-import json
-import shutil
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +19,7 @@ from typing import Any
 import torch
 
 from ..analysis.state import state_bytes
-from ..config import ConfigError, apply_overrides
+from ..config import ConfigError, apply_overrides, from_dict, read_json_object, to_dict
 from ..hf import load_run, save_run_model
 from ..models.lm import DecoderLM
 from ..tasks.text import bos_id
@@ -29,11 +27,12 @@ from ..tasks.text.corpora import load_corpus
 from ..tasks.text.windows import windows
 from ..train.config import TrainConfig
 from ..train.diagnostics import TrainingDiverged
+from ..train.files import write_json_atomic
 from ..train.sweep import finished_result, run_or_resume
 from ..train.tasks.lm import perplexity
-from .export import convert_to_folder
+from .export import convert_to_folder, write_folder
 from .linearize import linearize
-from .source import read_json
+from .source import read_json, source_path, weights_digest
 
 DECODE_STEPS = 8
 
@@ -77,29 +76,36 @@ def gatelab_folder(path: Path) -> bool:
                               or read_json(path / "config.json").get("model_type") == "gatelab")
 
 
-def converted_teacher(source: str, out: Path) -> Path:
+def converted_teacher(source: str, out: Path, overwrite: bool) -> Path:
     """``out/teacher``: the pretrained ``source`` converted to a gatelab model folder (``gatelab convert``), reused
-    when a previous run converted the same source there."""
+    when a previous run converted the same source with the same weights there. A teacher converted from other
+    weights is replaced only with ``overwrite``."""
     folder = out / "teacher"
-    if read_json(folder / "conversion.json").get("source") != source:
-        convert_to_folder(source, folder, overwrite=True)
+    record = read_json(folder / "conversion.json")
+    if record.get("source") == source and record.get("weights_sha256") == weights_digest(source_path(source)):
+        return folder
+    if folder.exists() and not overwrite:
+        raise ConfigError(f"{folder} holds a teacher converted from {record.get('source', 'another source')!r} with "
+                          f"other weights than {source!r} has now; use another --out, or --overwrite to convert it "
+                          "again and train its students again")
+    convert_to_folder(source, folder, overwrite=True)
     return folder
 
 
-def load_teacher(source: str | Path, out: Path) -> Teacher:
+def load_teacher(source: str | Path, out: Path, overwrite: bool = False) -> Teacher:
     """The model and tokenizer of a gatelab lm run or saved model folder, with the run's length and BOS setting; any
     other source (``smollm2``, a Hugging Face folder, a GGUF) is converted into ``out/teacher`` first, and its
     windows start with the model's BOS token, as its pretraining documents did."""
     path = Path(source)
     if not gatelab_folder(path):
-        path = converted_teacher(str(source), out)
+        path = converted_teacher(str(source), out, overwrite)
     hf, tokenizer = load_run(path)
     if tokenizer is None:
         raise ConfigError(f"{source} has no tokenizer ({path}/model/gatelab_tokenizer.json): linearize needs a "
                           "language model trained on text")
-    run = json.loads((path / "config.json").read_text()) if (path / "model").is_dir() else {}
-    lm = run.get("lm", {})
-    tokens = run["max_steps"] * run["batch_size"] * run.get("grad_accum", 1) * lm["seq_len"] if lm else None
+    run = from_dict(TrainConfig, read_json_object(path / "config.json")) if (path / "model").is_dir() else None
+    lm = to_dict(run.lm) if run is not None else {}
+    tokens = run.max_steps * run.batch_size * lm["seq_len"] if run is not None else None
     bos = lm.get("bos", (path / "conversion.json").is_file())
     return Teacher(hf.model.float().eval(), tokenizer, lm.get("seq_len", 1024), bos, tokens)
 
@@ -118,11 +124,7 @@ def finetune_config(opts: LinearizeOptions, init_from: Path, seq_len: int, bos: 
 
 def save_model(model: DecoderLM, folder: Path, tokenizer) -> Path:
     """Write the model folder under a temporary name and move it into place (nothing half-written is left)."""
-    staging = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_run_model(model, staging, tokenizer)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
+    write_folder(folder, lambda staging: save_run_model(model, staging, tokenizer))
     return folder
 
 
@@ -160,7 +162,7 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
     ``results.json`` (returned) into ``out``. A finished fine-tuning run of the same config is reused; one of
     another config is an error unless ``overwrite``."""
     out = Path(out)
-    teacher = load_teacher(source, out)
+    teacher = load_teacher(source, out, overwrite)
     seq_len = opts.seq_len or teacher.seq_len
     contexts = [n for n in opts.contexts if n <= teacher.model.config.max_seq_len]
     bos = bos_id(teacher.tokenizer) if teacher.bos else None
@@ -196,8 +198,5 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
             row.update(test_ppl_tuned=after, recovered=teacher_ppl / after, state=decoding_state(tuned, contexts),
                        run_test_ppl=result.get("final", {}).get("test/ppl"))
         results["targets"][to] = row
-    out.mkdir(parents=True, exist_ok=True)
-    staging = out / "results.json.tmp"
-    staging.write_text(json.dumps(results, indent=2))
-    staging.replace(out / "results.json")
+    write_json_atomic(out / "results.json", results)
     return results

@@ -9,8 +9,8 @@ Layout of OUT: ``models/ungated`` and ``models/gated`` (gatelab model folders, t
 from __future__ import annotations
 
 import filecmp
-import json
 import shutil
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,7 +20,7 @@ import torch
 
 from ..analysis.analyze import as_tensor, quantization
 from ..analysis.measure import measure
-from ..config import ConfigError, check_ranges, from_dict, to_dict
+from ..config import ConfigError, check_ranges, from_dict, read_json_object, to_dict
 from ..hf.run import TOKENIZER_FILE, load_run, save_run_model
 from ..models.lm import DecoderLM
 from ..reproduce.experiment import W8A8
@@ -33,7 +33,7 @@ from ..train.finetune import weights_sha256
 from ..train.progress import RunProgress
 from ..train.sweep import SweepRun, run_sweep
 from .convert import to_gatelab
-from .export import model_bos
+from .export import model_bos, write_folder
 from .retrofit import Granularity, retrofit_gate
 from .source import load_pretrained, read_json
 
@@ -120,25 +120,25 @@ def resolve_config(source: Source, given: dict[str, Any]) -> RetrofitConfig:
 
 
 def write_model(model: DecoderLM, tokenizer: Tokenizer, folder: Path, overwrite: bool) -> None:
-    """Save ``model`` as a gatelab model folder (written beside it, then renamed into place). A folder already
-    there with the same files is kept; one with other files (another source or granularity) is an error, or
-    replaced with ``overwrite``."""
-    staging = folder.with_name(folder.name + ".staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    save_run_model(model, staging, tokenizer)
-    if folder.exists():
+    """Save ``model`` as a gatelab model folder (written into a private folder beside it, then swapped into place).
+    A folder already there with the same files is kept; one with other files (another source or granularity) is an
+    error, or replaced with ``overwrite``."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.cmp"))
+    try:
+        save_run_model(model, staging, tokenizer)
         names = sorted(p.name for p in staging.iterdir())
-        same = sorted(p.name for p in folder.iterdir()) == names and \
-            all(filecmp.cmp(staging / n, folder / n, shallow=False) for n in names)
-        if same:
-            shutil.rmtree(staging)
-            return
-        if not overwrite:
-            shutil.rmtree(staging)
-            raise ConfigError(f"{folder} holds another model (from another source or --granularity); use another "
-                              "--out, or --overwrite to replace it and train its fine-tunes again")
-        shutil.rmtree(folder)
-    staging.rename(folder)
+        if folder.exists():
+            same = sorted(p.name for p in folder.iterdir()) == names and \
+                all(filecmp.cmp(staging / n, folder / n, shallow=False) for n in names)
+            if same:
+                return
+            if not overwrite:
+                raise ConfigError(f"{folder} holds another model (from another source or --granularity); use another "
+                                  "--out, or --overwrite to replace it and train its fine-tunes again")
+        write_folder(folder, lambda into: [shutil.copy2(staging / n, into / n) for n in names])
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def finetune_config(folder: Path, cfg: RetrofitConfig, seed: int) -> TrainConfig:
@@ -183,7 +183,8 @@ def measure_folder(folder: Path, data: EvalData, cfg: RetrofitConfig, cache: Pat
     ``cache`` under the model file's digest and the measurement settings."""
     key = {"measured_with": MEASURED_WITH, "weights": weights_sha256(folder),
            "data": cfg.data, "seq_len": cfg.seq_len, "eval_tokens": cfg.eval_tokens, "bos": cfg.bos}
-    if cache.is_file() and (old := json.loads(cache.read_text())).get("key") == key:
+    old = read_json_object(cache) if cache.is_file() else {}
+    if old.get("key") == key and isinstance(old.get("result"), dict):
         return old["result"]
     hf, _ = load_run(folder)
     model = hf.model.float().eval()

@@ -8,6 +8,7 @@ refused, never opened), configs that need remote code are refused, and every loa
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 from dataclasses import dataclass
@@ -105,6 +106,25 @@ def load_pretrained(source: str | Path) -> Pretrained:
         raise ConfigError(f"{path} holds {len(ggufs)} .gguf files ({', '.join(g.name for g in ggufs)}); give the "
                           "path of the one to load")
     raise ConfigError(f"{path} has no config.json and no .gguf file: not a model folder; {SOURCE_HELP}")
+
+
+def source_path(source: str | Path) -> Path:
+    """The file or folder ``load_pretrained(source)`` reads: the installed GGUF for ``smollm2``, else the path."""
+    return smollm2_file() if str(source) == "smollm2" else Path(source).expanduser()
+
+
+def weights_digest(path: Path) -> str:
+    """sha256 over the weight files a source holds (the file itself, or a folder's ``*.safetensors`` and ``*.gguf``
+    in name order, each with its name): what changes when the weights behind the same path change."""
+    files = [path] if path.is_file() else sorted([*path.glob("*.safetensors"), *path.glob("*.gguf"),
+                                                   *path.glob("model/*.safetensors")])
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_json(file: Path) -> dict:

@@ -85,6 +85,25 @@ def test_a_hugging_face_model_is_converted_then_linearized(tmp_path, capsys):
     assert gla["steps"] == 1 and gla["recovered"] > 0
 
 
+def test_a_teacher_converted_from_other_weights_is_not_reused(tmp_path, capsys):
+    """OUT/teacher records the sha256 of the weights it was converted from: new weights at the same path are refused
+    (naming --overwrite) instead of silently evaluating the old teacher, and --overwrite converts them again."""
+    from tests.pretrained.tiny import tiny_model
+
+    hf, out = tmp_path / "hf", tmp_path / "out"
+    argv = ["linearize", str(hf), "--to", "swa", "--data", str(write_corpus(tmp_path / "text", TEXT * 3)), "--steps",
+            "1", "--batch-size", "2", "--seq-len", "16", "--contexts", "16", "--out", str(out), "--no-progress"]
+    save_tiny(hf)
+    assert main(argv) == 0, capsys.readouterr().out
+    first = json.loads((out / "teacher" / "conversion.json").read_text())["weights_sha256"]
+    save_tiny(hf, tiny_model(seed=1), tokenizer=False)
+    assert main(argv) == 2
+    message = capsys.readouterr().out
+    assert "other weights" in message and "--overwrite" in message
+    assert main([*argv, "--overwrite"]) == 0, capsys.readouterr().out
+    assert json.loads((out / "teacher" / "conversion.json").read_text())["weights_sha256"] != first
+
+
 def test_a_folder_that_is_not_a_model_is_refused(tmp_path, capsys):
     assert main(["linearize", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "has no config.json and no .gguf file: not a model folder" in capsys.readouterr().out
