@@ -211,6 +211,10 @@ def _load_gatelab(path: Path) -> Pretrained:
         kind = "no" if tok is None else f"a {tok.kind}"
         raise ConfigError(f"{path} is a gatelab model with {kind} tokenizer: only the hf and bpe kinds are "
                           "transformers tokenizers; load it with gatelab.hf.load_run")
-    bos = tok.tokenizer.id_to_token(bos_id(tok))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok.tokenizer, bos_token=bos, eos_token=bos)
+    special = tok.tokenizer.id_to_token(bos_id(tok))
+    run = read_json(path / "config.json") if (path / "model").is_dir() else {}
+    # A BOS token only where the model saw one: an lm run trained with lm.bos, or a converted pretrained model.
+    with_bos = bool(run.get("lm", {}).get("bos", False)) if run else (path / "conversion.json").is_file()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok.tokenizer, bos_token=special if with_bos else None,
+                                        eos_token=special)
     return Pretrained(model.eval(), tokenizer, path.name, path)

@@ -124,6 +124,25 @@ def test_a_converted_gatelab_folder_loads_too(folder, tmp_path):
     torch.testing.assert_close(p.model(x).logits, original.model(x).logits, atol=1e-4, rtol=1e-4)
 
 
+def test_a_gatelab_folder_has_a_bos_token_only_where_its_model_saw_one(folder, tmp_path):
+    """A converted pretrained model keeps its BOS token; an lm run trained without ``lm.bos`` gets none (so
+    ``analyze --hf`` measures it on windows like the ones it trained on), one trained with it does."""
+    import json
+    import shutil
+
+    from gatelab.pretrained.export import convert_to_folder
+
+    convert_to_folder(folder, tmp_path / "g")
+    assert load_pretrained(tmp_path / "g").tokenizer.bos_token_id is not None
+    for bos in (False, True):
+        run = tmp_path / f"run-{bos}"
+        run.mkdir()
+        shutil.copytree(tmp_path / "g", run / "model")
+        (run / "model" / "conversion.json").unlink()
+        (run / "config.json").write_text(json.dumps({"task": "lm", "lm": {"bos": bos}}))
+        assert (load_pretrained(run).tokenizer.bos_token_id is not None) is bos
+
+
 def test_a_gatelab_folder_with_a_word_tokenizer_is_refused_with_the_way_to_load_it(tmp_path):
     from gatelab.hf import save_run_model
     from gatelab.models.lm import DecoderLM, ModelConfig
