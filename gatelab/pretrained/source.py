@@ -19,6 +19,7 @@ import torch
 
 from ..config import ConfigError, read_json_object
 from ..tasks.text.assets import FILES, SHA256, SMOLLM2_GGUF, data_home, install_hint
+from ..train.files import file_sha256
 
 PRETRAINED_PACKAGES = ("gguf", "accelerate")
 INSTALL_EXTRA = 'pip install -e ".[pretrained]"'
@@ -115,15 +116,6 @@ def load_pretrained(source: str | Path) -> Pretrained:
 def source_path(source: str | Path) -> Path:
     """The file or folder ``load_pretrained(source)`` reads: the installed GGUF for ``smollm2``, else the path."""
     return smollm2_file() if str(source) == "smollm2" else Path(source).expanduser()
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of one file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def weights_digest(path: Path) -> str:

@@ -3,6 +3,7 @@ clean-up of temporary files a killed process left behind, and JSON reads that na
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -82,3 +83,12 @@ def remove_orphan_temps(folder: str | Path) -> list[Path]:
     for path in orphans:
         path.unlink(missing_ok=True)
     return orphans
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of one file's bytes, read in 4 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()

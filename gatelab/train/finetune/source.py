@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ import torch
 
 from ...config import ConfigError, to_dict
 from ...models.config import ModelConfig
+from ..files import file_sha256
 
 if TYPE_CHECKING:
     from ...hf.configuration import GatelabConfig
@@ -46,11 +46,7 @@ def source_folder(init_from: str) -> tuple[Path, ModelConfig]:
 
 @functools.lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def weights_sha256(folder: Path) -> str:
