@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contexts", type=number_list(int, "[1, inf)"), default=[128, 512, 2048],
                    help="context lengths at which the decoding state is measured (those past the model's "
                    "max_seq_len are skipped)")
+    p.add_argument("--cloze-items", type=number(int, "[0, 2800]"), default=500,
+                   help="items of the local cloze task ptb_lastword on which teacher and students are scored (through "
+                   "lm-eval) for the recovered fraction of accuracy, the paper's measure (0: none)")
     p.add_argument("--seed", type=number(int, "[0, 4294967295]"), default=0)
     p.add_argument("--device", default="cpu", help="where fine-tuning runs (cpu, cuda)")
     p.add_argument("--out", help="output folder (default runs/linearize-<source name>; re-running reuses the finished "

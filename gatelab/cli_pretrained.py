@@ -87,8 +87,8 @@ def cmd_linearize(args: argparse.Namespace, console: Console) -> None:
                           "micro-batches")
     opts = LinearizeOptions(targets=args.to, data=args.data, steps=args.steps, lr=args.lr, batch_size=args.batch_size,
                             grad_accum=args.grad_accum, seq_len=args.seq_len, lora_rank=args.lora_rank,
-                            window=args.window, eval_tokens=args.eval_tokens, contexts=args.contexts, seed=args.seed,
-                            device=args.device)
+                            window=args.window, eval_tokens=args.eval_tokens, contexts=args.contexts,
+                            cloze_items=args.cloze_items, seed=args.seed, device=args.device)
     out = Path(args.out) if args.out else Path("runs") / safe_name(f"linearize-{Path(args.source).resolve().name}")
     results = run_linearization(args.source, opts, out, progress=not args.no_progress, overwrite=args.overwrite)
     report = write_report(results, out, "gatelab " + " ".join(shlex.quote(a) for a in args.argv))

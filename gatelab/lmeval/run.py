@@ -16,15 +16,16 @@ BOOTSTRAP_ITERS = 1000   # lm-eval's resamples for the standard error of a cloze
 
 
 def evaluate(model: EvalModel, tasks: list[str], limit: int | None = None, batch_size: int = 8,
-             device: str = "cpu") -> dict[str, Any]:
+             device: str = "cpu", log_samples: bool = False) -> dict[str, Any]:
     """lm-eval's ``simple_evaluate`` of ``model`` on the local ``tasks`` (``gatelab.lmeval.tasks.TASKS``), zero-shot,
-    at most ``limit`` documents per task; returns lm-eval's results dict (``results``, ``configs``, ``config``...)."""
+    at most ``limit`` documents per task; returns lm-eval's results dict (``results``, ``configs``, ``config``...;
+    with ``log_samples`` also ``samples``: every document's request, responses and metrics, per task)."""
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     task_objects = build_tasks(tasks)
     return simple_evaluate(model=GatelabLM(model, batch_size=batch_size, device=device), tasks=task_objects,
-                           task_manager=TaskManager(include_defaults=False), limit=limit, log_samples=False,
+                           task_manager=TaskManager(include_defaults=False), limit=limit, log_samples=log_samples,
                            bootstrap_iters=BOOTSTRAP_ITERS)
 
 

@@ -5,8 +5,8 @@ Layout of ``out``: ``teacher/`` a pretrained source converted to a gatelab model
 source is read where it is), ``models/<target>/`` the linearized model before fine-tuning (a gatelab model folder,
 the run's ``init_from``), ``runs/<target>/`` its fine-tuning run, ``results.json`` and ``report.md``. Teacher and
 students are evaluated here on the same test windows (the source's tokenizer on the test split of ``data``). The
-recovered fraction is ``teacher perplexity / student perplexity``; the paper's 93% is a ratio of mean zero-shot
-accuracies.
+recovered fraction is ``teacher perplexity / student perplexity``, and ``student accuracy / teacher accuracy`` on the
+local cloze task (``cloze.py``; the paper's 93% is a ratio of mean zero-shot accuracies).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from ..train.diagnostics import TrainingDiverged
 from ..train.files import write_json_atomic
 from ..train.sweep import finished_result, run_or_resume
 from ..train.tasks.lm import perplexity
+from .cloze import cloze_correct, recovered_accuracy
 from .export import convert_to_folder, write_folder
 from .linearize import linearize
 from .source import read_json, source_path, weights_digest
@@ -44,7 +45,8 @@ class LinearizeOptions:
     no warmup, a constant rate (its ReduceLROnPlateau never fires in a short run), gradient clip 1.0, batch 8
     (the paper: micro-batches of 1, ``grad_accum`` = 8, which bounds the memory of long sequences).
     ``seq_len`` 0: the source run's training length (1024, the paper's, for a model folder without a run).
-    ``contexts``: context lengths at which the decoding state is measured."""
+    ``contexts``: context lengths at which the decoding state is measured. ``cloze_items``: items of the local cloze
+    task (``ptb_lastword``, 2,800) on which teacher and students are scored for the accuracy ratio (0: none)."""
 
     targets: list[str]
     data: str = "ptb"
@@ -57,6 +59,7 @@ class LinearizeOptions:
     window: int = 64
     eval_tokens: int = 0
     contexts: list[int] = field(default_factory=lambda: [128, 512, 2048])
+    cloze_items: int = 500
     seed: int = 0
     device: str = "cpu"
 
@@ -173,12 +176,26 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
     def ppl(model: DecoderLM) -> float:
         return perplexity(model, x, y, batch)
 
-    teacher_ppl = ppl(teacher.model)
+    def cloze(model: DecoderLM) -> list[float]:
+        return cloze_correct(model, teacher.tokenizer, seq_len, opts.cloze_items, batch) if opts.cloze_items else []
+
+    def accuracy(correct: list[float], stage: str) -> dict[str, Any]:
+        """``cloze_acc``, ``recovered_acc`` and its standard error, suffixed ``_linearized`` before tuning."""
+        if not opts.cloze_items:
+            return {}
+        ratio, se = recovered_accuracy(correct, teacher_correct)
+        suffix = "" if stage == "tuned" else "_linearized"
+        return {f"cloze_acc{suffix}": statistics.fmean(correct), f"recovered_acc{suffix}": ratio,
+                f"recovered_acc_se{suffix}": se}
+
+    teacher_ppl, teacher_correct = ppl(teacher.model), cloze(teacher.model)
     results: dict[str, Any] = {
         "source": str(source), "options": asdict(opts), "seq_len": seq_len, "bos": teacher.bos,
         "eval": {"windows": len(x), "tokens": y.numel()},
         "teacher": {"test_ppl": teacher_ppl, "params": sum(p.numel() for p in teacher.model.parameters()),
-                    "train_tokens": teacher.train_tokens, "state": decoding_state(teacher.model, contexts)},
+                    "train_tokens": teacher.train_tokens, "state": decoding_state(teacher.model, contexts),
+                    **({"cloze_acc": statistics.fmean(teacher_correct)} if opts.cloze_items else {})},
+        "cloze": {"task": "ptb_lastword", "items": len(teacher_correct)} if opts.cloze_items else None,
         "recovered_definition": "teacher test perplexity / student test perplexity (1 = the teacher's perplexity)",
         "targets": {}}
     for to in opts.targets:
@@ -191,12 +208,13 @@ def run_linearization(source: str | Path, opts: LinearizeOptions, out: str | Pat
         row = {"mixer": student.config.mixer, "run": str(run_dir), "test_ppl_linearized": before,
                "recovered_linearized": teacher_ppl / before, "steps": steps,
                "tokens": steps * opts.batch_size * seq_len, "train_seconds": result.get("train_seconds"),
-               "trainable_params": result.get("trainable_params"), "diverged": result.get("reason")}
+               "trainable_params": result.get("trainable_params"), "diverged": result.get("reason"),
+               **accuracy(cloze(student), "linearized")}
         if not result.get("diverged"):
             tuned = load_run(run_dir)[0].model.eval()
             after = ppl(tuned)
             row.update(test_ppl_tuned=after, recovered=teacher_ppl / after, state=decoding_state(tuned, contexts),
-                       run_test_ppl=result.get("final", {}).get("test/ppl"))
+                       run_test_ppl=result.get("final", {}).get("test/ppl"), **accuracy(cloze(tuned), "tuned"))
         results["targets"][to] = row
     write_json_atomic(out / "results.json", results)
     return results

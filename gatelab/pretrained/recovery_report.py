@@ -9,8 +9,18 @@ PAPER_NOTE = (
     "The paper (Lan et al. 2025, arXiv 2503.01496) reports Liger recovering about 93% of its Llama-3 teacher with "
     "0.02% of the pre-training tokens, as the ratio of mean zero-shot accuracies (PIQA, ARC-e, ARC-c, HellaSwag, "
     "WinoGrande, MMLU through lm-eval-harness) of student and teacher, at 1B-8B parameters. This report measures "
-    "perplexity recovery (teacher perplexity / student perplexity on the same test windows), which is not the same "
-    "number: accuracy recovery on a local zero-shot task comes with `gatelab eval`.")
+    "perplexity recovery (teacher perplexity / student perplexity on the same test windows) and accuracy recovery "
+    "on one local zero-shot cloze task (ptb_lastword, through lm-eval), not the paper's task mix.")
+
+
+def _acc(row: dict[str, Any], suffix: str) -> str:
+    """``acc (recovered ± SE)`` of a cloze score, blank when none was measured."""
+    acc, ratio, se = (row.get(f"{k}{suffix}") for k in ("cloze_acc", "recovered_acc", "recovered_acc_se"))
+    if acc is None:
+        return ""
+    if ratio is None:
+        return f"{acc:.3f}"
+    return f"{acc:.3f} ({_pct(ratio)}" + ("" if se is None else f" ± {100 * se:.1f}") + ")"
 
 
 def _ppl(value: float | None) -> str:
@@ -30,16 +40,20 @@ def report_markdown(results: dict[str, Any], command: str) -> str:
              f"evaluation: {results['eval']['tokens']:,} test tokens in {results['eval']['windows']} windows of "
              f"{results['seq_len']}.", "",
              "| model | mixer | test ppl before tuning | test ppl after tuning | recovered before | recovered after | "
-             "trainable params | tuning tokens |",
-             "|---|---|---:|---:|---:|---:|---:|---:|",
-             f"| teacher | attn | {_ppl(teacher['test_ppl'])} | | | | {teacher['params']:,} (all, trained) | "
+             "cloze acc before (recovered) | cloze acc after (recovered) | trainable params | tuning tokens |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| teacher | attn | {_ppl(teacher['test_ppl'])} | | | | {_acc(teacher, '')} | | "
+             f"{teacher['params']:,} (all, trained) | "
              f"{'' if teacher['train_tokens'] is None else format(teacher['train_tokens'], ',')} |"]
     for to, r in results["targets"].items():
         after = f"diverged at step {r['steps']}" if r["diverged"] else _ppl(r["test_ppl_tuned"])
         lines.append(f"| {to} | {r['mixer']} | {_ppl(r['test_ppl_linearized'])} | {after} | "
                      f"{_pct(r['recovered_linearized'])} | {'' if r['diverged'] else _pct(r['recovered'])} | "
-                     f"{r['trainable_params'] or 0:,} | {r['tokens']:,} |")
-    lines += ["", f"Recovered = {results['recovered_definition']}.", "", PAPER_NOTE, "",
+                     f"{_acc(r, '_linearized')} | {_acc(r, '')} | {r['trainable_params'] or 0:,} | {r['tokens']:,} |")
+    cloze = results.get("cloze")
+    accuracy = (f" Cloze: the first {cloze['items']:,} items of {cloze['task']}, greedy accuracy; recovered = student "
+                "accuracy / teacher accuracy, ± its standard error over the items (paired bootstrap)." if cloze else "")
+    lines += ["", f"Recovered = {results['recovered_definition']}.{accuracy}", "", PAPER_NOTE, "",
               "## Decoding state against context length", "",
               "Bytes held by the per-layer decoding states after a context, and the median time of one decoding step "
               "there (one sequence, this machine). The teacher's KV cache grows with the context; the linearized "

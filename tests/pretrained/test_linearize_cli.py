@@ -37,10 +37,11 @@ def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
     out = source / "out"
     code = main(["linearize", str(source / "teacher"), "--to", "liger,gla", "--data", str(source / "text"),
                  "--steps", "2", "--batch-size", "2", "--grad-accum", "2", "--seq-len", "16", "--window", "4",
-                 "--contexts", "32,64", "--out", str(out), "--no-progress"])
+                 "--contexts", "32,64", "--cloze-items", "12", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     teacher = results["teacher"]
+    assert results["cloze"] == {"task": "ptb_lastword", "items": 12} and 0 <= teacher["cloze_acc"] <= 1
     assert teacher["state"][1]["state_bytes"] == 2 * teacher["state"][0]["state_bytes"]   # the KV cache grows
     kept = load_file(source / "teacher" / "model.safetensors")
     for to in ("liger", "gla"):
@@ -49,6 +50,9 @@ def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
         assert r["recovered"] == pytest.approx(teacher["test_ppl"] / r["test_ppl_tuned"])
         assert r["run_test_ppl"] == pytest.approx(r["test_ppl_tuned"], rel=1e-4)    # the run saw the same windows
         assert r["state"][0]["state_bytes"] == r["state"][1]["state_bytes"] > 0     # bounded by the window
+        for suffix in ("", "_linearized"):
+            ratio, acc = r[f"recovered_acc{suffix}"], r[f"cloze_acc{suffix}"]
+            assert ratio is None if teacher["cloze_acc"] == 0 else ratio == pytest.approx(acc / teacher["cloze_acc"])
         linearized = load_file(out / "models" / to / "model.safetensors")
         assert all(torch.equal(linearized[k], v) for k, v in kept.items())
         run = json.loads((out / "runs" / to / "config.json").read_text())
@@ -74,8 +78,8 @@ def test_a_hugging_face_model_is_converted_then_linearized(tmp_path, capsys):
     BOS token, and its grouped-query attention maps to the recurrence."""
     out = tmp_path / "out"
     code = main(["linearize", str(save_tiny(tmp_path / "hf")), "--to", "gla", "--data",
-                 str(write_corpus(tmp_path / "text", TEXT * 3)), "--steps", "1", "--batch-size", "2", "--seq-len",
-                 "16", "--contexts", "16,64,128", "--out", str(out), "--no-progress"])
+                 str(write_corpus(tmp_path / "text", TEXT * 3)), "--cloze-items", "0", "--steps", "1", "--batch-size",
+                 "2", "--seq-len", "16", "--contexts", "16,64,128", "--out", str(out), "--no-progress"])
     assert code == 0, capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     assert results["bos"] and (out / "teacher" / "conversion.json").is_file()
@@ -91,8 +95,9 @@ def test_a_teacher_converted_from_other_weights_is_not_reused(tmp_path, capsys):
     from tests.pretrained.tiny import tiny_model
 
     hf, out = tmp_path / "hf", tmp_path / "out"
-    argv = ["linearize", str(hf), "--to", "swa", "--data", str(write_corpus(tmp_path / "text", TEXT * 3)), "--steps",
-            "1", "--batch-size", "2", "--seq-len", "16", "--contexts", "16", "--out", str(out), "--no-progress"]
+    argv = ["linearize", str(hf), "--to", "swa", "--data", str(write_corpus(tmp_path / "text", TEXT * 3)),
+            "--cloze-items", "0", "--steps", "1", "--batch-size", "2", "--seq-len", "16", "--contexts", "16", "--out",
+            str(out), "--no-progress"]
     save_tiny(hf)
     assert main(argv) == 0, capsys.readouterr().out
     first = json.loads((out / "teacher" / "conversion.json").read_text())["weights_sha256"]
@@ -112,9 +117,9 @@ def test_a_folder_that_is_not_a_model_is_refused(tmp_path, capsys):
 
 def test_a_diverged_fine_tuning_is_a_result(source, capsys):
     out = source / "diverged"
-    argv = ["linearize", str(source / "teacher"), "--to", "gla", "--data", str(source / "text"), "--steps", "3",
-            "--batch-size", "2", "--seq-len", "16", "--lr", "1e30", "--contexts", "32", "--out", str(out),
-            "--no-progress"]
+    argv = ["linearize", str(source / "teacher"), "--to", "gla", "--data", str(source / "text"), "--cloze-items", "0",
+            "--steps", "3", "--batch-size", "2", "--seq-len", "16", "--lr", "1e30", "--contexts", "32", "--out",
+            str(out), "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().out
     gla = json.loads((out / "results.json").read_text())["targets"]["gla"]
     assert gla["diverged"] and "test_ppl_tuned" not in gla
