@@ -112,11 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates", "lra-listops",
-                                    "mamba-synthetic", "informer-ett"])
+                                    "mamba-synthetic", "informer-ett", "liger"])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
                       "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "
-                      "16 x 128 tokens at d_model 128 (gated-attention: 24 runs, 109 minutes on one thread)")
+                      "16 x 128 tokens at d_model 128 (gated-attention: 24 runs, 109 minutes on one thread); liger: "
+                      "quick linearizes a PTB attention model trained here, full SmolLM2 (install-data smollm2)")
     mode.add_argument("--smoke", action="store_true",
                       help="seconds: checks the pipeline, says nothing about the claims")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)

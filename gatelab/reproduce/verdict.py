@@ -126,3 +126,16 @@ def judge_claim(claim: Claim, groups: dict[str, dict[str, list[float]]]) -> Verd
     sentence = "; ".join(text for ok, text in checks if not ok) if not met else "; ".join(t for _, t in checks)
     return Verdict(verdict.verdict if met else UNTESTABLE, verdict.control, verdict.treatment, verdict.effect,
                    verdict.z, verdict.effect_over_noise, sentence)
+
+
+def judge_level(value: float, se: float | None, level: float, threshold: float = 2.0) -> Verdict:
+    """A claim that a measured ``value`` reaches ``level`` (e.g. a recovered fraction of at least 93%): reproduced
+    when ``value - level`` exceeds ``threshold`` standard errors ``se``, not reproduced when it falls short by as
+    much, inconclusive otherwise (and without a standard error). ``control`` holds the level, ``treatment`` the
+    value and its standard error."""
+    effect = value - level
+    if se is None or not math.isfinite(se):
+        return Verdict("inconclusive", (level, 0.0), (value, math.nan), effect, math.nan, math.nan)
+    z = effect / se if se > 0 else math.copysign(math.inf, effect) if effect else 0.0
+    verdict = "reproduced" if z >= threshold else "not reproduced" if z <= -threshold else "inconclusive"
+    return Verdict(verdict, (level, 0.0), (value, se), effect, z, math.nan)
