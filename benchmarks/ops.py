@@ -72,16 +72,17 @@ def layer_fns(T: int, backward: bool) -> dict[str, callable]:
     return {name: run(layer) for name, layer in layers.items()}
 
 
-def form_fns(T: int, with_ref: bool) -> tuple[dict[str, callable], dict[str, callable]]:
-    """Forward+backward of every later op's fast form and of causal SDPA, and (``with_ref``) of the reference
-    forms, at length T."""
+def form_fns(T: int, with_ref: bool, names: list[str]) -> tuple[dict[str, callable], dict[str, callable]]:
+    """Forward+backward of the later ops' fast forms ``names`` and of causal SDPA, and (``with_ref``) of their
+    reference forms, at length T."""
     def run(fn, x):
         def go():
             fn(**x).sum().backward()
         return go
 
     fast, ref = {"sdpa_causal": op_fns(T, backward=True)["sdpa_causal"]}, {}
-    for name, form in FORMS.items():
+    for name in names:
+        form = FORMS[name]
         x = form.inputs(T)
         fast[f"{name}_fast"] = run(form.fast, x)
         if with_ref:
@@ -89,14 +90,14 @@ def form_fns(T: int, with_ref: bool) -> tuple[dict[str, callable], dict[str, cal
     return fast, ref
 
 
-def time_forms(lengths: list[int], ref_max_len: int, repeats: int) -> list[dict]:
+def time_forms(lengths: list[int], ref_max_len: int, repeats: int, names: list[str]) -> list[dict]:
     rows = []
     for T in lengths:
-        fast, ref = form_fns(T, with_ref=ref_max_len >= T)
+        fast, ref = form_fns(T, ref_max_len >= T, names)
         times = median_times(fast, repeats)
         times.update(median_times(ref, 1, warmup=0))
         rows += [{"name": name, "T": T, "mode": "fwd+bwd", "seconds": round(t, 5)} for name, t in times.items()]
-        for name in FORMS:
+        for name in names:
             t = times[f"{name}_fast"]
             vs_ref = f"{times[f'{name}_ref'] / t:8.3g}x its reference" if ref else " " * 23
             print(f"T={T:5d} fwd+bwd {name:20s}{vs_ref}  {times['sdpa_causal'] / t:6.2f}x causal SDPA", flush=True)
@@ -111,7 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lengths at which the later mixers' fast forms are timed (default 2048,8192)")
     parser.add_argument("--ref-max-len", type=int, default=2048,
                         help="the longest T at which their reference forms are timed too (default 2048)")
+    parser.add_argument("--forms", type=form_names, default=list(FORMS),
+                        help=f"comma-separated fast forms to time (default all: {', '.join(FORMS)})")
     return parser
+
+
+def form_names(text: str) -> list[str]:
+    """An argparse type: comma-separated keys of ``FORMS``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FORMS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown form {', '.join(unknown) or '(none)'}; choose from "
+                                         f"{', '.join(FORMS)}")
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"chunk vs sdpa {times['sdpa_causal'] / times['gla_chunk']:5.2f}x  "
                   f"gate overhead elementwise {times['gated_attn_elementwise'] / times['attn'] - 1:+.1%} "
                   f"headwise {times['gated_attn_headwise'] / times['attn'] - 1:+.1%}", flush=True)
-    rows += time_forms([16] if args.smoke else args.form_lengths, args.ref_max_len, args.repeats)
+    rows += time_forms([16] if args.smoke else args.form_lengths, args.ref_max_len, args.repeats, args.forms)
     write_rows(rows, args.out)
 
 
