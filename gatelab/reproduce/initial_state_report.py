@@ -108,10 +108,12 @@ def report(out: Path, mode: str, seeds: int, data: str, command: str, p: Protoco
     mixers = tuple(matches)
     tuned = [r for r in records if r["lr"] is not None]
     chosen = chosen_lrs(tuned)
-    claim_list = claims(mixers, chosen)
+    claim_list = claims(tuple(m for m in mixers if (m, "initial_state") in chosen), chosen)
     sources = [f"{m} {mean_cell([r['test_ppl'] for r in source_records if r['mixer'] == m])} "
                f"({max(r['num_params'] for r in source_records if r['mixer'] == m)} parameters)" for m in mixers]
     notes = mode_note(mode) + [
+        *[f"Source run {r['run']} diverged: its seed has no untuned or tuned rows." for r in source_records
+          if r["diverged"]],
         "Each arm's learning rate (**chosen**) has the lowest mean valid perplexity over seeds on the target's "
         "valid split; the claims compare test perplexity at the chosen rates. Every run starts from its seed's "
         "source model, so the seed std includes the source's training noise.",
@@ -120,7 +122,7 @@ def report(out: Path, mode: str, seeds: int, data: str, command: str, p: Protoco
         f"The shift is partly one of alphabet: PTB is lower-case with almost no punctuation, and {shift['values']} "
         f"byte values of {data}'s test split ({shift['shown']!r}) never occur in PTB's training split; they make up "
         f"{shift['fraction']:.1%} of its test bytes. Their embeddings (tied to the output head) never trained; full "
-        "fine-tuning can train them, LoRA on the mixer's projections and the initial states cannot.",
+        "fine-tuning trains them, LoRA on the mixer's projections and the initial states leave them as they are.",
         "The paper's setting is not ours: Lina-Speech tunes the initial states of a 169M-parameter GLA "
         "text-to-speech model (audio codec tokens, cross-attention to text) on 3 to 15 minutes of one speaker and "
         "judges the voice (speaker similarity, word error rate, listening tests); here a small byte-level LM "
@@ -138,7 +140,9 @@ def report(out: Path, mode: str, seeds: int, data: str, command: str, p: Protoco
         f"decay; one source per seed. Source PTB test ppl: {'; '.join(sources)}",
         f"- adaptation to {data}: {p.tune_steps} steps of batch {s.batch_size} x {s.seq_len} bytes for every arm "
         "(same data order per seed), AdamW without weight decay, warmup and cosine decay, gradient clipping 1.0; "
-        "learning rates " + "; ".join(f"{arm} {', '.join(f'{lr:g}' for lr in lrs)}" for arm, lrs in p.lrs.items()),
+        "LoRA alpha twice its rank; learning rates "
+        + "; ".join(f"{arm} {', '.join(f'{lr:g}' for lr in lrs)}" for arm, lrs in p.lrs.items())
+        + " (grids from a one-seed probe at the quick scale, listed in `gatelab/reproduce/initial_state.py`)",
         f"- measured on the first {s.eval_tokens} bytes of the valid and test splits (disjoint windows of "
         f"{s.seq_len}); bits per byte = log2 of the per-byte perplexity; {seeds} seeds",
     ]
