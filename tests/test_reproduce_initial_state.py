@@ -1,5 +1,6 @@
 """``gatelab reproduce initial-state``: LoRA at the initial states' parameter count, the learning-rate choice, the
 smoke mode end to end, and bad input."""
+import dataclasses
 import itertools
 import json
 import random
@@ -33,7 +34,7 @@ def test_lora_matches_the_initial_states_count_as_peft_and_the_model_count_it():
     torch.manual_seed(0)
     model = add_lora(DecoderLM(cfg), LoRAConfig(rank=match.rank, alpha=2.0, targets=list(match.targets)))
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == match.params
-    states = DecoderLM(ModelConfig(**{**cfg.__dict__, "learned_initial_state": True}))
+    states = DecoderLM(dataclasses.replace(cfg, learned_initial_state=True))
     assert sum(p.numel() for n, p in states.named_parameters() if n.startswith("initial_states.")) == match.budget
 
 

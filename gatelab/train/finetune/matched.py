@@ -5,8 +5,8 @@ LoRA adapts a linear layer ``in -> out`` at rank ``r`` with ``r * (in + out)`` p
 2106.09685), so a count is reached by the choice of rank and of layers. The candidates are every non-empty set of
 the token mixer's projections (``mixer.<name>``: q/k/v/o/g of GLA, in/out of Mamba-2; not the factors of a
 low-rank gate such as ``mixer.gk_proj.0``) at every rank. The closest count wins; among equally close ones, more
-layers at a lower rank (LoRA's Table 5: adapting more weight types at a lower rank beats one type at a higher
-rank), then the layers LoRA's paper prefers: q, v, k, o (then the others by name)."""
+layers at a lower rank (LoRA's Table 5: at one budget, adapting more weight types at a lower rank beats one type at
+a higher rank), then q and v first (that table's best pair), then k, o and the others by name."""
 from __future__ import annotations
 
 import dataclasses
