@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="a paper's small-scale experiment end to end, with a verdict per claim")
     p.add_argument("name", choices=["gated-attention", "quantizable", "lr-stability", "channel-gates", "lra-listops",
-                                    "mamba-synthetic", "informer-ett", "liger"])
+                                    "mamba-synthetic", "informer-ett", "liger", "initial-state"])
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="150 steps of a 4-layer d_model 64 model per run (lr-"
                       "stability: 36 runs, 9 minutes on one CPU thread); default: the full mode, 500 steps of batch "
@@ -122,7 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seconds: checks the pipeline, says nothing about the claims")
     p.add_argument("--seeds", type=number(int, "[1, inf)"), default=3)
     p.add_argument("--data", help="the language-model reproductions: a corpus or folder (word-level tokenizer; default "
-                   "ptb); informer-ett: etth1 (default), etth2 or an ETT-format CSV; the others generate their data")
+                   "ptb); initial-state: the corpus its byte-level PTB models adapt to (default shakespeare); "
+                   "informer-ett: etth1 (default), etth2 or an ETT-format CSV; the others generate their data")
     p.add_argument("--out", help="output folder (default runs/reproduce-<name>-<mode>; re-running resumes there)")
     add_executor_flags(p)
     p.add_argument("--no-progress", action="store_true")

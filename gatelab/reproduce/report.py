@@ -48,20 +48,29 @@ def claim_lines(records: list[dict[str, Any]], claims: list[Claim]) -> list[str]
     return lines
 
 
-def write_report(out: Path, title: str, command: str, records: list[dict[str, Any]], columns: dict[str, str],
-                 claims: list[Claim], notes: list[str], settings: list[str]) -> Path:
-    """``report.md`` (+ ``records.json``): per-variant means ± std, then each claim with the paper's numbers, our
-    numbers, the effect in standard errors and over the seed std, and the verdict."""
-    variants = list(dict.fromkeys(r["variant"] for r in records))
+def mean_cell(values: list[float] | None) -> str:
+    """``mean ± std`` over seeds, or a dash where nothing was measured."""
+    return "–" if not values else "{:.4g} ± {:.2g}".format(*mean_std(values))
+
+
+def variant_table(records: list[dict[str, Any]], columns: dict[str, str]) -> list[str]:
+    """One row per variant: its number of seeds and the mean ± std of each column's metric."""
     header = ["variant", "seeds", *columns.values()]
-    lines = [f"# {title}", "", f"Command: `{command}`", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    for v in variants:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for v in dict.fromkeys(r["variant"] for r in records):
         cells = [v, str(sum(r["variant"] == v for r in records))]
-        for metric in columns:
-            vals = by_variant(records, metric).get(v)
-            cells.append("–" if not vals else "{:.4g} ± {:.2g}".format(*mean_std(vals)))
+        cells += [mean_cell(by_variant(records, metric).get(v)) for metric in columns]
         lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_report(out: Path, title: str, command: str, records: list[dict[str, Any]], columns: dict[str, str],
+                 claims: list[Claim], notes: list[str], settings: list[str], table: list[str] | None = None) -> Path:
+    """``report.md`` (+ ``records.json``): per-variant means ± std (``variant_table``, or the lines of ``table``),
+    then each claim with the paper's numbers, our numbers, the effect in standard errors and over the seed std, and
+    the verdict."""
+    lines = [f"# {title}", "", f"Command: `{command}`", "",
+             *(table if table is not None else variant_table(records, columns))]
     lines += ["", "## Claims", "", *claim_lines(records, claims), ""]
     for note in notes:
         lines += [note, ""]
