@@ -168,3 +168,31 @@ def test_bad_inputs_are_named(change, match):
     opts = {**kw, "window": 2, **change}
     with pytest.raises(ValueError, match=match):
         chunk_atlas(q, k, v, **opts)
+
+
+@pytest.mark.parametrize("chunk_size,given_chunk", [(4, 4), (4, 1), (1, 4)])
+def test_batch_blocks_give_the_whole_batch_with_any_initial_state(monkeypatch, chunk_size, given_chunk):
+    """Blocks of 4 (sequence, head) pairs over 3 sequences of 2 heads (blocks of 2 and 1), from a state made with
+    another chunk size (which fields are None follows the chunk size in use), with gradients: equal to the reference
+    loop; an empty batch keeps counting tokens."""
+    import gatelab.ops.atlas.chunk as chunk
+
+    (q, k, v), kw = inputs(B=3, T=11)
+    opts = dict(window=3, chunk_size=chunk_size)
+    _, st = recurrent_atlas(q[:, :4], k[:, :4], v[:, :4], **split(kw, slice(0, 4)), window=3,
+                            chunk_size=given_chunk, output_final_state=True)
+    monkeypatch.setattr(chunk, "BLOCK_PAIRS", 4)
+    results = []
+    for op in (recurrent_atlas, chunk_atlas):
+        leaves = [x[:, 4:].clone().requires_grad_() for x in (q, k, v)]
+        gates = {n: x.clone().requires_grad_() for n, x in split(kw, slice(4, None)).items()}
+        o, end = op(*leaves, **gates, **opts, initial_state=st, output_final_state=True)
+        (o.square().sum() + end.w2.sum()).backward()
+        results.append([o, *(x for x in end[:9] if x is not None), *(x.grad for x in leaves)])
+        assert end.offset == 11 and (end.start1 is None) == (chunk_size == 1)
+    for ref, out in zip(*results, strict=True):
+        torch.testing.assert_close(out, ref, atol=1e-10, rtol=1e-10)
+    empty = [x[:0] for x in (q, k, v)]
+    o, end = chunk_atlas(*empty, **{n: (x if n in ("w1", "w2") else x[:0]) for n, x in kw.items()}, **opts,
+                         output_final_state=True)
+    assert o.shape == (0, 11, 2, 4) and end.offset == 11

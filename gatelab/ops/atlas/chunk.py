@@ -122,14 +122,16 @@ def chunk_atlas(
     st = initial_state or initial(w1, w2, k.to(ct), v.to(ct), window, chunk_size)
     st = AtlasState(*(None if x is None else x.to(ct) for x in st[:9]), st.offset)
     inputs = tuple(x.to(ct).transpose(1, 2) for x in (q, k, v, g, beta, g_momentum, gamma))  # (B, H, T, .)
-    B, H = q.shape[0], q.shape[2]
-    size = max(1, BLOCK_PAIRS // H)
+    size = max(1, BLOCK_PAIRS // q.shape[2])
     parts = [_chunks(_rows(st, b, b + size), [x[b:b + size] for x in inputs], window, ns_steps, residual, chunk_size)
-             for b in range(0, B, size)]
-    o = torch.cat([p[0] for p in parts]) if B else v.new_zeros(v.shape).transpose(1, 2)  # (B, H, T, V)
-    final = AtlasState(*(None if x is None else torch.cat([p[1][i] for p in parts])
-                         for i, x in enumerate(st[:9])), parts[0][1].offset) if B else st
-    return o.transpose(1, 2).to(dtype), (final if output_final_state else None)
+             for b in range(0, q.shape[0], size) or [0]]              # (an empty batch runs once, for its offset)
+    o = torch.cat([p[0] for p in parts])                                   # (B, H, T, V)
+    if not output_final_state:
+        return o.transpose(1, 2).to(dtype), None
+    ends = [p[1] for p in parts]
+    final = AtlasState(*(None if x is None else torch.cat([e[i] for e in ends]) for i, x in enumerate(ends[0][:9])),
+                       ends[0].offset)
+    return o.transpose(1, 2).to(dtype), final
 
 
 BLOCK_PAIRS = 16   # (sequence, head) pairs per block of chunk_atlas's batch
