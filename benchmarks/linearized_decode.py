@@ -8,7 +8,8 @@ converted as ``gatelab convert`` does; each target is its linearization (``gatel
 tuned: a step's time does not depend on the weights' values). Every model prefills the same random context of
 every length, then decodes one token at a time through its state, all models and lengths taking turns token by
 token so that the machine's drift hits them alike. Reported per model and context: the median milliseconds per
-token, ``speedup`` (the teacher's time over the model's: above 1 is faster) and the bytes its states hold.
+token, ``speedup`` (the teacher's time over the model's: above 1 is faster) and the bytes its states hold after
+the context.
 ``--smoke``: a tiny random attention model, one repeat.
 """
 from __future__ import annotations
@@ -47,14 +48,15 @@ def load_teacher(source: str) -> DecoderLM:
 
 @torch.no_grad()
 def measure(models: dict[str, DecoderLM], lengths: list[int], new_tokens: int) -> list[dict]:
-    """One row per model and context length: median ms per decoded token (all interleaved), speedup, state bytes."""
+    """One row per model and context length: median ms per decoded token (all interleaved), speedup, and the bytes
+    of the states right after the context."""
     vocab = next(iter(models.values())).config.vocab_size
     context = torch.randint(0, vocab, (1, max(lengths)), generator=torch.Generator().manual_seed(0))
-    lines = {}
+    lines, held = {}, {}
     for name, model in models.items():
         for n in lengths:
             out = model(context[:, :n])
-            lines[name, n] = (out.states, out.logits[:, -1:].argmax(-1))
+            lines[name, n], held[name, n] = (out.states, out.logits[:, -1:].argmax(-1)), state_bytes(out.states)
 
     def step(name: str, n: int) -> None:
         states, token = lines[name, n]
@@ -64,8 +66,8 @@ def measure(models: dict[str, DecoderLM], lengths: list[int], new_tokens: int) -
     times = median_times({f"{name}@{n}": functools.partial(step, name, n) for name, n in lines}, new_tokens)
     return [{"model": name, "mixer": models[name].config.mixer, "context": n,
              "ms_per_token": round(times[f"{name}@{n}"] * 1e3, 3),
-             "speedup": round(times[f"teacher@{n}"] / times[f"{name}@{n}"], 3), "state_bytes": state_bytes(states)}
-            for (name, n), (states, _) in lines.items()]
+             "speedup": round(times[f"teacher@{n}"] / times[f"{name}@{n}"], 3), "state_bytes": held[name, n]}
+            for name, n in lines]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from gatelab.cli import main
+from gatelab.reproduce.liger import diverged_note, level_lines
 from gatelab.reproduce.verdict import judge_level
 from tests.utils import write_corpus
 
@@ -36,3 +37,34 @@ def test_reproduce_liger_runs_end_to_end_in_smoke_mode(tmp_path, monkeypatch, ca
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("**/result.json")}
     assert main(argv) == 0                            # resumes: nothing retrained
     assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("**/result.json")}
+
+
+def _records(values, ses, correct=122, diverged=()):
+    teacher = [{"variant": "teacher", "seed": s, "cloze_correct": correct} for s in range(len(values))]
+    return teacher + [{"variant": "liger", "seed": s, "recovered_acc": v, "recovered_acc_se": se,
+                       "diverged": s in diverged} for s, (v, se) in enumerate(zip(values, ses, strict=True))]
+
+
+def _headline(records):
+    return next(line for line in level_lines(records) if line.startswith("| Liger recovers at least 93%"))
+
+
+def test_the_headline_adds_item_and_seed_error_and_needs_two_seeds():
+    line = _headline(_records([0.98, 1.00], [0.03, 0.04]))
+    se = math.sqrt((0.03**2 + 0.04**2) / 2 + 0.02**2 / 2 / 2)                      # 3.7%: 1.6 SE above 93%
+    assert f"99.0% ± {100 * se:.1f}" in line and "**inconclusive**" in line
+    assert "**reproduced**" in _headline(_records([1.00, 1.01], [0.0, 0.0]))        # a zero error is an error
+    one = _headline(_records([1.5], [0.01]))
+    assert "**inconclusive** (one seed" in one
+    assert "**untestable here**" in _headline(_records([1.0, 1.0], [0.01, 0.01], correct=24))
+
+
+def test_a_diverged_student_counts_as_recovering_nothing():
+    records = _records([0.0, 1.0], [0.0, 0.01], diverged=(0,))
+    assert "50.0%" in _headline(records) and "liger seed 0" in diverged_note(records)
+
+
+def test_quick_mode_trains_its_teacher_on_ptb_only(tmp_path, capsys):
+    assert main(["reproduce", "liger", "--quick", "--data", "shakespeare", "--out", str(tmp_path / "o")]) == 2
+    assert "--data shakespeare: reproduce liger --quick trains its word-level teacher on ptb" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()
