@@ -13,7 +13,7 @@ from gatelab.cli import main
 from gatelab.config import ConfigError
 from gatelab.models import ModelConfig
 from gatelab.models.lm import DecoderLM
-from gatelab.reproduce.initial_state_report import chosen_lrs
+from gatelab.reproduce.initial_state_report import chosen_lrs, edge_note
 from gatelab.train.finetune import LoRAConfig, add_lora
 from gatelab.train.finetune.matched import initial_state_params, lora_params, matched_lora
 
@@ -69,6 +69,13 @@ def test_each_arm_s_learning_rate_is_chosen_on_valid_perplexity_never_on_test():
                                  (0.1, (float("inf"), 9.0), 1.0))
                for s, v in enumerate(vs)]
     assert chosen_lrs(records) == {("gla", "lora"): 0.03}     # means 11.0, 10.7 and inf (one seed diverged)
+
+
+def test_a_rate_chosen_at_the_edge_of_its_grid_is_said_to_be():
+    grids = {"initial_state": (1.0, 10.0, 30.0), "lora": (0.01, 0.03, 0.1), "full": (0.003,)}
+    note = edge_note({("gla", "initial_state"): 30.0, ("gla", "lora"): 0.03, ("gla", "full"): 0.003}, grids)
+    assert note.endswith("gla initial_state at 30.") and "lora" not in note and "full" not in note
+    assert edge_note({("gla", "lora"): 0.03}, grids) == ""
 
 
 def target_corpus(folder):

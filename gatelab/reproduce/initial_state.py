@@ -13,7 +13,7 @@ claims are judged on test perplexity, and only where a domain shift exists (full
 source's test perplexity by at least a tenth, ``initial_state_report.SHIFT_FLOOR``).
 
 Durations, single-thread runs one after another, 3 seeds (estimates from timed training steps, not measured end
-to end): smoke seconds; quick about 15 minutes (about 8 on 2 cores with ``--workers 2``); full about 90 minutes
+to end): smoke seconds; quick about 20 minutes (about 10 on 2 cores with ``--workers 2``); full about 90 minutes
 (about 45 on 2 cores).
 """
 from __future__ import annotations
@@ -64,7 +64,8 @@ PROTOCOLS = {
     "smoke": Protocol(Scale(d_model=16, n_layers=2, seq_len=32, batch_size=4, steps=4, eval_tokens=256, lr=3e-3,
                             n_heads=2), 4, {"initial_state": (1.0,), "lora": (3e-2,), "full": (3e-3,)}),
     "quick": Protocol(Scale(d_model=64, n_layers=4, seq_len=128, batch_size=16, steps=600, eval_tokens=16384,
-                            lr=3e-3), 200, {"initial_state": (1.0, 10.0), "lora": (1e-2, 3e-2), "full": (1e-3, 3e-3)}),
+                            lr=3e-3), 200, {"initial_state": (1.0, 10.0, 30.0), "lora": (1e-2, 3e-2, 0.1),
+                                            "full": (1e-3, 3e-3, 1e-2)}),
     "full": Protocol(Scale(d_model=128, n_layers=4, seq_len=128, batch_size=16, steps=1200, eval_tokens=65536,
                            lr=2e-3), 300, {"initial_state": (0.3, 3.0, 30.0), "lora": (1e-2, 3e-2, 0.1),
                                            "full": (1e-3, 3e-3, 1e-2)}),

@@ -37,6 +37,15 @@ def chosen_lrs(records: list[dict[str, Any]]) -> dict[tuple[str, str], float]:
     return best
 
 
+def edge_note(chosen: dict[tuple[str, str], float], grids: dict[str, tuple[float, ...]]) -> str:
+    """The (mixer, arm) pairs whose chosen rate is the largest or smallest of a grid of more than one: the best
+    rate may lie outside it, and that arm may be handicapped."""
+    edges = [f"{m} {arm} at {lr:g}" for (m, arm), lr in sorted(chosen.items())
+             if len(grids[arm]) > 1 and lr in (min(grids[arm]), max(grids[arm]))]
+    return ("Chosen at an edge of its learning-rate grid (the best rate may lie beyond it): " + ", ".join(edges)
+            + ".") if edges else ""
+
+
 def claims(mixers: tuple[str, ...], chosen: dict[tuple[str, str], float]) -> list[Claim]:
     """Per mixer, at each arm's chosen learning rate: initial-state tuning against LoRA at equal parameters and
     against full fine-tuning (no loss beyond ``MARGIN``), and against the untuned source (lower); each needs the
@@ -117,6 +126,7 @@ def report(out: Path, mode: str, seeds: int, data: str, command: str, p: Protoco
         "Each arm's learning rate (**chosen**) has the lowest mean valid perplexity over seeds on the target's "
         "valid split; the claims compare test perplexity at the chosen rates. Every run starts from its seed's "
         "source model, so the seed std includes the source's training noise.",
+        edge_note(chosen, p.lrs),
         "\n".join(["Trainable parameters at equal count (`gatelab.train.finetune.matched`):",
                    *[match_note(m, matches[m]) for m in mixers]]),
         f"The shift is partly one of alphabet: PTB is lower-case with almost no punctuation, and {shift['values']} "
@@ -148,4 +158,4 @@ def report(out: Path, mode: str, seeds: int, data: str, command: str, p: Protoco
     ]
     table = arm_table(records, chosen, verdicts(records, claim_list))
     return write_report(out, "Reproduction: initial-state tuning (Lemerle et al. 2024, Lina-Speech)", command,
-                        records, COLUMNS, claim_list, notes, settings, table)
+                        records, COLUMNS, claim_list, [n for n in notes if n], settings, table)
