@@ -126,3 +126,11 @@ def test_lra_lengths_names_the_valid_mixers_for_an_unknown_one(capsys):
         build_parser().parse_args(["--mixers", "gla,no_such_mixer"])
     err = capsys.readouterr().err
     assert "no_such_mixer" in err and "mamba2" in err
+
+
+def test_ops_forms_must_name_known_forms(capsys):
+    module = importlib.import_module("benchmarks.ops")
+    with pytest.raises(SystemExit):
+        module.build_parser().parse_args(["--forms", "atlas,nope"])
+    assert "unknown form nope; choose from atlas" in capsys.readouterr().err
+    assert module.build_parser().parse_args(["--forms", "atlas,lmu_fft"]).forms == ["atlas", "lmu_fft"]

@@ -66,6 +66,8 @@ def test_linearize_tunes_each_target_and_reports_recovery(source, capsys):
     (["--to", "gla,gla"], "names a target twice"),
     (["--steps", "0"], "--steps: 0 is out of range"),
     (["--seq-len", "1"], "--seq-len: 1 is out of range"),
+    (["--cloze-items", "2801"], "--cloze-items: 2801 is out of range"),
+    (["--cloze-items", "-1"], "--cloze-items: -1 is out of range"),
     (["--batch-size", "8", "--grad-accum", "3"], "--batch-size 8 must split evenly into --grad-accum 3"),
 ])
 def test_bad_flags_are_one_line_errors(source, capsys, argv, message):
