@@ -86,8 +86,9 @@ def load_source(source: str | Path) -> Source:
     pretrained Hugging Face model (``smollm2``, a folder with ``config.json`` + safetensors, a GGUF: see
     ``load_pretrained``) converted with ``to_gatelab`` and its own tokenizer (kind ``hf``), as a Source."""
     path = Path(source)
-    if str(source) != "smollm2" and not ((path / "model" / "config.json").is_file()
-                                         or read_json(path / "config.json").get("model_type") == "gatelab"):
+    gatelab_folder = (path / "model" / "config.json").is_file() or \
+        read_json(path / "config.json").get("model_type") == "gatelab"
+    if str(source) == "smollm2" or not gatelab_folder:
         pretrained = load_pretrained(source)
         lm = to_gatelab(pretrained.model)
         tokenizer = HFTokenizer.from_pretrained(pretrained.tokenizer, model_bos(pretrained), lm.config.vocab_size)

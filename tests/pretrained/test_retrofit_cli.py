@@ -122,3 +122,17 @@ def test_a_hugging_face_source_is_converted_and_retrofitted_with_the_same_logits
     cfg = resolve_config(source, {"seq_len": 32, "bos": None})
     assert (cfg.data, cfg.bos) == ("ptb", False)
 
+
+
+def test_the_packaged_pretrained_model_is_loaded_as_one(monkeypatch):
+    """``smollm2`` names the packaged pretrained model, not a folder: it goes to ``load_pretrained``."""
+    asked = []
+
+    def fake_load(source):
+        asked.append(source)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("gatelab.pretrained.retrofit_run.load_pretrained", fake_load)
+    with pytest.raises(ConfigError, match="stop here"):
+        load_source("smollm2")
+    assert asked == ["smollm2"]
