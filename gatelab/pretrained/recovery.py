@@ -33,7 +33,7 @@ from ..train.tasks.lm import perplexity
 from .cloze import cloze_correct, recovered_accuracy
 from .export import convert_to_folder, write_folder
 from .linearize import linearize
-from .source import read_json, source_path, weights_digest
+from .source import gatelab_folder, read_json, source_path, weights_digest
 
 DECODE_STEPS = 8
 
@@ -71,12 +71,6 @@ class Teacher:
     seq_len: int
     bos: bool
     train_tokens: int | None     # tokens the teacher trained on, when the source is a gatelab run
-
-
-def gatelab_folder(path: Path) -> bool:
-    """Whether ``path`` is a gatelab lm run folder or a saved gatelab model folder."""
-    return path.is_dir() and ((path / "model" / "config.json").is_file()
-                              or read_json(path / "config.json").get("model_type") == "gatelab")
 
 
 def converted_teacher(source: str, out: Path, overwrite: bool) -> Path:

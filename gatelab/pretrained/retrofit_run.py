@@ -35,7 +35,7 @@ from ..train.sweep import SweepRun, run_sweep
 from .convert import to_gatelab
 from .export import model_bos, write_folder
 from .retrofit import Granularity, retrofit_gate
-from .source import load_pretrained, read_json
+from .source import gatelab_folder, load_pretrained, read_json
 
 ARMS = ("ungated", "gated")
 # the variant names of the records (and of the report's rows)
@@ -86,9 +86,7 @@ def load_source(source: str | Path) -> Source:
     pretrained Hugging Face model (``smollm2``, a folder with ``config.json`` + safetensors, a GGUF: see
     ``load_pretrained``) converted with ``to_gatelab`` and its own tokenizer (kind ``hf``), as a Source."""
     path = Path(source)
-    gatelab_folder = (path / "model" / "config.json").is_file() or \
-        read_json(path / "config.json").get("model_type") == "gatelab"
-    if str(source) == "smollm2" or not gatelab_folder:
+    if str(source) == "smollm2" or not gatelab_folder(path):
         pretrained = load_pretrained(source)
         lm = to_gatelab(pretrained.model)
         tokenizer = HFTokenizer.from_pretrained(pretrained.tokenizer, model_bos(pretrained), lm.config.vocab_size)

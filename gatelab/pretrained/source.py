@@ -86,6 +86,12 @@ def quiet_loading():
             hf_logging.enable_progress_bar()
 
 
+def gatelab_folder(path: Path) -> bool:
+    """Whether ``path`` is a gatelab lm run folder or a saved gatelab model folder."""
+    return path.is_dir() and ((path / "model" / "config.json").is_file()
+                              or read_json(path / "config.json").get("model_type") == "gatelab")
+
+
 def load_pretrained(source: str | Path) -> Pretrained:
     """The model and tokenizer of ``source``: ``smollm2``, a folder with ``config.json`` + ``*.safetensors``, a
     folder with exactly one ``.gguf``, a ``.gguf`` file, or a saved gatelab model (or lm run) folder. Bad input is a
@@ -100,7 +106,7 @@ def load_pretrained(source: str | Path) -> Pretrained:
         if path.suffix.lower() != ".gguf":
             raise ConfigError(f"{path} is a file but not a .gguf; {SOURCE_HELP}")
         return _load_gguf(path, path.stem)
-    if (path / "model" / "config.json").is_file() or read_json(path / "config.json").get("model_type") == "gatelab":
+    if gatelab_folder(path):
         return _load_gatelab(path)
     if (path / "config.json").is_file():
         return _load_folder(path)

@@ -123,7 +123,6 @@ def test_a_hugging_face_source_is_converted_and_retrofitted_with_the_same_logits
     assert (cfg.data, cfg.bos) == ("ptb", False)
 
 
-
 def test_the_packaged_pretrained_model_is_loaded_as_one(monkeypatch):
     """``smollm2`` names the packaged pretrained model, not a folder: it goes to ``load_pretrained``."""
     asked = []
